@@ -1,0 +1,476 @@
+"""The wire contract between edge agents and workers: message models and topic names.
+
+Nothing else in Inspector builds topic strings or message dicts by hand.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from inspector.errors import Code, RejectedInput
+from inspector.settings import SLUG, LimitSettings
+
+TOPIC_ROOT = "inspector/v1"
+REQUEST_SCHEMA = "inspector.request/v1"
+VERDICT_SCHEMA = "inspector.verdict/v1"
+REJECTION_SCHEMA = "inspector.rejection/v1"
+STATUS_SCHEMA = "inspector.worker-status/v1"
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp")
+AUDIO_TYPES = ("audio/wav", "audio/flac", "audio/ogg")
+
+Slug = Annotated[str, StringConstraints(pattern=SLUG)]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+PrintableText = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
+
+
+def _decode_base64(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError(Code.PAYLOAD_BAD_BASE64.value, "data must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise PydanticCustomError(
+            Code.PAYLOAD_BAD_BASE64.value, "data is not valid standard base64"
+        ) from None
+
+
+Base64Data = Annotated[
+    bytes,
+    BeforeValidator(_decode_base64),
+    PlainSerializer(lambda raw: base64.b64encode(raw).decode("ascii"), return_type=str),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of bytes: the content address used on the wire and in the blob store."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _limits(info: ValidationInfo) -> LimitSettings:
+    ctx = info.context or {}
+    limits = ctx.get("limits")
+    return limits if isinstance(limits, LimitSettings) else LimitSettings()
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_payload(self) -> bytes:
+        """The message as UTF-8 JSON, ready to publish."""
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+class _MediaPart(_Message):
+    data: Base64Data = Field(title="The encoded file, base64")
+    sha256: Sha256Hex = Field(title="sha256 of the decoded bytes, lowercase hex")
+
+    @model_validator(mode="after")
+    def _checksum_matches(self) -> _MediaPart:
+        if sha256_hex(self.data) != self.sha256:
+            raise PydanticCustomError(
+                Code.PAYLOAD_CHECKSUM_MISMATCH.value,
+                "sha256 of the data does not match the declared sha256: the payload was "
+                "corrupted or built wrongly",
+            )
+        return self
+
+
+class ImagePart(_MediaPart):
+    content_type: Literal["image/jpeg", "image/png", "image/webp", "image/bmp"]
+
+    @model_validator(mode="after")
+    def _within_size(self, info: ValidationInfo) -> ImagePart:
+        limit = _limits(info).max_image_bytes
+        if len(self.data) > limit:
+            raise PydanticCustomError(
+                Code.IMAGE_TOO_LARGE.value,
+                "photo is {size} bytes, above the {limit}-byte limit: resize or re-encode it",
+                {"size": len(self.data), "limit": limit},
+            )
+        return self
+
+    @classmethod
+    def from_bytes(cls, content_type: str, data: bytes) -> ImagePart:
+        """Wrap encoded photo bytes, computing the checksum."""
+        return cls.model_validate(
+            {"content_type": content_type, "data": data, "sha256": sha256_hex(data)}
+        )
+
+
+class AudioPart(_MediaPart):
+    content_type: Literal["audio/wav", "audio/flac", "audio/ogg"]
+
+    @model_validator(mode="after")
+    def _within_size(self, info: ValidationInfo) -> AudioPart:
+        limit = _limits(info).max_audio_bytes
+        if len(self.data) > limit:
+            raise PydanticCustomError(
+                Code.AUDIO_TOO_LARGE.value,
+                "voice note is {size} bytes, above the {limit}-byte limit",
+                {"size": len(self.data), "limit": limit},
+            )
+        return self
+
+    @classmethod
+    def from_bytes(cls, content_type: str, data: bytes) -> AudioPart:
+        """Wrap encoded audio bytes, computing the checksum."""
+        return cls.model_validate(
+            {"content_type": content_type, "data": data, "sha256": sha256_hex(data)}
+        )
+
+
+class InspectionRequest(_Message):
+    """Edge → worker: one inspection of one part."""
+
+    schema_: Literal["inspector.request/v1"] = Field(REQUEST_SCHEMA, alias="schema")
+    request_id: UUID = Field(title="Chosen by the edge at capture; stable across retries")
+    site: Slug
+    line: Slug
+    station: Slug
+    part_id: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")]
+    captured_at: AwareDatetime
+    images: list[ImagePart] = Field(min_length=1)
+    audio: AudioPart | None = None
+    operator: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,64}$")] | None = None
+    note: PrintableText | None = None
+    adapter: Slug | None = Field(None, title="Site adapter to use instead of the site default")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _within_limits(self, info: ValidationInfo) -> InspectionRequest:
+        limits = _limits(info)
+        if len(self.images) > limits.max_images:
+            raise PydanticCustomError(
+                Code.PAYLOAD_INVALID.value,
+                "{count} photos in one request, at most {limit} allowed",
+                {"count": len(self.images), "limit": limits.max_images},
+            )
+        if self.note is not None and len(self.note) > limits.max_note_chars:
+            raise PydanticCustomError(
+                Code.PAYLOAD_INVALID.value,
+                "note has {count} characters, at most {limit} allowed",
+                {"count": len(self.note), "limit": limits.max_note_chars},
+            )
+        return self
+
+    def to_payload(self) -> bytes:
+        """The message as UTF-8 JSON, ready to publish."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+    def fingerprint(self) -> str:
+        """sha256 of the request's content with media replaced by their hashes.
+
+        Two deliveries of the same capture share a fingerprint; a different capture
+        reusing a request_id does not.
+        """
+        body = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        body["images"] = [[i.content_type, i.sha256] for i in self.images]
+        if self.audio is not None:
+            body["audio"] = [self.audio.content_type, self.audio.sha256]
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return sha256_hex(canonical.encode())
+
+    @property
+    def station_key(self) -> StationKey:
+        """The (site, line, station) this request belongs to."""
+        return StationKey(self.site, self.line, self.station)
+
+
+class Decision(StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    REVIEW = "REVIEW"
+
+
+class DefectFinding(_Message):
+    type: Slug
+    where: str | None = Field(None, max_length=200)
+
+
+class VerdictMessage(_Message):
+    """Worker → edge: the decision on one inspection, published after it is committed."""
+
+    schema_: Literal["inspector.verdict/v1"] = Field(VERDICT_SCHEMA, alias="schema")
+    request_id: UUID
+    site: Slug
+    line: Slug
+    station: Slug
+    part_id: str
+    verdict: Decision
+    confidence: float = Field(ge=0, le=1, title="max(P(PASS), P(FAIL)) from the verdict token")
+    p_pass: float = Field(ge=0, le=1, title="P(PASS) normalised over PASS and FAIL")
+    rationale: str
+    transcript: str | None = None
+    defects: list[DefectFinding] = Field(default_factory=list)
+    model: str
+    adapter: str
+    adapter_fallback: bool = Field(False, title="The requested adapter was unknown")
+    prompt_version: str
+    worker_id: str
+    latency_ms: float = Field(ge=0)
+    decided_at: AwareDatetime
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_payload(self) -> bytes:
+        """The message as UTF-8 JSON, ready to publish."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+class RejectionMessage(_Message):
+    """Worker → edge: a request that was refused, and why."""
+
+    schema_: Literal["inspector.rejection/v1"] = Field(REJECTION_SCHEMA, alias="schema")
+    request_id: UUID | None = None
+    site: Slug | None = None
+    line: Slug | None = None
+    station: Slug | None = None
+    code: str = Field(title="Stable machine-readable reason, e.g. image.undecodable")
+    message: str = Field(title="What is wrong and what to do about it")
+    payload_sha256: Sha256Hex
+    worker_id: str
+    rejected_at: AwareDatetime
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_payload(self) -> bytes:
+        """The message as UTF-8 JSON, ready to publish."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+class WorkerStatus(_Message):
+    """Retained on the worker's status topic; the broker's last will sets `offline`."""
+
+    schema_: Literal["inspector.worker-status/v1"] = Field(STATUS_SCHEMA, alias="schema")
+    worker_id: str
+    state: Literal["online", "draining", "offline"]
+    version: str
+    model: str | None = None
+    adapters: list[str] = Field(default_factory=list)
+    updated_at: AwareDatetime
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_payload(self) -> bytes:
+        """The message as UTF-8 JSON, ready to publish."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+MESSAGES: dict[str, type[BaseModel]] = {
+    "request": InspectionRequest,
+    "verdict": VerdictMessage,
+    "rejection": RejectionMessage,
+    "worker-status": WorkerStatus,
+}
+
+
+def message_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every message, keyed by message name."""
+    return {
+        name: model.model_json_schema(by_alias=True, mode="serialization")
+        for name, model in MESSAGES.items()
+    }
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, as every message timestamp must be."""
+    return datetime.now(UTC)
+
+
+# --- topics -----------------------------------------------------------------------------
+
+
+class TopicKind(StrEnum):
+    REQUEST = "request"
+    VERDICT = "verdict"
+    REJECTED = "rejected"
+    TRIGGER = "trigger"
+
+
+@dataclass(frozen=True, slots=True)
+class StationKey:
+    site: str
+    line: str
+    station: str
+
+    def topic(self, kind: TopicKind) -> str:
+        """This station's topic of the given kind."""
+        return station_topic(self.site, self.line, self.station, kind)
+
+
+def _check_slug(value: str, what: str) -> str:
+    import re
+
+    if not re.fullmatch(SLUG, value):
+        raise RejectedInput(
+            Code.TOPIC_INVALID,
+            f"{what} {value!r} must be lowercase letters, digits and '-', 1-64 characters",
+        )
+    return value
+
+
+def station_topic(site: str, line: str, station: str, kind: TopicKind) -> str:
+    """`inspector/v1/{site}/{line}/{station}/{kind}`, with each part checked."""
+    parts = (_check_slug(site, "site"), _check_slug(line, "line"), _check_slug(station, "station"))
+    return f"{TOPIC_ROOT}/{parts[0]}/{parts[1]}/{parts[2]}/{TopicKind(kind).value}"
+
+
+def request_topic(site: str, line: str, station: str) -> str:
+    return station_topic(site, line, station, TopicKind.REQUEST)
+
+
+def verdict_topic(site: str, line: str, station: str) -> str:
+    return station_topic(site, line, station, TopicKind.VERDICT)
+
+
+def rejected_topic(site: str, line: str, station: str) -> str:
+    return station_topic(site, line, station, TopicKind.REJECTED)
+
+
+def status_topic(worker_id: str) -> str:
+    """Retained status topic of one worker."""
+    return f"{TOPIC_ROOT}/workers/{_check_slug(worker_id, 'worker id')}/status"
+
+
+def request_filter() -> str:
+    """Topic filter matching every station's requests."""
+    return f"{TOPIC_ROOT}/+/+/+/{TopicKind.REQUEST.value}"
+
+
+def shared_request_subscription(group: str) -> str:
+    """Shared subscription so the workers of one group split the requests."""
+    return f"$share/{_check_slug(group, 'group')}/{request_filter()}"
+
+
+@dataclass(frozen=True, slots=True)
+class StationTopic:
+    station: StationKey
+    kind: TopicKind
+
+
+def parse_station_topic(topic: str) -> StationTopic:
+    """Split a station topic into its parts, refusing anything that is not one."""
+    parts = topic.split("/")
+    if len(parts) != 6 or "/".join(parts[:2]) != TOPIC_ROOT:
+        raise RejectedInput(Code.TOPIC_INVALID, f"{topic!r} is not an Inspector station topic")
+    try:
+        kind = TopicKind(parts[5])
+    except ValueError:
+        raise RejectedInput(
+            Code.TOPIC_INVALID, f"{topic!r} ends in {parts[5]!r}, not a known topic kind"
+        ) from None
+    key = StationKey(
+        _check_slug(parts[2], "site"), _check_slug(parts[3], "line"), _check_slug(parts[4], "station")
+    )
+    return StationTopic(key, kind)
+
+
+# --- parsing ----------------------------------------------------------------------------
+
+_OWN_CODES = {code.value: code for code in Code}
+
+
+def _rejection_from(exc: ValidationError) -> RejectedInput:
+    errors = exc.errors(include_url=False)
+    for err in errors:
+        if err["type"] == "json_invalid":
+            return RejectedInput(Code.PAYLOAD_NOT_JSON, f"payload is not JSON: {err['msg']}")
+    for err in errors:
+        code = _OWN_CODES.get(err["type"])
+        if code is not None:
+            where = ".".join(str(p) for p in err["loc"])
+            return RejectedInput(code, f"{where}: {err['msg']}" if where else err["msg"])
+    shown = []
+    for err in errors[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "(message)"
+        shown.append(f"{where}: {err['msg']}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return RejectedInput(Code.PAYLOAD_INVALID, "; ".join(shown) + more)
+
+
+def parse_request(
+    payload: bytes, limits: LimitSettings | None = None, topic: str | None = None
+) -> InspectionRequest:
+    """Validate a request payload strictly; raise RejectedInput with a stable code."""
+    limits = limits or LimitSettings()
+    if len(payload) > limits.max_payload_bytes:
+        raise RejectedInput(
+            Code.PAYLOAD_TOO_LARGE,
+            f"payload is {len(payload)} bytes, above the {limits.max_payload_bytes}-byte limit",
+        )
+    try:
+        head = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RejectedInput(Code.PAYLOAD_NOT_JSON, f"payload is not JSON: {exc}") from None
+    if not isinstance(head, dict):
+        raise RejectedInput(Code.PAYLOAD_INVALID, "payload must be a JSON object")
+    if head.get("schema") != REQUEST_SCHEMA:
+        raise RejectedInput(
+            Code.PAYLOAD_UNSUPPORTED_SCHEMA,
+            f"schema is {head.get('schema')!r}; this worker speaks {REQUEST_SCHEMA!r}",
+        )
+    try:
+        request = InspectionRequest.model_validate(head, context={"limits": limits})
+    except ValidationError as exc:
+        raise _rejection_from(exc) from None
+    if topic is not None:
+        where = parse_station_topic(topic)
+        if where.station != request.station_key or where.kind is not TopicKind.REQUEST:
+            raise RejectedInput(
+                Code.PAYLOAD_TOPIC_MISMATCH,
+                f"request for {request.site}/{request.line}/{request.station} arrived on "
+                f"topic {topic!r}",
+            )
+    return request
+
+
+def peek_request_id(payload: bytes) -> UUID | None:
+    """Best-effort request_id of a payload that failed validation, for the rejection record."""
+    try:
+        head = json.loads(payload)
+        return UUID(str(head["request_id"])) if isinstance(head, dict) else None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+
+
+def parse_verdict(payload: bytes) -> VerdictMessage:
+    """Parse a verdict message (edge side)."""
+    return VerdictMessage.model_validate_json(payload)
+
+
+def parse_rejection(payload: bytes) -> RejectionMessage:
+    """Parse a rejection message (edge side)."""
+    return RejectionMessage.model_validate_json(payload)
+
+
+def parse_status(payload: bytes) -> WorkerStatus:
+    """Parse a worker status message."""
+    return WorkerStatus.model_validate_json(payload)

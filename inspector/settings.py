@@ -1,0 +1,211 @@
+"""Settings: one TOML file (``--config``) overlaid by ``INSPECTOR_*`` environment variables."""
+
+from __future__ import annotations
+
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from inspector.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/inspector.toml")
+ENV_PREFIX = "INSPECTOR_"
+ENV_NESTED = "__"
+SLUG = r"^[a-z0-9][a-z0-9-]{0,63}$"
+MiB = 1024 * 1024
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSettings(_Section):
+    enabled: bool = Field(False, title="Connect to the broker over TLS")
+    ca_certs: Path | None = Field(None, title="CA bundle that signed the broker certificate")
+    certfile: Path | None = Field(None, title="Client certificate (mutual TLS)")
+    keyfile: Path | None = Field(None, title="Client private key (mutual TLS)")
+    insecure: bool = Field(False, title="Skip broker hostname verification (testing only)")
+
+    @model_validator(mode="after")
+    def _cert_needs_key(self) -> TlsSettings:
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("certfile and keyfile must be given together")
+        return self
+
+
+class BrokerSettings(_Section):
+    host: str = Field("127.0.0.1", title="MQTT broker host", min_length=1)
+    port: int = Field(1883, title="MQTT broker port", ge=1, le=65535)
+    username: str | None = Field(None, title="Broker user name")
+    password: SecretStr | None = Field(None, title="Broker password (prefer the environment)")
+    tls: TlsSettings = Field(default_factory=TlsSettings, title="TLS options")  # type: ignore[arg-type]
+    keepalive_s: int = Field(30, title="MQTT keepalive in seconds", ge=5, le=3600)
+    session_expiry_s: int = Field(
+        86400, title="How long the broker keeps a disconnected session", ge=0
+    )
+    connect_timeout_s: float = Field(10.0, title="Give up one connection attempt after", gt=0)
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> BrokerSettings:
+        if self.password is not None and not self.username:
+            raise ValueError("a broker password needs a username")
+        return self
+
+
+class StoreSettings(_Section):
+    url: str = Field("sqlite:///var/inspector.db", title="SQLAlchemy database URL")
+    blob_dir: Path = Field(Path("var/blobs"), title="Directory of content-addressed media blobs")
+    rejected_payload_limit: int = Field(
+        256 * 1024, title="Keep rejected payloads up to this many bytes", ge=0
+    )
+
+    @model_validator(mode="after")
+    def _known_backend(self) -> StoreSettings:
+        if not self.url.startswith(("sqlite", "postgresql")):
+            raise ValueError("store url must be a sqlite:// or postgresql+psycopg:// URL")
+        return self
+
+
+class LimitSettings(_Section):
+    max_payload_bytes: int = Field(16 * MiB, title="Largest request message", gt=0)
+    max_images: int = Field(8, title="Most photos in one request", ge=1, le=64)
+    max_image_bytes: int = Field(8 * MiB, title="Largest encoded photo", gt=0)
+    max_pixels: int = Field(40_000_000, title="Most pixels in a photo (decompression bombs)", gt=0)
+    min_image_side: int = Field(16, title="Smallest photo width or height in pixels", ge=1)
+    max_audio_bytes: int = Field(8 * MiB, title="Largest encoded voice note", gt=0)
+    max_audio_seconds: float = Field(60.0, title="Longest voice note in seconds", gt=0)
+    max_note_chars: int = Field(2000, title="Longest typed operator note", ge=0)
+
+
+class DefectSpec(_Section):
+    name: str = Field(title="Defect type, as reviewers and verdicts name it", pattern=SLUG)
+    description: str = Field(title="What the defect looks like", min_length=1)
+
+
+class SiteProfile(_Section):
+    part: str = Field("the inspected part", title="What is being inspected", min_length=1)
+    instructions: str = Field(
+        "Decide whether the part passes visual inspection.", title="Inspection instructions"
+    )
+    defects: tuple[DefectSpec, ...] = Field((), title="Defect catalogue")
+    voice_hint: str = Field(
+        "The operator may describe what they saw, heard or measured.",
+        title="What the voice note may add",
+    )
+    threshold: float = Field(0.7, title="Below this confidence the verdict is REVIEW", ge=0, le=1)
+    adapter: str | None = Field(None, title="Site LoRA adapter name", pattern=SLUG)
+
+
+class ModelSettings(_Section):
+    path: Path = Field(Path("var/models/tiny"), title="Local Phi4Multimodal model directory")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", title="Where the model runs")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", title="Weights dtype")
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
+        "auto", title="Attention kernel"
+    )
+    max_rationale_tokens: int = Field(48, title="Longest rationale in tokens", ge=0, le=1024)
+    transcribe: bool = Field(False, title="Also transcribe voice notes")
+    max_transcript_tokens: int = Field(96, title="Longest transcript in tokens", ge=1, le=2048)
+    adapters_dir: Path = Field(Path("var/adapters"), title="Site adapter registry directory")
+
+
+class WorkerSettings(_Section):
+    worker_id: str = Field(
+        default_factory=lambda: _slugify(socket.gethostname()),
+        title="Stable worker id (also the MQTT client id: keep it across restarts)",
+        pattern=SLUG,
+    )
+    group: str = Field("inspector-workers", title="Shared subscription group", pattern=SLUG)
+    max_batch: int = Field(32, title="Largest inference batch", ge=1, le=1024)
+    max_wait_ms: float = Field(20.0, title="Longest wait to fill a batch", ge=0)
+    queue_size: int = Field(256, title="Requests held in memory before pausing intake", ge=1)
+    receive_maximum: int = Field(64, title="Unacked messages the broker may send", ge=1, le=65535)
+    validation_threads: int = Field(2, title="Threads decoding media", ge=1, le=64)
+    metrics_port: int = Field(9464, title="Prometheus port (0 turns metrics off)", ge=0, le=65535)
+    metrics_host: str = Field("127.0.0.1", title="Prometheus bind address")
+
+
+class Settings(BaseSettings):
+    """Everything the worker, the CLI and the review app read; the edge has its own file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid", frozen=True
+    )
+
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)  # type: ignore[arg-type]
+    store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
+    limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
+    model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)  # type: ignore[arg-type]
+    sites: dict[str, SiteProfile] = Field(default_factory=dict, title="Site profiles by site slug")
+
+    @model_validator(mode="after")
+    def _site_keys_are_slugs(self) -> Settings:
+        for key in self.sites:
+            if not re.match(SLUG, key):
+                raise ValueError(f"site name {key!r} must match {SLUG}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments; the environment overrides them.
+        return (env_settings, init_settings)
+
+    def site(self, name: str) -> SiteProfile:
+        """The profile for a site, or the `default` profile, or built-in defaults."""
+        return self.sites.get(name) or self.sites.get("default") or SiteProfile()
+
+
+def _slugify(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:64]
+    return slug or "worker"
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file, turning syntax and I/O errors into a ConfigError naming the file."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def describe_validation_error(exc: ValidationError, source: str, env_prefix: str) -> str:
+    """One line per bad field: its dotted name, where it came from, and what is wrong."""
+    lines = [f"invalid configuration in {source}:"]
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        env = env_prefix + ENV_NESTED.join(str(p).upper() for p in err["loc"])
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {str(got)[:80]!r})"
+        lines.append(f"  {field}: {err['msg']}{shown} [file key {field} or env {env}]")
+    return "\n".join(lines)
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Settings from `path` (or config/inspector.toml when present) plus the environment."""
+    chosen = path if path is not None else DEFAULT_CONFIG
+    data: dict[str, Any] = {}
+    if path is not None or chosen.exists():
+        data = read_toml(chosen)
+    source = str(chosen) if data or path is not None else "built-in defaults"
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, source, ENV_PREFIX)) from None
