@@ -1,0 +1,29 @@
+# Set-up is part of every target: a fresh clone needs only `make run` or `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --editable '.[all]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/inspector db upgrade
+	$(BIN)/inspector verdicts list
+
+test: $(STAMP)
+	$(BIN)/ruff check inspector edge tests
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check inspector edge tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var

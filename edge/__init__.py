@@ -1,0 +1,1 @@
+"""The line agent: capture, spool, publish, show the verdict."""

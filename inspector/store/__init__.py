@@ -1,0 +1,61 @@
+"""The SQL store: typed models, migrations, media blobs and idempotent record functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inspector.settings import StoreSettings
+from inspector.store.blobs import BlobStore
+from inspector.store.database import Database, upgrade
+from inspector.store.queries import VerdictFilter, export_row, iter_export, list_verdicts
+from inspector.store.records import (
+    ReviewInput,
+    find_inspection,
+    latest_verdict,
+    record_inspection,
+    record_rejection,
+    record_review,
+    record_verdict,
+    verdict_message,
+)
+
+
+class Store:
+    """A database plus its blob directory: what the worker, CLI and review app hold."""
+
+    def __init__(self, url: str, blob_dir: Path) -> None:
+        self.db = Database(url)
+        self.blobs = BlobStore(blob_dir)
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings) -> Store:
+        """A store from the [store] settings."""
+        return cls(settings.url, settings.blob_dir)
+
+    def upgrade(self) -> str | None:
+        """Migrate the schema to the newest revision."""
+        return upgrade(self.db.url)
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.db.dispose()
+
+
+__all__ = [
+    "BlobStore",
+    "Database",
+    "ReviewInput",
+    "Store",
+    "VerdictFilter",
+    "export_row",
+    "find_inspection",
+    "iter_export",
+    "latest_verdict",
+    "list_verdicts",
+    "record_inspection",
+    "record_rejection",
+    "record_review",
+    "record_verdict",
+    "upgrade",
+    "verdict_message",
+]

@@ -1,0 +1,64 @@
+"""Content-addressed blob store on disk: files named by their sha256, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+_SHA = re.compile(r"[0-9a-f]{64}")
+
+
+class BlobStore:
+    """Blobs live at ``root/ab/cd/<sha256>``; paths are built only from validated hashes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, sha256: str) -> Path:
+        """Where the blob with this hash lives; refuses anything that is not a sha256."""
+        if not _SHA.fullmatch(sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256[:80]!r}")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def put(self, data: bytes) -> tuple[str, Path]:
+        """Store bytes (once per content) and return their hash and path."""
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.path_for(sha)
+        if path.exists() and path.stat().st_size == len(data):
+            return sha, path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+        return sha, path
+
+    def get(self, sha256: str) -> bytes:
+        """The blob's bytes, verified against its hash."""
+        data = self.path_for(sha256).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise OSError(f"blob {sha256} is corrupt on disk")
+        return data
+
+    def exists(self, sha256: str) -> bool:
+        """Whether the blob is on disk."""
+        return self.path_for(sha256).exists()
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,171 @@
+"""SQLAlchemy 2.0 table models: inspections, media, verdicts, reviews, adapters, rejections."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {
+        datetime: sa.DateTime(timezone=True),
+        dict[str, Any]: sa.JSON(),
+        list[Any]: sa.JSON(),
+    }
+
+
+class Media(Base):
+    """A content-addressed blob on disk: the row holds its hash and size, never its bytes."""
+
+    __tablename__ = "media"
+
+    sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))  # image | audio
+    content_type: Mapped[str] = mapped_column(sa.String(32))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    path: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime]
+
+
+class Inspection(Base):
+    """One request from a station, exactly once per request_id."""
+
+    __tablename__ = "inspections"
+    __table_args__ = (
+        sa.Index(None, "site", "line", "station", "captured_at"),
+        sa.Index(None, "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    site: Mapped[str] = mapped_column(sa.String(64))
+    line: Mapped[str] = mapped_column(sa.String(64))
+    station: Mapped[str] = mapped_column(sa.String(64))
+    part_id: Mapped[str] = mapped_column(sa.String(128))
+    captured_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    operator: Mapped[str | None] = mapped_column(sa.String(64))
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    adapter_hint: Mapped[str | None] = mapped_column(sa.String(64))
+
+    media: Mapped[list[InspectionMedia]] = relationship(
+        order_by="InspectionMedia.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+    verdicts: Mapped[list[Verdict]] = relationship(
+        back_populates="inspection", order_by="Verdict.id", cascade="all, delete-orphan"
+    )
+
+
+class InspectionMedia(Base):
+    """Which blobs belong to an inspection, in order (photos first, then the voice note)."""
+
+    __tablename__ = "inspection_media"
+
+    inspection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("inspections.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(primary_key=True)
+    role: Mapped[str] = mapped_column(sa.String(8))  # image | audio
+    sha256: Mapped[str] = mapped_column(sa.ForeignKey("media.sha256"), index=True)
+
+
+class Verdict(Base):
+    """A model decision on an inspection; one per (model, adapter, prompt version)."""
+
+    __tablename__ = "verdicts"
+    __table_args__ = (
+        sa.UniqueConstraint("inspection_id", "model", "adapter", "prompt_version"),
+        sa.Index(None, "verdict", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("inspections.id", ondelete="CASCADE"), index=True
+    )
+    verdict: Mapped[str] = mapped_column(sa.String(8))
+    confidence: Mapped[float]
+    p_pass: Mapped[float]
+    rationale: Mapped[str] = mapped_column(sa.Text)
+    transcript: Mapped[str | None] = mapped_column(sa.Text)
+    defects: Mapped[list[Any]]
+    model: Mapped[str] = mapped_column(sa.String(128))
+    adapter: Mapped[str] = mapped_column(sa.String(64))
+    adapter_fallback: Mapped[bool]
+    prompt_version: Mapped[str] = mapped_column(sa.String(32))
+    worker_id: Mapped[str] = mapped_column(sa.String(64))
+    latency_ms: Mapped[float]
+    decided_at: Mapped[datetime]
+
+    inspection: Mapped[Inspection] = relationship(back_populates="verdicts", lazy="joined")
+
+
+class Review(Base):
+    """An append-only human decision on an inspection."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    review_id: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    inspection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("inspections.id", ondelete="CASCADE"), index=True
+    )
+    verdict_id: Mapped[int | None] = mapped_column(sa.ForeignKey("verdicts.id"))
+    decision: Mapped[str] = mapped_column(sa.String(16))  # confirm | override
+    final_verdict: Mapped[str] = mapped_column(sa.String(8))  # PASS | FAIL
+    defect_type: Mapped[str | None] = mapped_column(sa.String(64))
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    reviewer: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime]
+
+
+class Adapter(Base):
+    """A site LoRA adapter version in the registry: candidate → active → retired."""
+
+    __tablename__ = "adapters"
+    __table_args__ = (sa.UniqueConstraint("site", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site: Mapped[str] = mapped_column(sa.String(64))
+    version: Mapped[int]
+    path: Mapped[str] = mapped_column(sa.String(255))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    metrics: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Rejection(Base):
+    """A refused request: why, and the payload itself up to a size limit."""
+
+    __tablename__ = "rejections"
+    __table_args__ = (
+        sa.UniqueConstraint("payload_sha256", "topic"),
+        sa.Index(None, "code", "rejected_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str | None] = mapped_column(sa.String(36), index=True)
+    topic: Mapped[str] = mapped_column(sa.String(255))
+    site: Mapped[str | None] = mapped_column(sa.String(64))
+    line: Mapped[str | None] = mapped_column(sa.String(64))
+    station: Mapped[str | None] = mapped_column(sa.String(64))
+    code: Mapped[str] = mapped_column(sa.String(64))
+    message: Mapped[str] = mapped_column(sa.Text)
+    payload_sha256: Mapped[str] = mapped_column(sa.String(64))
+    payload_size: Mapped[int] = mapped_column(sa.BigInteger)
+    payload: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    worker_id: Mapped[str] = mapped_column(sa.String(64))
+    rejected_at: Mapped[datetime]

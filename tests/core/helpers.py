@@ -1,0 +1,46 @@
+"""Builders of real payloads for the core tests."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from inspector.media import encode_jpeg
+from inspector.protocol import AudioPart, ImagePart, InspectionRequest, utcnow
+
+
+def jpeg(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
+    """A real JPEG with some texture."""
+    rng = np.random.default_rng(seed)
+    return encode_jpeg(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def wav(seconds: float = 1.0, rate: int = 16000, channels: int = 1, fmt: str = "WAV") -> bytes:
+    """A real audio file holding a 440 Hz tone."""
+    t = np.arange(int(seconds * rate)) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    data = np.stack([tone] * channels, axis=1)
+    out = io.BytesIO()
+    sf.write(out, data, rate, format=fmt)
+    return out.getvalue()
+
+
+def make_request(**overrides: Any) -> InspectionRequest:
+    """A valid request with one photo and a voice note."""
+    fields: dict[str, Any] = {
+        "request_id": uuid.uuid4(),
+        "site": "osaka",
+        "line": "l1",
+        "station": "s1",
+        "part_id": "P-0001",
+        "captured_at": utcnow(),
+        "images": [ImagePart.from_bytes("image/jpeg", jpeg())],
+        "audio": AudioPart.from_bytes("audio/wav", wav()),
+        "note": "looks fine",
+    }
+    fields.update(overrides)
+    return InspectionRequest(**fields)

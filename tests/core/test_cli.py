@@ -1,0 +1,136 @@
+"""The `inspector` command as a user runs it: a real process, real files, a real database."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from inspector.protocol import Decision, VerdictMessage, utcnow
+from inspector.store import Store, record_inspection, record_verdict
+from tests.core.helpers import make_request
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "inspector", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {}), "COLUMNS": "200"},
+        cwd=cwd,
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "inspector.toml"
+    cfg.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path / "db.sqlite"}"\nblob_dir = "{tmp_path / "blobs"}"\n'
+    )
+    return cfg
+
+
+@pytest.fixture
+def filled(config: Path, tmp_path: Path) -> list[str]:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "blobs")
+    store.upgrade()
+    ids = []
+    with store.db.write() as s:
+        for i, station in enumerate(["s1", "s1", "s2"]):
+            req = make_request(station=station, part_id=f"P-{i}")
+            record_inspection(s, store.blobs, req)
+            record_verdict(
+                s,
+                VerdictMessage(
+                    request_id=req.request_id, site=req.site, line=req.line, station=station,
+                    part_id=req.part_id, verdict=Decision.FAIL if i == 0 else Decision.PASS,
+                    confidence=0.9, p_pass=0.9, rationale=f"reason, with comma {i}",
+                    defects=[{"type": "scratch"}] if i == 0 else [], model="tiny",
+                    adapter="vision", prompt_version="v1", worker_id="w", latency_ms=1.0,
+                    decided_at=utcnow(),
+                ),
+            )
+            ids.append(str(req.request_id))
+    store.close()
+    return ids
+
+
+def test_help_lists_the_commands() -> None:
+    out = run("--help")
+    assert out.returncode == 0
+    for cmd in ("db", "schema", "verdicts"):
+        assert cmd in out.stdout
+
+
+def test_db_upgrade_is_idempotent(config: Path) -> None:
+    for _ in range(2):
+        out = run("--config", str(config), "db", "upgrade")
+        assert out.returncode == 0, out.stderr
+        assert "revision 0001" in out.stdout
+
+
+def test_schema_prints_valid_json_schema() -> None:
+    out = run("schema")
+    assert out.returncode == 0
+    schemas = json.loads(out.stdout)
+    for schema in schemas.values():
+        Draft202012Validator.check_schema(schema)
+    one = json.loads(run("schema", "verdict").stdout)
+    assert "verdict" in one["properties"]
+    bad = run("schema", "nonsense")
+    assert bad.returncode == 2 and "unknown message" in bad.stderr
+
+
+def test_bad_config_fails_with_the_field_and_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[broker]\nport = 0\n")
+    out = run("--config", str(cfg), "db", "upgrade")
+    assert out.returncode == 2
+    assert "broker.port" in out.stderr and "bad.toml" in out.stderr
+
+
+def test_verdicts_list_filters(config: Path, filled: list[str]) -> None:
+    out = run("--config", str(config), "verdicts", "list", "--station", "s1")
+    assert out.returncode == 0, out.stderr
+    assert "2 verdict(s)" in out.stdout and filled[0] in out.stdout and filled[2] not in out.stdout
+    fails = run("--config", str(config), "verdicts", "list", "--verdict", "fail")
+    assert "1 verdict(s)" in fails.stdout
+
+
+def test_verdicts_show(config: Path, filled: list[str]) -> None:
+    out = run("--config", str(config), "verdicts", "show", filled[0])
+    assert out.returncode == 0 and '"FAIL"' in out.stdout
+    missing = run("--config", str(config), "verdicts", "show", "00000000-0000-0000-0000-000000000000")
+    assert missing.returncode == 1 and "no inspection" in missing.stderr
+    bad = run("--config", str(config), "verdicts", "show", "nope")
+    assert bad.returncode == 2 and "not a UUID" in bad.stderr
+
+
+def test_verdicts_export_csv_and_jsonl(config: Path, filled: list[str], tmp_path: Path) -> None:
+    out = run("--config", str(config), "verdicts", "export", "--format", "csv")
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert {r["request_id"] for r in rows} == set(filled)
+    assert any(r["defects"] == "scratch" for r in rows)
+    assert any(r["rationale"] == "reason, with comma 0" for r in rows)
+    target = tmp_path / "out.jsonl"
+    out = run("--config", str(config), "verdicts", "export", "--format", "jsonl",
+              "--verdict", "PASS", "-o", str(target))
+    assert out.returncode == 0 and "exported 2" in out.stderr
+    records = [json.loads(line) for line in target.read_text().splitlines()]
+    assert {r["verdict"] for r in records} == {"PASS"} and len(records) == 2
+
+
+def test_export_refuses_bad_arguments(config: Path) -> None:
+    fmt = run("--config", str(config), "verdicts", "export", "--format", "xml")
+    assert fmt.returncode == 2 and "csv or jsonl" in fmt.stderr
+    date = run("--config", str(config), "verdicts", "export", "--since", "last week")
+    assert date.returncode == 2 and "ISO date" in date.stderr
