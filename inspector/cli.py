@@ -125,7 +125,9 @@ def _filter(
     from inspector.store import VerdictFilter
 
     if verdict is not None and verdict.upper() not in ("PASS", "FAIL", "REVIEW"):
-        raise typer.BadParameter(f"{verdict!r}: choose PASS, FAIL or REVIEW", param_hint="--verdict")
+        raise typer.BadParameter(
+            f"{verdict!r}: choose PASS, FAIL or REVIEW", param_hint="--verdict"
+        )
     return VerdictFilter(
         site=site,
         line=line,
@@ -224,7 +226,7 @@ def verdicts_export(
     until: UntilOpt = None,
 ) -> None:
     """Export verdicts as CSV or JSON Lines."""
-    from inspector.store import Store, iter_export
+    from inspector.store import Store
 
     if fmt not in ("csv", "jsonl"):
         raise typer.BadParameter(f"{fmt!r}: choose csv or jsonl", param_hint="--format")

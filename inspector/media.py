@@ -157,7 +157,8 @@ def decode_audio(data: bytes, declared: str | None, limits: LimitSettings) -> De
         )
     if declared is not None and declared != actual:
         raise RejectedInput(
-            Code.AUDIO_TYPE_MISMATCH, f"voice note declared as {declared} but its bytes are {actual}"
+            Code.AUDIO_TYPE_MISMATCH,
+            f"voice note declared as {declared} but its bytes are {actual}",
         )
     if info.samplerate <= 0 or info.channels <= 0:
         raise RejectedInput(Code.AUDIO_CORRUPT, "voice note header has no sample rate or channels")

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -34,10 +34,10 @@ from inspector.errors import Code, RejectedInput
 from inspector.settings import SLUG, LimitSettings
 
 TOPIC_ROOT = "inspector/v1"
-REQUEST_SCHEMA = "inspector.request/v1"
-VERDICT_SCHEMA = "inspector.verdict/v1"
-REJECTION_SCHEMA = "inspector.rejection/v1"
-STATUS_SCHEMA = "inspector.worker-status/v1"
+REQUEST_SCHEMA: Final = "inspector.request/v1"
+VERDICT_SCHEMA: Final = "inspector.verdict/v1"
+REJECTION_SCHEMA: Final = "inspector.rejection/v1"
+STATUS_SCHEMA: Final = "inspector.worker-status/v1"
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp")
 AUDIO_TYPES = ("audio/wav", "audio/flac", "audio/ogg")
@@ -388,7 +388,9 @@ def parse_station_topic(topic: str) -> StationTopic:
             Code.TOPIC_INVALID, f"{topic!r} ends in {parts[5]!r}, not a known topic kind"
         ) from None
     key = StationKey(
-        _check_slug(parts[2], "site"), _check_slug(parts[3], "line"), _check_slug(parts[4], "station")
+        _check_slug(parts[2], "site"),
+        _check_slug(parts[3], "line"),
+        _check_slug(parts[4], "station"),
     )
     return StationTopic(key, kind)
 

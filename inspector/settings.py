@@ -43,7 +43,7 @@ class BrokerSettings(_Section):
     port: int = Field(1883, title="MQTT broker port", ge=1, le=65535)
     username: str | None = Field(None, title="Broker user name")
     password: SecretStr | None = Field(None, title="Broker password (prefer the environment)")
-    tls: TlsSettings = Field(default_factory=TlsSettings, title="TLS options")  # type: ignore[arg-type]
+    tls: TlsSettings = Field(default_factory=TlsSettings, title="TLS options")
     keepalive_s: int = Field(30, title="MQTT keepalive in seconds", ge=5, le=3600)
     session_expiry_s: int = Field(
         86400, title="How long the broker keeps a disconnected session", ge=0
@@ -137,11 +137,11 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid", frozen=True
     )
 
-    broker: BrokerSettings = Field(default_factory=BrokerSettings)  # type: ignore[arg-type]
-    store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
-    limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
-    model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
-    worker: WorkerSettings = Field(default_factory=WorkerSettings)  # type: ignore[arg-type]
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     sites: dict[str, SiteProfile] = Field(default_factory=dict, title="Site profiles by site slug")
 
     @model_validator(mode="after")

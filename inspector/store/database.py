@@ -46,9 +46,7 @@ def create_engine(url: str, *, writer: bool = False) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         _sqlite_setup(engine, "BEGIN IMMEDIATE" if writer else "BEGIN")
         return engine
-    return sa.create_engine(
-        url, pool_pre_ping=True, connect_args={"connect_timeout": 10}
-    )
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
 
 
 def alembic_config(url: str) -> Config:

@@ -19,7 +19,7 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
-    type_annotation_map = {
+    type_annotation_map = {  # noqa: RUF012
         datetime: sa.DateTime(timezone=True),
         dict[str, Any]: sa.JSON(),
         list[Any]: sa.JSON(),

@@ -110,7 +110,9 @@ def export_row(row: Verdict) -> dict[str, Any]:
     }
 
 
-def iter_export(session: Session, flt: VerdictFilter, chunk: int = 1000) -> Iterator[dict[str, Any]]:
+def iter_export(
+    session: Session, flt: VerdictFilter, chunk: int = 1000
+) -> Iterator[dict[str, Any]]:
     """Every matching verdict as flat records, fetched in chunks so memory stays flat."""
     offset = 0
     while True:

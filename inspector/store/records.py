@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from inspector.errors import DuplicateConflict, InspectorError, NotFound
 from inspector.protocol import (
+    Decision,
     DefectFinding,
     InspectionRequest,
     RejectionMessage,
@@ -75,7 +76,9 @@ def record_inspection(
         note=request.note,
         adapter_hint=request.adapter,
     )
-    parts = [("image", p.content_type, p.data) for p in request.images]
+    parts: list[tuple[str, str, bytes]] = [
+        ("image", p.content_type, p.data) for p in request.images
+    ]
     if request.audio is not None:
         parts.append(("audio", request.audio.content_type, request.audio.data))
     for position, (kind, content_type, data) in enumerate(parts):
@@ -142,7 +145,7 @@ def verdict_message(row: Verdict) -> VerdictMessage:
         line=insp.line,
         station=insp.station,
         part_id=insp.part_id,
-        verdict=row.verdict,  # type: ignore[arg-type]
+        verdict=Decision(row.verdict),
         confidence=row.confidence,
         p_pass=row.p_pass,
         rationale=row.rationale,

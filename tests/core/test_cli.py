@@ -18,7 +18,9 @@ from inspector.store import Store, record_inspection, record_verdict
 from tests.core.helpers import make_request
 
 
-def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "inspector", *args],
         capture_output=True,
@@ -50,11 +52,21 @@ def filled(config: Path, tmp_path: Path) -> list[str]:
             record_verdict(
                 s,
                 VerdictMessage(
-                    request_id=req.request_id, site=req.site, line=req.line, station=station,
-                    part_id=req.part_id, verdict=Decision.FAIL if i == 0 else Decision.PASS,
-                    confidence=0.9, p_pass=0.9, rationale=f"reason, with comma {i}",
-                    defects=[{"type": "scratch"}] if i == 0 else [], model="tiny",
-                    adapter="vision", prompt_version="v1", worker_id="w", latency_ms=1.0,
+                    request_id=req.request_id,
+                    site=req.site,
+                    line=req.line,
+                    station=station,
+                    part_id=req.part_id,
+                    verdict=Decision.FAIL if i == 0 else Decision.PASS,
+                    confidence=0.9,
+                    p_pass=0.9,
+                    rationale=f"reason, with comma {i}",
+                    defects=[{"type": "scratch"}] if i == 0 else [],
+                    model="tiny",
+                    adapter="vision",
+                    prompt_version="v1",
+                    worker_id="w",
+                    latency_ms=1.0,
                     decided_at=utcnow(),
                 ),
             )
@@ -108,7 +120,9 @@ def test_verdicts_list_filters(config: Path, filled: list[str]) -> None:
 def test_verdicts_show(config: Path, filled: list[str]) -> None:
     out = run("--config", str(config), "verdicts", "show", filled[0])
     assert out.returncode == 0 and '"FAIL"' in out.stdout
-    missing = run("--config", str(config), "verdicts", "show", "00000000-0000-0000-0000-000000000000")
+    missing = run(
+        "--config", str(config), "verdicts", "show", "00000000-0000-0000-0000-000000000000"
+    )
     assert missing.returncode == 1 and "no inspection" in missing.stderr
     bad = run("--config", str(config), "verdicts", "show", "nope")
     assert bad.returncode == 2 and "not a UUID" in bad.stderr
@@ -122,8 +136,18 @@ def test_verdicts_export_csv_and_jsonl(config: Path, filled: list[str], tmp_path
     assert any(r["defects"] == "scratch" for r in rows)
     assert any(r["rationale"] == "reason, with comma 0" for r in rows)
     target = tmp_path / "out.jsonl"
-    out = run("--config", str(config), "verdicts", "export", "--format", "jsonl",
-              "--verdict", "PASS", "-o", str(target))
+    out = run(
+        "--config",
+        str(config),
+        "verdicts",
+        "export",
+        "--format",
+        "jsonl",
+        "--verdict",
+        "PASS",
+        "-o",
+        str(target),
+    )
     assert out.returncode == 0 and "exported 2" in out.stderr
     records = [json.loads(line) for line in target.read_text().splitlines()]
     assert {r["verdict"] for r in records} == {"PASS"} and len(records) == 2

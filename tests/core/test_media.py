@@ -22,7 +22,9 @@ def _png(width: int, height: int, body: bytes | None = None) -> bytes:
     """A PNG whose header may declare far more pixels than its body holds."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     raw = body if body is not None else zlib.compress(b"\x00" * (width * 3 + 1) * height)
@@ -62,12 +64,17 @@ def test_random_bytes_are_undecodable() -> None:
         Code.IMAGE_UNDECODABLE,
         Code.IMAGE_UNSUPPORTED_TYPE,
     }
-    assert _code(decode_image, b"hello world, no image", "image/jpeg", LIMITS) is Code.IMAGE_UNDECODABLE
+    assert (
+        _code(decode_image, b"hello world, no image", "image/jpeg", LIMITS)
+        is Code.IMAGE_UNDECODABLE
+    )
 
 
 def test_truncated_jpeg_is_undecodable() -> None:
     data = jpeg(640, 480)
-    assert _code(decode_image, data[: len(data) // 3], "image/jpeg", LIMITS) is Code.IMAGE_UNDECODABLE
+    assert (
+        _code(decode_image, data[: len(data) // 3], "image/jpeg", LIMITS) is Code.IMAGE_UNDECODABLE
+    )
 
 
 def test_unsupported_format_is_refused() -> None:
@@ -144,5 +151,7 @@ def test_audio_declared_type_must_match() -> None:
 
 def test_non_finite_samples_are_refused() -> None:
     out = io.BytesIO()
-    sf.write(out, np.array([0.0, np.nan, 0.1], dtype=np.float32), 16000, format="WAV", subtype="FLOAT")
+    sf.write(
+        out, np.array([0.0, np.nan, 0.1], dtype=np.float32), 16000, format="WAV", subtype="FLOAT"
+    )
     assert _code(decode_audio, out.getvalue(), "audio/wav", LIMITS) is Code.AUDIO_CORRUPT

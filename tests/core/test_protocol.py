@@ -147,7 +147,9 @@ def test_per_image_and_audio_size_limits_apply() -> None:
 
 def test_too_many_images_and_long_notes_are_refused() -> None:
     req = make_request(images=make_request().images * 3, note="x" * 50)
-    assert _refusal(req.to_payload(), limits=LimitSettings(max_images=2)).code is Code.PAYLOAD_INVALID
+    assert (
+        _refusal(req.to_payload(), limits=LimitSettings(max_images=2)).code is Code.PAYLOAD_INVALID
+    )
     err = _refusal(req.to_payload(), limits=LimitSettings(max_note_chars=10))
     assert "note" in err.reason
 
@@ -161,7 +163,11 @@ def test_topics_are_built_and_parsed_symmetrically() -> None:
     topic = request_topic("osaka", "l1", "s1")
     assert topic == "inspector/v1/osaka/l1/s1/request"
     parsed = parse_station_topic(topic)
-    assert (parsed.station.site, parsed.station.line, parsed.station.station) == ("osaka", "l1", "s1")
+    assert (parsed.station.site, parsed.station.line, parsed.station.station) == (
+        "osaka",
+        "l1",
+        "s1",
+    )
     assert parsed.kind is TopicKind.REQUEST
     assert parsed.station.topic(TopicKind.VERDICT) == "inspector/v1/osaka/l1/s1/verdict"
     assert shared_request_subscription("g1") == "$share/g1/inspector/v1/+/+/+/request"
@@ -170,8 +176,13 @@ def test_topics_are_built_and_parsed_symmetrically() -> None:
 
 @pytest.mark.parametrize(
     "topic",
-    ["inspector/v1/osaka/l1/request", "other/v1/a/b/c/request", "inspector/v1/A/b/c/request",
-     "inspector/v1/a/b/c/nonsense", "inspector/v1/a/+/c/request"],
+    [
+        "inspector/v1/osaka/l1/request",
+        "other/v1/a/b/c/request",
+        "inspector/v1/A/b/c/request",
+        "inspector/v1/a/b/c/nonsense",
+        "inspector/v1/a/+/c/request",
+    ],
 )
 def test_bad_topics_are_refused(topic: str) -> None:
     with pytest.raises(RejectedInput) as info:
@@ -214,14 +225,32 @@ def test_parser_refuses_arbitrary_bytes_with_a_code(data: bytes) -> None:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["schema", "request_id", "site", "images", "captured_at",
-                                        "line", "station", "part_id", "audio"]), _json))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "schema",
+                "request_id",
+                "site",
+                "images",
+                "captured_at",
+                "line",
+                "station",
+                "part_id",
+                "audio",
+            ]
+        ),
+        _json,
+    )
+)
 def test_parser_never_crashes_on_arbitrary_json_objects(body: dict[str, Any]) -> None:
     body.setdefault("schema", "inspector.request/v1")
     with pytest.raises(RejectedInput):

@@ -55,8 +55,8 @@ def test_invalid_environment_value_is_reported(monkeypatch: pytest.MonkeyPatch) 
         ('[broker]\npassword = "x"\n', "username"),
         ('[store]\nurl = "mysql://x"\n', "store"),
         ('[sites."Bad Site"]\npart = "x"\n', "Bad Site"),
-        ('[sites.a]\nthreshold = 1.5\n', "sites.a.threshold"),
-        ("[broker.tls]\ncertfile = \"c.pem\"\n", "keyfile"),
+        ("[sites.a]\nthreshold = 1.5\n", "sites.a.threshold"),
+        ('[broker.tls]\ncertfile = "c.pem"\n', "keyfile"),
     ],
 )
 def test_config_mistakes_get_clear_messages(tmp_path: Path, text: str, needle: str) -> None:

@@ -131,7 +131,7 @@ def test_verdict_is_idempotent_and_round_trips(store: Store) -> None:
     req = make_request()
     with store.db.write() as s:
         record_inspection(s, store.blobs, req)
-        first, created = record_verdict(s, _verdict_for(req))
+        _first, created = record_verdict(s, _verdict_for(req))
         assert created
         _, created = record_verdict(s, _verdict_for(req, rationale="again"))
         assert not created
