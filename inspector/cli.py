@@ -12,6 +12,7 @@ from uuid import UUID
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from inspector.errors import ConfigError, InspectorError
@@ -269,13 +270,29 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _register_plugins() -> None:
+    # Each package adds its own commands; none imports torch until a command runs.
+    from edge.cli import register as register_edge
+    from inspector.bench.cli import register as register_bench
+    from inspector.engine.cli import register as register_engine
+    from inspector.worker.cli import register as register_worker
+
+    register_worker(app)
+    register_engine(app)
+    register_bench(app)
+    register_edge(app)
+
+
+_register_plugins()
+
+
 def main() -> None:
     """Console entry point: runs the app, turning Inspector errors into clear messages."""
     try:
         app()
     except ConfigError as exc:
-        err_console.print(f"[bold red]configuration error[/]: {exc.message}")
+        err_console.print(f"[bold red]configuration error[/]: {escape(exc.message)}")
         raise SystemExit(2) from None
     except InspectorError as exc:
-        err_console.print(f"[bold red]error[/]: {exc.message}")
+        err_console.print(f"[bold red]error[/]: {escape(exc.message)}")
         raise SystemExit(1) from None

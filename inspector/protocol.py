@@ -266,12 +266,15 @@ class RejectionMessage(_Message):
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
 
 
+WorkerState = Literal["online", "draining", "offline"]
+
+
 class WorkerStatus(_Message):
     """Retained on the worker's status topic; the broker's last will sets `offline`."""
 
     schema_: Literal["inspector.worker-status/v1"] = Field(STATUS_SCHEMA, alias="schema")
     worker_id: str
-    state: Literal["online", "draining", "offline"]
+    state: WorkerState
     version: str
     model: str | None = None
     adapters: list[str] = Field(default_factory=list)
@@ -360,14 +363,25 @@ def status_topic(worker_id: str) -> str:
     return f"{TOPIC_ROOT}/workers/{_check_slug(worker_id, 'worker id')}/status"
 
 
-def request_filter() -> str:
-    """Topic filter matching every station's requests."""
-    return f"{TOPIC_ROOT}/+/+/+/{TopicKind.REQUEST.value}"
+def station_filter(
+    kind: TopicKind, site: str | None = None, line: str | None = None, station: str | None = None
+) -> str:
+    """Topic filter over stations: a part left out (None) matches any value."""
+    parts = [
+        _check_slug(value, what) if value is not None else "+"
+        for value, what in ((site, "site"), (line, "line"), (station, "station"))
+    ]
+    return f"{TOPIC_ROOT}/{'/'.join(parts)}/{TopicKind(kind).value}"
 
 
-def shared_request_subscription(group: str) -> str:
+def request_filter(site: str | None = None) -> str:
+    """Topic filter matching the requests of every station (of one site, when given)."""
+    return station_filter(TopicKind.REQUEST, site)
+
+
+def shared_request_subscription(group: str, site: str | None = None) -> str:
     """Shared subscription so the workers of one group split the requests."""
-    return f"$share/{_check_slug(group, 'group')}/{request_filter()}"
+    return f"$share/{_check_slug(group, 'group')}/{request_filter(site)}"
 
 
 @dataclass(frozen=True, slots=True)

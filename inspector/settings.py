@@ -6,9 +6,17 @@ import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from inspector.errors import ConfigError
@@ -121,6 +129,9 @@ class WorkerSettings(_Section):
         pattern=SLUG,
     )
     group: str = Field("inspector-workers", title="Shared subscription group", pattern=SLUG)
+    sites: tuple[Annotated[str, StringConstraints(pattern=SLUG)], ...] = Field(
+        (), title="Serve only these sites (empty: every site)"
+    )
     max_batch: int = Field(32, title="Largest inference batch", ge=1, le=1024)
     max_wait_ms: float = Field(20.0, title="Longest wait to fill a batch", ge=0)
     queue_size: int = Field(256, title="Requests held in memory before pausing intake", ge=1)

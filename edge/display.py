@@ -1,0 +1,228 @@
+"""Shows verdicts at the station: large coloured PASS / FAIL / REVIEW, rationale, hook, timeouts.
+
+Verdicts and rejections arrive on the station's own topics. Each is matched to the capture
+in the spool, shown once, and handed to the optional hook command (a tower light, a PLC
+bridge) as JSON on stdin. Captures without an answer in time are flagged on screen.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.text import Text
+
+from inspector.protocol import (
+    RejectionMessage,
+    VerdictMessage,
+    parse_rejection,
+    parse_verdict,
+)
+
+from .config import DisplaySettings
+from .spool import CaptureRecord, Spool
+
+log = logging.getLogger(__name__)
+
+STYLES = {"PASS": "bold white on green", "FAIL": "bold white on red",
+          "REVIEW": "bold black on yellow", "REJECTED": "bold white on magenta"}
+
+_FONT = {
+    "P": ["████ ", "█   █", "████ ", "█    ", "█    "],
+    "A": [" ███ ", "█   █", "█████", "█   █", "█   █"],
+    "S": [" ████", "█    ", " ███ ", "    █", "████ "],
+    "F": ["█████", "█    ", "████ ", "█    ", "█    "],
+    "I": ["███", " █ ", " █ ", " █ ", "███"],
+    "L": ["█    ", "█    ", "█    ", "█    ", "█████"],
+    "R": ["████ ", "█   █", "████ ", "█  █ ", "█   █"],
+    "E": ["█████", "█    ", "████ ", "█    ", "█████"],
+    "V": ["█   █", "█   █", "█   █", " █ █ ", "  █  "],
+    "W": ["█   █", "█   █", "█ █ █", "██ ██", "█   █"],
+}
+
+
+def _first(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+
+
+def block_letters(word: str) -> str:
+    """`word` in five-row block letters (only the letters of PASS, FAIL and REVIEW)."""
+    rows = ["  ".join(_FONT[ch][row] for ch in word) for row in range(5)]
+    return "\n".join(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the station learnt about one capture: a verdict, a rejection, or silence."""
+
+    kind: str  # PASS | FAIL | REVIEW | REJECTED | NO_VERDICT
+    request_id: str
+    part_id: str | None
+    repeat: bool = False
+
+
+OutcomeListener = Callable[[Outcome], None]
+
+
+class HookRunner:
+    """Runs the hook command per outcome, off the MQTT thread, with a timeout."""
+
+    def __init__(self, argv: list[str], timeout_s: float, console: Console) -> None:
+        self._argv = argv
+        self._timeout = timeout_s
+        self._console = console
+        self._busy = threading.Condition()
+        self._running = 0
+
+    def submit(self, payload: bytes) -> None:
+        """Start the hook with `payload` on its stdin."""
+        with self._busy:
+            self._running += 1
+        threading.Thread(target=self._run, args=(payload,), name="edge-hook", daemon=True).start()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no hook is running, or `timeout`."""
+        with self._busy:
+            return self._busy.wait_for(lambda: self._running == 0, timeout)
+
+    def _run(self, payload: bytes) -> None:
+        try:
+            done = subprocess.run(self._argv, input=payload, capture_output=True,
+                                  timeout=self._timeout, check=False)
+            if done.returncode != 0:
+                err = done.stderr.decode(errors="replace").strip()[-200:]
+                self._console.print(
+                    f"[yellow]hook {self._argv[0]} exited {done.returncode}[/] {escape(err)}"
+                )
+        except subprocess.TimeoutExpired:
+            self._console.print(f"[yellow]hook {self._argv[0]} killed after {self._timeout:g} s[/]")
+        except OSError as exc:
+            self._console.print(f"[yellow]hook {self._argv[0]} cannot run: {exc.strerror}[/]")
+        finally:
+            with self._busy:
+                self._running -= 1
+                self._busy.notify_all()
+
+
+class VerdictBoard:
+    """Renders the answers for one station and flags captures that got none."""
+
+    def __init__(
+        self,
+        console: Console,
+        spool: Spool,
+        settings: DisplaySettings,
+        on_outcome: OutcomeListener | None = None,
+    ) -> None:
+        self._console = console
+        self._spool = spool
+        self._settings = settings
+        self._listeners: list[OutcomeListener] = [on_outcome] if on_outcome else []
+        self.hook = (
+            HookRunner(settings.hook, settings.hook_timeout_s, console) if settings.hook else None
+        )
+
+    def add_listener(self, listener: OutcomeListener) -> None:
+        """Also tell `listener` about every outcome."""
+        self._listeners.append(listener)
+
+    def handle_verdict(self, payload: bytes) -> VerdictMessage | None:
+        """Show a verdict message from the station's verdict topic."""
+        try:
+            msg = parse_verdict(payload)
+        except ValidationError as exc:
+            self._console.print(f"[yellow]unreadable verdict ignored:[/] {escape(_first(exc))}")
+            return None
+        rid = str(msg.request_id)
+        before = self._spool.record_outcome(rid, msg.verdict.value)
+        repeat = before is not None and before.outcome is not None
+        if repeat:
+            # Redelivered requests get their stored verdict again; show it once.
+            self._console.print(
+                f"[dim]repeat verdict {msg.verdict.value} for part {escape(msg.part_id)}[/]"
+            )
+        else:
+            self._console.print(self._verdict_panel(msg, late=before is not None
+                                                    and before.flagged_at is not None))
+            if self.hook is not None:
+                self.hook.submit(payload)
+        self._emit(Outcome(msg.verdict.value, rid, msg.part_id, repeat))
+        return msg
+
+    def handle_rejection(self, payload: bytes) -> RejectionMessage | None:
+        """Show a rejection message from the station's rejected topic."""
+        try:
+            msg = parse_rejection(payload)
+        except ValidationError as exc:
+            self._console.print(f"[yellow]unreadable rejection ignored:[/] {escape(_first(exc))}")
+            return None
+        rid = str(msg.request_id) if msg.request_id else ""
+        before = self._spool.record_outcome(rid, "REJECTED") if rid else None
+        part = before.part_id if before else None
+        repeat = before is not None and before.outcome is not None
+        if not repeat:
+            body = Text.assemble(
+                ("REJECTED", STYLES["REJECTED"]), "  ",
+                (f"part {part or '?'}  ", "bold"), (msg.code, "bold magenta"), "\n", msg.message,
+            )
+            self._console.print(Panel(body, title=f"request {rid or 'unknown'}",
+                                      border_style="magenta"))
+            if self.hook is not None:
+                self.hook.submit(payload)
+        self._emit(Outcome("REJECTED", rid, part, repeat))
+        return msg
+
+    def check_overdue(self, now: float | None = None) -> list[CaptureRecord]:
+        """Flag (once) every capture still without an answer after the verdict timeout."""
+        when = time.time() if now is None else now
+        late = self._spool.overdue(when - self._settings.verdict_timeout_s)
+        for rec in late:
+            self._spool.flag(rec.request_id, when)
+            where = "still in the spool (broker unreachable?)" if rec.published_at is None \
+                else "delivered, but no worker answered"
+            self._console.print(Panel(
+                Text.assemble(("NO VERDICT", "bold black on bright_white"), "  ",
+                              (f"part {rec.part_id}", "bold"),
+                              f" after {when - rec.captured_at:.0f} s: {where}"),
+                title=f"request {rec.request_id}", border_style="bright_white",
+            ))
+            self._emit(Outcome("NO_VERDICT", rec.request_id, rec.part_id))
+        return late
+
+    def _verdict_panel(self, msg: VerdictMessage, late: bool) -> Panel:
+        word = msg.verdict.value
+        style = STYLES[word]
+        head = Text(block_letters(word) if self._settings.big else f" {word} ", style=style)
+        lines = [
+            head,
+            Text.assemble((f"part {msg.part_id}", "bold"),
+                          f"   confidence {msg.confidence:.2f}   {msg.latency_ms:.0f} ms"
+                          f"   adapter {msg.adapter}"),
+        ]
+        if msg.rationale:
+            lines.append(Text(msg.rationale))
+        if msg.defects:
+            found = ", ".join(d.type + (f" ({d.where})" if d.where else "") for d in msg.defects)
+            lines.append(Text(f"defects: {found}", style="bold"))
+        if msg.transcript:
+            lines.append(Text(f"voice note: {msg.transcript}", style="italic"))
+        if late:
+            lines.append(Text("(arrived after the verdict timeout)", style="dim"))
+        return Panel(Group(*lines), title=f"request {msg.request_id}",
+                     border_style=style.split()[-1])
+
+    def _emit(self, outcome: Outcome) -> None:
+        for listener in self._listeners:
+            try:
+                listener(outcome)
+            except Exception:
+                log.exception("outcome listener failed")

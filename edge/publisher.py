@@ -1,0 +1,142 @@
+"""Drains the spool to the broker: QoS 1 publishes, each removed only after its PUBACK.
+
+While the broker is away nothing is published; paho reconnects with backoff and resends
+whatever was in flight. A PUBACK with a failure reason (e.g. not authorized) keeps the
+request in the spool and retries it later with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from inspector.errors import InspectorError
+from inspector.mqtt import MqttTransport, Publication
+
+from .config import SpoolSettings
+from .spool import Spool
+
+log = logging.getLogger(__name__)
+
+# Without an event to wake it, the loop still looks at the spool this often.
+_IDLE_S = 0.05
+_REMEMBER = 10_000
+
+
+@dataclass(slots=True)
+class _InFlight:
+    publication: Publication
+    sent_at: float
+    attempts: int
+    warned: bool = False
+
+
+class Publisher:
+    """A background thread moving spooled requests to the broker."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        transport: MqttTransport,
+        settings: SpoolSettings,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self._spool = spool
+        self._transport = transport
+        self._settings = settings
+        self._on_warning = on_warning or (lambda text: log.warning("%s", text))
+        self._inflight: dict[str, _InFlight] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._delivered = threading.Condition()
+        # Insertion-ordered and capped: only recent deliveries are ever waited on.
+        self._delivered_ids: dict[str, None] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the publishing thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="edge-publisher", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread; unacknowledged requests stay in the spool for the next run."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wake(self) -> None:
+        """Look at the spool now (a capture was added, or the connection came back)."""
+        self._wake.set()
+
+    def wait_delivered(self, request_ids: Iterable[str], timeout: float) -> bool:
+        """Block until the broker acknowledged every one of `request_ids`, or `timeout`."""
+        wanted = set(request_ids)
+        with self._delivered:
+            return self._delivered.wait_for(lambda: wanted <= self._delivered_ids.keys(), timeout)
+
+    @property
+    def in_flight(self) -> int:
+        """Publishes awaiting their PUBACK."""
+        return len(self._inflight)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except InspectorError as exc:
+                self._on_warning(f"publishing paused: {exc.message}")
+                self._stop.wait(self._settings.retry_min_s)
+            except Exception:
+                # The spool keeps everything; log and carry on rather than stop publishing.
+                log.exception("publisher step failed")
+                self._stop.wait(self._settings.retry_min_s)
+            self._wake.wait(_IDLE_S)
+            self._wake.clear()
+
+    def _step(self) -> None:
+        now = time.time()
+        self._collect(now)
+        free = self._settings.window - len(self._inflight)
+        if free <= 0 or not self._transport.connected:
+            return
+        for item in self._spool.next_batch(free, set(self._inflight), now):
+            pub = self._transport.publish(item.topic, item.payload, qos=1)
+            self._inflight[item.request_id] = _InFlight(pub, now, item.attempts)
+
+    def _collect(self, now: float) -> None:
+        for request_id, flight in list(self._inflight.items()):
+            pub = flight.publication
+            if not pub.acknowledged:
+                waited = now - flight.sent_at
+                if waited > self._settings.puback_timeout_s and not flight.warned:
+                    flight.warned = True
+                    self._on_warning(
+                        f"request {request_id} has waited {waited:.0f} s for its PUBACK; "
+                        "it stays in the spool and is resent on reconnect"
+                    )
+                continue
+            del self._inflight[request_id]
+            if pub.refused is not None:
+                delay = min(
+                    self._settings.retry_max_s,
+                    self._settings.retry_min_s * 2 ** min(flight.attempts, 16),
+                )
+                self._spool.mark_failed(request_id, pub.refused, now + delay)
+                if flight.attempts % 10 == 0:  # the 1st, 11th, ... refusal: no flood
+                    self._on_warning(
+                        f"broker refused request {request_id} ({pub.refused}); it stays in "
+                        f"the spool, retried with backoff (next in {delay:.1f} s)"
+                    )
+                continue
+            self._spool.mark_delivered(request_id, now)
+            with self._delivered:
+                self._delivered_ids[request_id] = None
+                if len(self._delivered_ids) > _REMEMBER:
+                    del self._delivered_ids[next(iter(self._delivered_ids))]
+                self._delivered.notify_all()

@@ -1,0 +1,1 @@
+"""Benchmarks: throughput and latency against the seed recipe."""

@@ -1,0 +1,123 @@
+"""Submitting one inspection from files and waiting for its verdict (people and tests)."""
+
+from __future__ import annotations
+
+import io
+import queue
+import uuid
+from pathlib import Path
+
+import soundfile as sf
+
+from inspector.errors import Code, InspectorError, RejectedInput
+from inspector.media import read_image_header
+from inspector.mqtt import Message, MqttTransport
+from inspector.protocol import (
+    AudioPart,
+    ImagePart,
+    InspectionRequest,
+    RejectionMessage,
+    StationKey,
+    TopicKind,
+    VerdictMessage,
+    parse_rejection,
+    parse_verdict,
+    utcnow,
+)
+
+_AUDIO_TYPES = {"WAV": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg"}
+
+
+class SubmitTimeout(InspectorError):
+    """No verdict or rejection arrived in time."""
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise RejectedInput(
+            Code.PAYLOAD_INVALID, f"cannot read {what} {path}: {exc.strerror}"
+        ) from None
+
+
+def audio_content_type(data: bytes) -> str:
+    """The content type of an audio file, from its bytes."""
+    try:
+        fmt = sf.info(io.BytesIO(data)).format
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        raise RejectedInput(
+            Code.AUDIO_CORRUPT, "voice note is not a readable WAV, FLAC or OGG file"
+        ) from None
+    if fmt not in _AUDIO_TYPES:
+        raise RejectedInput(
+            Code.AUDIO_UNSUPPORTED_TYPE, f"voice note is {fmt}; use WAV, FLAC or OGG"
+        )
+    return _AUDIO_TYPES[fmt]
+
+
+def build_request(
+    station: StationKey,
+    part_id: str,
+    images: list[Path],
+    audio: Path | None = None,
+    note: str | None = None,
+    operator: str | None = None,
+    adapter: str | None = None,
+) -> InspectionRequest:
+    """A request from photo and voice-note files, content types taken from the bytes."""
+    parts = []
+    for path in images:
+        data = _read(path, "photo")
+        parts.append(ImagePart.from_bytes(read_image_header(data).content_type, data))
+    audio_part = None
+    if audio is not None:
+        data = _read(audio, "voice note")
+        audio_part = AudioPart.from_bytes(audio_content_type(data), data)
+    return InspectionRequest(
+        request_id=uuid.uuid4(),
+        site=station.site,
+        line=station.line,
+        station=station.station,
+        part_id=part_id,
+        captured_at=utcnow(),
+        images=parts,
+        audio=audio_part,
+        note=note,
+        operator=operator,
+        adapter=adapter,
+    )
+
+
+def submit(
+    transport: MqttTransport, request: InspectionRequest, timeout: float
+) -> VerdictMessage | RejectionMessage:
+    """Publish a request (QoS 1) and wait for its verdict or rejection."""
+    answers: queue.Queue[VerdictMessage | RejectionMessage] = queue.Queue()
+    rid = request.request_id
+
+    def on_verdict(message: Message) -> None:
+        verdict = parse_verdict(message.payload)
+        if verdict.request_id == rid:
+            answers.put(verdict)
+
+    def on_rejected(message: Message) -> None:
+        rejection = parse_rejection(message.payload)
+        if rejection.request_id == rid:
+            answers.put(rejection)
+
+    key = request.station_key
+    transport.subscribe(key.topic(TopicKind.VERDICT), on_verdict)
+    transport.subscribe(key.topic(TopicKind.REJECTED), on_rejected)
+    transport.start()
+    if not transport.wait_connected(min(timeout, transport.settings.connect_timeout_s)):
+        raise SubmitTimeout(
+            f"cannot connect to the broker at {transport.settings.host}:{transport.settings.port}"
+        )
+    transport.publish_and_wait(key.topic(TopicKind.REQUEST), request.to_payload(), timeout)
+    try:
+        return answers.get(timeout=timeout)
+    except queue.Empty:
+        raise SubmitTimeout(
+            f"no verdict for {rid} within {timeout:g} s; is a worker running?"
+        ) from None

@@ -1,0 +1,85 @@
+"""The engine's interface: requests, results and the protocol the worker codes against.
+
+Imports no torch, so the worker, benchmarks and tests can type against it cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from inspector.errors import InspectorError
+from inspector.protocol import Decision, DefectFinding
+
+# Adapter names of the checkpoint's own LoRAs; site adapters may not reuse them.
+VISION_ADAPTER = "vision"
+SPEECH_ADAPTER = "speech"
+RESERVED_ADAPTERS = frozenset({VISION_ADAPTER, SPEECH_ADAPTER})
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """One inspection as the engine sees it: decoded media plus the operator's note."""
+
+    request_id: str
+    site: str
+    images: Sequence[NDArray[np.uint8]]  # RGB, H×W×3
+    audio: NDArray[np.float32] | None = None  # mono, 16 kHz
+    note: str | None = None
+    adapter: str | None = None  # requested adapter name, or None for the site default
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """The verdict on one request, with everything the store keeps about how it was made."""
+
+    request_id: str
+    decision: Decision
+    confidence: float  # max(p_pass, 1 - p_pass)
+    p_pass: float  # P(PASS) / (P(PASS) + P(FAIL)) from the verdict token's logits
+    rationale: str
+    transcript: str | None
+    defects: list[DefectFinding]
+    model: str
+    adapter: str
+    adapter_fallback: bool  # the requested (or site default) adapter was not loaded
+    prompt_version: str
+    prompt_tokens: int = 0  # after the photo and voice placeholders are expanded
+    rationale_tokens: int = 0
+    # Host-side milliseconds of the whole batch this request ran in, by stage: encode
+    # (preprocessing and the vision/audio towers), prefill, decode, transcribe.
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class EngineFailed(InspectorError):
+    """Inference could not run (e.g. out of GPU memory even for a single request)."""
+
+
+class InferenceEngine(Protocol):
+    """What a worker needs from a model engine."""
+
+    model_name: str
+
+    def infer(self, batch: Sequence[EngineRequest]) -> list[EngineResult]:
+        """Verdicts for `batch`, in the same order; raises on failure."""
+        ...
+
+    def adapters(self) -> list[str]:
+        """Names of the adapters loaded now."""
+        ...
+
+    def load_adapter(self, name: str, path: str) -> None:
+        """Load (or replace) a site adapter from a peft adapter directory."""
+        ...
+
+    def unload_adapter(self, name: str) -> None:
+        """Forget a site adapter; requests naming it fall back to the vision LoRA."""
+        ...
+
+    def refresh_adapters(self) -> list[str]:
+        """Sync site adapters with the registry directory; returns the loaded names."""
+        ...

@@ -1,0 +1,90 @@
+"""Turning a received MQTT message into a validated inspection or a refusal with a reason."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from inspector.errors import Code, RejectedInput
+from inspector.media import DecodedAudio, DecodedImage, decode_audio, decode_image
+from inspector.mqtt import Message
+from inspector.protocol import (
+    InspectionRequest,
+    StationKey,
+    parse_request,
+    parse_station_topic,
+    peek_request_id,
+)
+from inspector.settings import LimitSettings
+
+log = logging.getLogger(__name__)
+
+# Phi-4-multimodal tiles photos into 448-pixel crops; photos with the same crop grid batch well.
+CROP = 448
+
+
+@dataclass(slots=True)
+class Accepted:
+    """A request that passed every check, with its media decoded."""
+
+    message: Message
+    request: InspectionRequest
+    images: list[DecodedImage]
+    audio: DecodedAudio | None
+    received: float  # time.monotonic() when the message arrived
+    bucket: tuple[tuple[int, int], ...] = field(default=())
+
+    @property
+    def request_id(self) -> str:
+        return str(self.request.request_id)
+
+
+@dataclass(slots=True)
+class Refused:
+    """A message that must be recorded as rejected, published on `rejected`, and acked."""
+
+    message: Message
+    error: RejectedInput
+    request_id: UUID | None
+    station: StationKey | None
+    received: float
+
+
+def shape_bucket(images: list[DecodedImage]) -> tuple[tuple[int, int], ...]:
+    """The crop grid of each photo: requests with equal buckets pad least when batched."""
+    return tuple((-(-img.width // CROP), -(-img.height // CROP)) for img in images)
+
+
+def _station_of(topic: str) -> StationKey | None:
+    try:
+        return parse_station_topic(topic).station
+    except RejectedInput:
+        return None
+
+
+def validate(
+    message: Message, limits: LimitSettings, received: float | None = None
+) -> Accepted | Refused:
+    """Parse and decode one message; any failure becomes a Refused with a stable code."""
+    received = time.monotonic() if received is None else received
+    try:
+        request = parse_request(message.payload, limits, topic=message.topic)
+        images = [decode_image(p.data, p.content_type, limits) for p in request.images]
+        audio = (
+            decode_audio(request.audio.data, request.audio.content_type, limits)
+            if request.audio is not None
+            else None
+        )
+    except RejectedInput as exc:
+        return Refused(
+            message, exc, peek_request_id(message.payload), _station_of(message.topic), received
+        )
+    except Exception as exc:  # a payload must never take the worker down
+        log.exception("unexpected failure validating a message on %s", message.topic)
+        error = RejectedInput(Code.PAYLOAD_INVALID, f"payload could not be processed: {exc}")
+        return Refused(
+            message, error, peek_request_id(message.payload), _station_of(message.topic), received
+        )
+    return Accepted(message, request, images, audio, received, shape_bucket(images))

@@ -1,0 +1,48 @@
+"""Prometheus metrics of one worker, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class WorkerMetrics:
+    """Requests, rejections by reason, batch sizes, queue depth and latency histograms."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "inspector_requests_total", "Requests received", ["outcome"], registry=r
+        )
+        self.rejections = Counter(
+            "inspector_rejections_total", "Requests rejected, by reason code", ["code"], registry=r
+        )
+        self.batch_size = Histogram(
+            "inspector_batch_size",
+            "Requests per inference batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "inspector_queue_depth", "Validated requests waiting for inference", registry=r
+        )
+        self.queue_wait = Histogram(
+            "inspector_queue_wait_seconds",
+            "Receipt to start of inference",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "inspector_inference_seconds", "Engine time per batch", buckets=_LATENCY, registry=r
+        )
+        self.end_to_end = Histogram(
+            "inspector_end_to_end_seconds",
+            "Receipt to verdict published",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "inspector_store_errors_total", "Failed commits (retried)", registry=r
+        )

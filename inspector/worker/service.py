@@ -1,0 +1,458 @@
+"""The worker: MQTT in → validate → batch → infer → commit → publish → ack.
+
+A request's PUBACK is sent only after its verdict or rejection is committed, and a verdict is
+published only after its commit, so a crash at any point loses nothing: the broker redelivers
+what was not acked, and a redelivered request_id re-publishes the stored verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import start_http_server
+
+from inspector import __version__
+from inspector.engine.types import EngineRequest, EngineResult, InferenceEngine
+from inspector.errors import Code, DuplicateConflict, RejectedInput, StoreUnavailable
+from inspector.mqtt import ConnectionEvent, Message, MqttTransport
+from inspector.protocol import (
+    RejectionMessage,
+    TopicKind,
+    VerdictMessage,
+    WorkerState,
+    WorkerStatus,
+    sha256_hex,
+    shared_request_subscription,
+    status_topic,
+    utcnow,
+)
+from inspector.settings import Settings
+from inspector.store import (
+    Store,
+    latest_verdict,
+    record_inspection,
+    record_rejection,
+    record_verdict,
+    verdict_message,
+)
+from inspector.store.models import Inspection
+from inspector.worker.batcher import Batcher
+from inspector.worker.intake import Accepted, Refused, validate
+from inspector.worker.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+ADAPTER_SCAN_S = 5.0
+
+
+@dataclass(slots=True)
+class Decided:
+    """A verdict from the engine, to be committed with its inspection."""
+
+    item: Accepted
+    result: EngineResult
+
+
+@dataclass(slots=True)
+class Known:
+    """A request whose verdict is already stored: re-publish it, no inference."""
+
+    item: Accepted
+
+
+Outcome = Decided | Known | Refused
+
+
+def status_message(
+    worker_id: str, state: WorkerState, engine: InferenceEngine | None
+) -> WorkerStatus:
+    """The retained status of a worker."""
+    return WorkerStatus(
+        worker_id=worker_id,
+        state=state,
+        version=__version__,
+        model=engine.model_name if engine is not None else None,
+        adapters=engine.adapters() if engine is not None else [],
+        updated_at=utcnow(),
+    )
+
+
+class Worker:
+    """One worker process: hand it the transport, store, engine and settings, then `run`."""
+
+    def __init__(
+        self,
+        transport: MqttTransport,
+        store: Store,
+        engine: InferenceEngine,
+        settings: Settings,
+    ) -> None:
+        self.transport = transport
+        self.store = store
+        self.engine = engine
+        self.settings = settings
+        self.worker_id = settings.worker.worker_id
+        self.metrics = WorkerMetrics()
+        ws = settings.worker
+        self.batcher = Batcher(ws.max_batch, ws.max_wait_ms / 1000, ws.queue_size)
+        self._outbox: queue.Queue[list[Outcome]] = queue.Queue(maxsize=4)
+        self._pool = ThreadPoolExecutor(ws.validation_threads, thread_name_prefix="validate")
+        self._stopping = threading.Event()
+        self._engine_done = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._metrics_server: Any = None
+        self.committed = threading.Event()  # set after every successful commit (for observers)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect, subscribe and start the pipeline threads."""
+        ws = self.settings.worker
+        if ws.metrics_port:
+            self._metrics_server, _ = start_http_server(
+                ws.metrics_port, addr=ws.metrics_host, registry=self.metrics.registry
+            )
+        self.transport.on_connection(self._on_connection)
+        for site in ws.sites or (None,):
+            self.transport.subscribe(
+                shared_request_subscription(ws.group, site), self._on_message, qos=1
+            )
+        for name, target in (("engine", self._engine_loop), ("commit", self._commit_loop)):
+            thread = threading.Thread(target=target, name=f"worker-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.transport.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop taking work, finish the batch in flight, commit, ack, then disconnect."""
+        if self._stopping.is_set():
+            return
+        log.info("worker %s draining", self.worker_id)
+        self._stopping.set()
+        self._publish_status("draining")
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        # Requests queued but not started stay unacked: the broker redelivers them.
+        left = self.batcher.drain()
+        if left:
+            log.info("%d queued request(s) left unacked for redelivery", len(left))
+        pub = self._publish_status("offline")
+        if pub is not None:
+            pub.wait(min(5.0, max(0.1, deadline - time.monotonic())))
+        self.transport.stop()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+        log.info("worker %s stopped", self.worker_id)
+
+    def wait(self) -> None:
+        """Block until the pipeline threads end (after stop)."""
+        for thread in self._threads:
+            thread.join()
+
+    # --- network thread ----------------------------------------------------------------
+
+    def _on_connection(self, event: ConnectionEvent) -> None:
+        if event.connected and not self._stopping.is_set():
+            # "online" means ready: announce it once the broker has confirmed the subscription.
+            threading.Thread(target=self._announce, name="worker-announce", daemon=True).start()
+
+    def _announce(self) -> None:
+        if self.transport.wait_subscribed(30) and not self._stopping.is_set():
+            self._publish_status("online")
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until connected with the request subscription confirmed by the broker."""
+        return self.transport.wait_subscribed(timeout)
+
+    def _publish_status(self, state: WorkerState) -> Any:
+        try:
+            msg = status_message(self.worker_id, state, self.engine)
+            return self.transport.publish(
+                status_topic(self.worker_id), msg.to_payload(), qos=1, retain=True
+            )
+        except Exception:
+            log.exception("could not publish worker status")
+            return None
+
+    def _on_message(self, message: Message) -> None:
+        if self._stopping.is_set():
+            return  # not acked: redelivered after restart
+        received = time.monotonic()
+        self.batcher.expect()
+        self._pool.submit(self._validate, message, received)
+
+    # --- validation threads ------------------------------------------------------------
+
+    def _validate(self, message: Message, received: float) -> None:
+        outcome = validate(message, self.settings.limits, received)
+        if isinstance(outcome, Refused):
+            self.batcher.settle(None, self._stopping)
+            self._outbox.put([outcome])
+        else:
+            self.batcher.settle(outcome, self._stopping)
+        self.metrics.queue_depth.set(self.batcher.depth())
+
+    # --- engine thread -----------------------------------------------------------------
+
+    def _engine_loop(self) -> None:
+        next_scan = time.monotonic() + ADAPTER_SCAN_S
+        try:
+            while not self._stopping.is_set():
+                if time.monotonic() >= next_scan:
+                    self._refresh_adapters()
+                    next_scan = time.monotonic() + ADAPTER_SCAN_S
+                batch = self.batcher.next_batch(self._stopping)
+                self.metrics.queue_depth.set(self.batcher.depth())
+                if batch:
+                    self._outbox.put(self._process(batch))
+        except Exception:
+            log.exception("engine loop failed")
+        finally:
+            self._engine_done.set()
+
+    def _refresh_adapters(self) -> None:
+        before = self.engine.adapters()
+        try:
+            self.engine.refresh_adapters()
+            after = self.engine.adapters()
+        except Exception:
+            log.exception("adapter refresh failed; keeping the loaded adapters")
+            return
+        if sorted(before) != sorted(after):
+            log.info("adapters now %s", ", ".join(after) or "(none)")
+            self._publish_status("online")
+
+    def _known(self, batch: Sequence[Accepted]) -> dict[str, tuple[str, bool]]:
+        """request_id → (stored fingerprint, has a verdict), for requests already stored."""
+        ids = [item.request_id for item in batch]
+        try:
+            with self.store.db.read() as session:
+                rows = session.execute(
+                    sa.select(Inspection.request_id, Inspection.fingerprint, Inspection.id).where(
+                        Inspection.request_id.in_(ids)
+                    )
+                ).all()
+                judged = {
+                    rid
+                    for rid in (r.request_id for r in rows)
+                    if latest_verdict(session, rid) is not None
+                }
+        except Exception:
+            # The commit path re-checks everything; the lookup only saves inference.
+            log.warning("could not look up stored requests; the commit will reconcile")
+            return {}
+        return {r.request_id: (r.fingerprint, r.request_id in judged) for r in rows}
+
+    def _process(self, batch: list[Accepted]) -> list[Outcome]:
+        known = self._known(batch)
+        outcomes: list[Outcome] = []
+        todo: list[Accepted] = []
+        seen: set[str] = set()
+        for item in batch:
+            rid = item.request_id
+            stored = known.get(rid)
+            if stored is not None and stored[0] != item.request.fingerprint():
+                err = DuplicateConflict(rid)
+                outcomes.append(
+                    Refused(
+                        item.message,
+                        err,
+                        item.request.request_id,
+                        item.request.station_key,
+                        item.received,
+                    )
+                )
+            elif (stored is not None and stored[1]) or rid in seen:
+                outcomes.append(Known(item))
+            else:
+                seen.add(rid)
+                todo.append(item)
+        if todo:
+            now = time.monotonic()
+            for item in todo:
+                self.metrics.queue_wait.observe(now - item.received)
+            self.metrics.batch_size.observe(len(todo))
+            outcomes.extend(self._infer(todo))
+        return outcomes
+
+    def _infer(self, items: list[Accepted]) -> list[Outcome]:
+        started = time.monotonic()
+        try:
+            results = self.engine.infer([_engine_request(i) for i in items])
+            self.metrics.inference.observe(time.monotonic() - started)
+            return [Decided(i, r) for i, r in zip(items, results, strict=True)]
+        except Exception as exc:
+            log.warning("batch of %d failed (%s); retrying each request alone", len(items), exc)
+        outcomes: list[Outcome] = []
+        for item in items:
+            try:
+                (result,) = self.engine.infer([_engine_request(item)])
+                outcomes.append(Decided(item, result))
+            except Exception as exc:
+                log.exception("request %s failed alone; rejecting it", item.request_id)
+                err = RejectedInput(Code.ENGINE_FAILED, f"the model failed on this request: {exc}")
+                outcomes.append(
+                    Refused(
+                        item.message,
+                        err,
+                        item.request.request_id,
+                        item.request.station_key,
+                        item.received,
+                    )
+                )
+        return outcomes
+
+    # --- commit thread -----------------------------------------------------------------
+
+    def _commit_loop(self) -> None:
+        while True:
+            try:
+                group = self._outbox.get(timeout=0.2)
+            except queue.Empty:
+                if self._engine_done.is_set() and self._outbox.empty():
+                    return
+                continue
+            # Fold whatever else is waiting into the same transaction.
+            while len(group) < 4 * self.settings.worker.max_batch:
+                try:
+                    group.extend(self._outbox.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._commit_with_retry(group)
+            except Exception:
+                # Left unacked, the group's messages come back after a restart; keep serving.
+                log.exception("could not commit %d outcome(s); they stay unacked", len(group))
+
+    def _commit_with_retry(self, group: list[Outcome]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                publishes = self._commit(group)
+                break
+            except DuplicateConflict as exc:
+                group = [_as_conflict(o, exc) for o in group]
+            except (StoreUnavailable, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                self.metrics.store_errors.inc()
+                if self._stopping.is_set() and self._engine_done.is_set() and delay >= 5:
+                    log.error(
+                        "store still unavailable while stopping; %d request(s) left "
+                        "unacked for redelivery",
+                        len(group),
+                    )
+                    return
+                log.warning("store unavailable (%s); retrying in %.1f s, nothing acked", exc, delay)
+                time.sleep(delay)  # backoff before the next attempt, not synchronisation
+                delay = min(delay * 2, 10.0)
+            except sa.exc.IntegrityError:
+                # Another worker stored the same request concurrently; the retry finds it.
+                log.info("concurrent insert detected; retrying the commit")
+        self.committed.set()
+        now = time.monotonic()
+        for topic, payload, outcome in publishes:
+            if topic is not None:
+                self.transport.publish(topic, payload, qos=1)
+            self.transport.ack(
+                outcome.item.message if not isinstance(outcome, Refused) else outcome.message
+            )
+            received = outcome.received if isinstance(outcome, Refused) else outcome.item.received
+            self.metrics.end_to_end.observe(now - received)
+
+    def _commit(self, group: list[Outcome]) -> list[tuple[str | None, bytes, Outcome]]:
+        """One transaction for the whole group; returns what to publish, in order."""
+        out: list[tuple[str | None, bytes, Outcome]] = []
+        keep = self.settings.store.rejected_payload_limit
+        with self.store.db.write() as session:
+            for outcome in group:
+                if isinstance(outcome, Refused):
+                    msg = self._rejection(outcome)
+                    record_rejection(
+                        session, msg, outcome.message.topic, outcome.message.payload, keep
+                    )
+                    topic = outcome.station.topic(TopicKind.REJECTED) if outcome.station else None
+                    out.append((topic, msg.to_payload(), outcome))
+                    self.metrics.rejections.labels(code=outcome.error.code.value).inc()
+                    self.metrics.requests.labels(outcome="rejected").inc()
+                    continue
+                item = outcome.item
+                record_inspection(session, self.store.blobs, item.request)
+                if isinstance(outcome, Decided):
+                    row, _ = record_verdict(session, self._verdict(outcome))
+                    self.metrics.requests.labels(outcome="judged").inc()
+                else:
+                    found = latest_verdict(session, item.request_id)
+                    if found is None:
+                        raise RuntimeError(f"stored verdict for {item.request_id} vanished")
+                    row = found
+                    self.metrics.requests.labels(outcome="duplicate").inc()
+                topic = item.request.station_key.topic(TopicKind.VERDICT)
+                out.append((topic, verdict_message(row).to_payload(), outcome))
+        return out
+
+    def _verdict(self, decided: Decided) -> VerdictMessage:
+        req, res = decided.item.request, decided.result
+        return VerdictMessage(
+            request_id=req.request_id,
+            site=req.site,
+            line=req.line,
+            station=req.station,
+            part_id=req.part_id,
+            verdict=res.decision,
+            confidence=res.confidence,
+            p_pass=res.p_pass,
+            rationale=res.rationale,
+            transcript=res.transcript,
+            defects=res.defects,
+            model=res.model,
+            adapter=res.adapter,
+            adapter_fallback=res.adapter_fallback,
+            prompt_version=res.prompt_version,
+            worker_id=self.worker_id,
+            latency_ms=(time.monotonic() - decided.item.received) * 1000,
+            decided_at=utcnow(),
+        )
+
+    def _rejection(self, refused: Refused) -> RejectionMessage:
+        station = refused.station
+        return RejectionMessage(
+            request_id=refused.request_id,
+            site=station.site if station else None,
+            line=station.line if station else None,
+            station=station.station if station else None,
+            code=refused.error.code.value,
+            message=refused.error.reason,
+            payload_sha256=sha256_hex(refused.message.payload),
+            worker_id=self.worker_id,
+            rejected_at=utcnow(),
+        )
+
+
+def _engine_request(item: Accepted) -> EngineRequest:
+    req = item.request
+    return EngineRequest(
+        request_id=item.request_id,
+        site=req.site,
+        images=[img.pixels for img in item.images],
+        audio=item.audio.samples if item.audio is not None else None,
+        note=req.note,
+        adapter=req.adapter,
+    )
+
+
+def _as_conflict(outcome: Outcome, exc: DuplicateConflict) -> Outcome:
+    if isinstance(outcome, Refused) or outcome.item.request_id != exc.request_id:
+        return outcome
+    item = outcome.item
+    return Refused(
+        item.message, exc, item.request.request_id, item.request.station_key, item.received
+    )

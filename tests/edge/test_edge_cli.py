@@ -1,0 +1,89 @@
+"""The `inspector edge` commands: status, send, and clear configuration errors."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from edge.cli import register
+from edge.spool import Spool, SpoolEntry
+from inspector.protocol import StationKey, TopicKind, parse_request
+from tests.fixtures.edge import BrokerObserver, jpeg_bytes
+
+runner = CliRunner()
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """The inspector command, as inspector/cli.py builds it."""
+
+    register(app)
+    return app
+
+
+def _config(tmp_path: Path, unique: str, port: int = 1883) -> Path:
+    path = tmp_path / "edge.toml"
+    path.write_text(f"""
+[station]
+site = "{unique}"
+line = "l1"
+station = "s1"
+client_id = "edge-{unique}"
+[broker]
+port = {port}
+session_expiry_s = 120
+[spool]
+path = "{tmp_path / 'spool.db'}"
+""")
+    return path
+
+
+def test_bad_config_exits_2_with_a_message_naming_field_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "edge.toml"
+    path.write_text('[station]\nsite = "a"\nline = "b"\nstation = "c"\n[spool]\nwindow = 0\n')
+    result = runner.invoke(_app(), ["edge", "status", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "configuration error" in result.output
+    assert "spool.window" in result.output and str(path) in result.output.replace("\n", "")
+
+
+def test_status_shows_queue_depth_and_the_oldest_age(tmp_path: Path, unique: str) -> None:
+    config = _config(tmp_path, unique)
+    assert runner.invoke(_app(), ["edge", "status", "--config", str(config)]).exit_code == 1
+    spool = Spool(tmp_path / "spool.db")
+    for age in (90.0, 30.0):
+        spool.add(SpoolEntry(str(uuid.uuid4()), "p", "t", b"x" * 10, time.time() - age,
+                             (1, 1), (1, 1)))
+    spool.close()
+    result = runner.invoke(_app(), ["edge", "status", "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["queue_depth"] == 2 and 89 <= data["oldest_age_s"] <= 120
+    assert data["agent_running"] is False
+    table = runner.invoke(_app(), ["edge", "status", "--config", str(config)])
+    assert "queue depth" in table.output and "oldest unsent" in table.output
+
+
+def test_send_publishes_photo_files_once_and_waits_for_the_pubacks(
+    tmp_path: Path, unique: str, broker: tuple[str, int],
+    observe: Callable[[str], BrokerObserver],
+) -> None:
+    config = _config(tmp_path, unique, broker[1])
+    seen = observe(StationKey(unique, "l1", "s1").topic(TopicKind.REQUEST))
+    photo = tmp_path / "P-31.jpg"
+    photo.write_bytes(jpeg_bytes())
+    result = runner.invoke(_app(), ["edge", "send", str(photo), "--config", str(config),
+                                    "--no-verdicts", "--note", "scratch near hole 2"])
+    assert result.exit_code == 0, result.output
+    assert "1 capture(s) delivered" in result.output
+    request = parse_request(seen.wait_for(1, 10)[0].payload)
+    assert (request.part_id, request.note) == ("P-31", "scratch near hole 2")

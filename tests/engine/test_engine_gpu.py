@@ -1,0 +1,48 @@
+"""The engine on a CUDA device: bf16 runtime, and verdicts that agree with the CPU's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from inspector.engine import EngineRequest
+from inspector.engine.checkpoint import resolve_runtime
+from inspector.engine.engine import load_engine
+from inspector.settings import ModelSettings
+from tests.engine.media import photo, voice
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def batch() -> list[EngineRequest]:
+    return [
+        EngineRequest("g1", "s", [photo(480, 640, 1)], voice(8.0, 1), "all good"),
+        EngineRequest("g2", "s", [photo(48, 64, 2)], None, None),
+        EngineRequest("g3", "s", [photo(120, 90, 3), photo(64, 64, 4)], voice(2.0, 3), None),
+    ]
+
+
+def test_cuda_runtime_is_bf16(tiny_model_dir: Path) -> None:
+    runtime = resolve_runtime(ModelSettings(path=tiny_model_dir))
+    assert runtime.device.type == "cuda"
+    assert runtime.dtype is torch.bfloat16
+    assert runtime.attn_implementation in ("flash_attention_2", "sdpa")
+
+
+def test_gpu_verdicts_agree_with_cpu(tiny_model_dir: Path, tmp_path: Path) -> None:
+    common = {"path": tiny_model_dir, "max_rationale_tokens": 8, "adapters_dir": tmp_path}
+    gpu = load_engine(ModelSettings(device="cuda", **common), {})
+    cpu = load_engine(ModelSettings(device="cpu", **common), {})
+    on_gpu, on_cpu = gpu.infer(batch()), cpu.infer(batch())
+    assert [r.request_id for r in on_gpu] == ["g1", "g2", "g3"]
+    for g, c in zip(on_gpu, on_cpu, strict=True):
+        assert g.p_pass == pytest.approx(c.p_pass, abs=0.02)
+        assert 1 <= g.rationale_tokens <= 8
+    alone = [gpu.infer([r])[0] for r in batch()]
+    for together, single in zip(on_gpu, alone, strict=True):
+        assert together.p_pass == pytest.approx(single.p_pass, abs=0.01)
