@@ -119,20 +119,19 @@ def decode_image(data: bytes, declared: str | None, limits: LimitSettings) -> De
             f"photo is {header.width}×{header.height}; each side must be at least "
             f"{limits.min_image_side} pixels",
         )
-    buf = np.frombuffer(data, dtype=np.uint8)
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:
+    rgb = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR_RGB)
+    if rgb is None or rgb.size == 0:
         raise RejectedInput(
             Code.IMAGE_UNDECODABLE, "photo header is valid but its pixel data cannot be decoded"
         )
-    if bgr.shape[:2] != (header.height, header.width):
+    if rgb.shape[:2] != (header.height, header.width):
         raise RejectedInput(
             Code.IMAGE_UNDECODABLE,
-            f"photo decoded to {bgr.shape[1]}×{bgr.shape[0]}, header said "
+            f"photo decoded to {rgb.shape[1]}×{rgb.shape[0]}, header said "
             f"{header.width}×{header.height}",
         )
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return DecodedImage(np.ascontiguousarray(rgb), header.content_type)
+    decoded: NDArray[np.uint8] = rgb.astype(np.uint8, copy=False)  # 8-bit already: no copy
+    return DecodedImage(decoded, header.content_type)
 
 
 def decode_audio(data: bytes, declared: str | None, limits: LimitSettings) -> DecodedAudio:

@@ -191,7 +191,10 @@ class InspectionRequest(_Message):
         Two deliveries of the same capture share a fingerprint; a different capture
         reusing a request_id does not.
         """
-        body = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        # Media are represented by their hashes, so nothing large is serialised here.
+        body = self.model_dump(
+            mode="json", by_alias=True, exclude_none=True, exclude={"images", "audio"}
+        )
         body["images"] = [[i.content_type, i.sha256] for i in self.images]
         if self.audio is not None:
             body["audio"] = [self.audio.content_type, self.audio.sha256]

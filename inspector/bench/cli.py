@@ -91,7 +91,8 @@ def bench_pipeline(
     console.print(
         f"[bold]{report['requests_per_s']:.0f} requests/s[/] over {report['requests']} requests "
         f"({report['payload_bytes'] // 1024} KiB each), latency p50 {lat['p50']:.1f} ms, "
-        f"p95 {lat['p95']:.1f} ms; mean batch {report['batch_mean']:.1f} → {output}"
+        f"p95 {lat['p95']:.1f} ms; mean batch {report['batch_mean']:.1f}; worker CPU "
+        f"{report['worker_cpu_ms_per_request']:.2f} ms/request → {output}"
     )
     if not report["complete"]:
         console.print("[red]not every request got a verdict in time[/]")

@@ -221,11 +221,15 @@ def run_pipeline_bench(cfg: PipelineBenchConfig) -> dict[str, Any]:
         ctx = mp.get_context("spawn")
         try:
             phases = {}
+            cpu: dict[str, float] = {}
             for phase, count in (("warmup", cfg.warmup), ("measured", cfg.requests)):
                 results = ctx.Queue()
                 proc = ctx.Process(target=_load_generator, args=(cfg, site, count, results))
+                cpu_before = time.process_time()
                 proc.start()
                 phases[phase] = results.get(timeout=300)
+                # CPU time of this process only: the worker, not the load generator.
+                cpu[phase] = time.process_time() - cpu_before
                 proc.join(30)
         finally:
             worker.stop(timeout=30)
@@ -246,6 +250,7 @@ def run_pipeline_bench(cfg: PipelineBenchConfig) -> dict[str, Any]:
             "p99": 1000 * _percentile(lat, 99),
             "max": 1000 * lat[-1],
         },
+        "worker_cpu_ms_per_request": 1000 * cpu["measured"] / max(1, measured["received"]),
         "payload_bytes": len(_build_payloads(cfg, site, 1)[0][2]),
         "batch_mean": worker.metrics.batch_size._sum.get() / max(1, _count(worker)),
     }

@@ -13,9 +13,11 @@ from inspector.store.records import (
     find_inspection,
     latest_verdict,
     record_inspection,
+    record_inspections,
     record_rejection,
     record_review,
     record_verdict,
+    record_verdicts,
     verdict_message,
 )
 
@@ -53,9 +55,11 @@ __all__ = [
     "latest_verdict",
     "list_verdicts",
     "record_inspection",
+    "record_inspections",
     "record_rejection",
     "record_review",
     "record_verdict",
+    "record_verdicts",
     "upgrade",
     "verdict_message",
 ]

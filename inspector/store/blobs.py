@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 _SHA = re.compile(r"[0-9a-f]{64}")
@@ -25,23 +26,34 @@ class BlobStore:
 
     def put(self, data: bytes) -> tuple[str, Path]:
         """Store bytes (once per content) and return their hash and path."""
-        sha = hashlib.sha256(data).hexdigest()
-        path = self.path_for(sha)
-        if path.exists() and path.stat().st_size == len(data):
-            return sha, path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
-        return sha, path
+        return self.put_many([data])[0]
+
+    def put_many(self, blobs: Sequence[bytes]) -> list[tuple[str, Path]]:
+        """Store several blobs durably, syncing each directory touched once."""
+        out: list[tuple[str, Path]] = []
+        dirs: set[Path] = set()
+        for data in blobs:
+            sha = hashlib.sha256(data).hexdigest()
+            path = self.path_for(sha)
+            out.append((sha, path))
+            if path.exists() and path.stat().st_size == len(data):
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                Path(tmp).replace(path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            dirs.add(path.parent)
+        # A rename is durable only once its directory entry is on disk.
+        for directory in dirs:
+            _fsync_dir(directory)
+        return out
 
     def get(self, sha256: str) -> bytes:
         """The blob's bytes, verified against its hash."""

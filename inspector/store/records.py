@@ -6,6 +6,7 @@ Every function takes an open Session so a caller can put many records in one tra
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -27,102 +28,143 @@ from inspector.store.blobs import BlobStore
 from inspector.store.models import Inspection, InspectionMedia, Media, Rejection, Review, Verdict
 
 
-def _put_media(
-    session: Session, blobs: BlobStore, data: bytes, kind: str, content_type: str
-) -> str:
-    sha, path = blobs.put(data)
-    if session.get(Media, sha) is None:
-        session.add(
-            Media(
-                sha256=sha,
-                kind=kind,
-                content_type=content_type,
-                size=len(data),
-                path=str(path.relative_to(blobs.root)),
-                created_at=utcnow(),
-            )
-        )
-    return sha
-
-
 def find_inspection(session: Session, request_id: UUID | str) -> Inspection | None:
     """The inspection stored for a request_id, if any."""
     return session.scalar(sa.select(Inspection).where(Inspection.request_id == str(request_id)))
 
 
-def record_inspection(
-    session: Session, blobs: BlobStore, request: InspectionRequest
-) -> tuple[Inspection, bool]:
-    """Store a request and its media once; return (row, created).
-
-    The same request_id with the same content is a no-op; with other content it is refused.
-    """
-    fingerprint = request.fingerprint()
-    existing = find_inspection(session, request.request_id)
-    if existing is not None:
-        if existing.fingerprint != fingerprint:
-            raise DuplicateConflict(str(request.request_id))
-        return existing, False
-    inspection = Inspection(
-        request_id=str(request.request_id),
-        fingerprint=fingerprint,
-        site=request.site,
-        line=request.line,
-        station=request.station,
-        part_id=request.part_id,
-        captured_at=request.captured_at,
-        received_at=utcnow(),
-        operator=request.operator,
-        note=request.note,
-        adapter_hint=request.adapter,
-    )
+def _media_parts(request: InspectionRequest) -> list[tuple[str, str, bytes]]:
     parts: list[tuple[str, str, bytes]] = [
         ("image", p.content_type, p.data) for p in request.images
     ]
     if request.audio is not None:
         parts.append(("audio", request.audio.content_type, request.audio.data))
-    for position, (kind, content_type, data) in enumerate(parts):
-        sha = _put_media(session, blobs, data, kind, content_type)
-        inspection.media.append(InspectionMedia(position=position, role=kind, sha256=sha))
-    session.add(inspection)
+    return parts
+
+
+def record_inspections(
+    session: Session, blobs: BlobStore, requests: Sequence[InspectionRequest]
+) -> list[tuple[Inspection, bool]]:
+    """Store requests and their media once each, in few statements; return (row, created).
+
+    A request_id already stored with the same content is a no-op; with other content it
+    raises DuplicateConflict.
+    """
+    ids = [str(r.request_id) for r in requests]
+    rows: dict[str, Inspection] = {
+        i.request_id: i
+        for i in session.scalars(sa.select(Inspection).where(Inspection.request_id.in_(ids)))
+    }
+    fresh = [r for r in requests if str(r.request_id) not in rows]
+    parts = {str(r.request_id): _media_parts(r) for r in fresh}
+    written = blobs.put_many([data for ps in parts.values() for _, _, data in ps])
+    shas = {sha for sha, _ in written}
+    known = set(session.scalars(sa.select(Media.sha256).where(Media.sha256.in_(shas))))
+    now = utcnow()
+    out: list[tuple[Inspection, bool]] = []
+    blob_iter = iter(written)
+    for request in requests:
+        rid, fingerprint = str(request.request_id), request.fingerprint()
+        existing = rows.get(rid)
+        if existing is not None:
+            if existing.fingerprint != fingerprint:
+                raise DuplicateConflict(rid)
+            out.append((existing, False))
+            continue
+        inspection = Inspection(
+            request_id=rid,
+            fingerprint=fingerprint,
+            site=request.site,
+            line=request.line,
+            station=request.station,
+            part_id=request.part_id,
+            captured_at=request.captured_at,
+            received_at=now,
+            operator=request.operator,
+            note=request.note,
+            adapter_hint=request.adapter,
+        )
+        for position, (kind, content_type, data) in enumerate(parts[rid]):
+            sha, path = next(blob_iter)
+            if sha not in known:
+                known.add(sha)
+                session.add(
+                    Media(
+                        sha256=sha,
+                        kind=kind,
+                        content_type=content_type,
+                        size=len(data),
+                        path=str(path.relative_to(blobs.root)),
+                        created_at=now,
+                    )
+                )
+            inspection.media.append(InspectionMedia(position=position, role=kind, sha256=sha))
+        session.add(inspection)
+        rows[rid] = inspection
+        out.append((inspection, True))
     session.flush()
-    return inspection, True
+    return out
+
+
+def record_inspection(
+    session: Session, blobs: BlobStore, request: InspectionRequest
+) -> tuple[Inspection, bool]:
+    """Store one request and its media once; return (row, created)."""
+    return record_inspections(session, blobs, [request])[0]
+
+
+def record_verdicts(
+    session: Session, messages: Sequence[VerdictMessage]
+) -> list[tuple[Verdict, bool]]:
+    """Store verdicts once per (inspection, model, adapter, prompt version) each."""
+    ids = [str(m.request_id) for m in messages]
+    inspections = {
+        i.request_id: i.id
+        for i in session.scalars(sa.select(Inspection).where(Inspection.request_id.in_(ids)))
+    }
+    missing = [rid for rid in ids if rid not in inspections]
+    if missing:
+        raise NotFound(f"no inspection {missing[0]} to attach a verdict to")
+    stored = {
+        (v.inspection_id, v.model, v.adapter, v.prompt_version): v
+        for v in session.scalars(
+            sa.select(Verdict).where(Verdict.inspection_id.in_(inspections.values()))
+        )
+    }
+    out: list[tuple[Verdict, bool]] = []
+    for message in messages:
+        inspection_id = inspections[str(message.request_id)]
+        key = (inspection_id, message.model, message.adapter, message.prompt_version)
+        existing = stored.get(key)
+        if existing is not None:
+            out.append((existing, False))
+            continue
+        row = Verdict(
+            inspection_id=inspection_id,
+            verdict=message.verdict.value,
+            confidence=message.confidence,
+            p_pass=message.p_pass,
+            rationale=message.rationale,
+            transcript=message.transcript,
+            defects=[d.model_dump(exclude_none=True) for d in message.defects],
+            model=message.model,
+            adapter=message.adapter,
+            adapter_fallback=message.adapter_fallback,
+            prompt_version=message.prompt_version,
+            worker_id=message.worker_id,
+            latency_ms=message.latency_ms,
+            decided_at=message.decided_at,
+        )
+        session.add(row)
+        stored[key] = row
+        out.append((row, True))
+    session.flush()
+    return out
 
 
 def record_verdict(session: Session, message: VerdictMessage) -> tuple[Verdict, bool]:
-    """Store a verdict for its inspection once per (model, adapter, prompt version)."""
-    inspection = find_inspection(session, message.request_id)
-    if inspection is None:
-        raise NotFound(f"no inspection {message.request_id} to attach a verdict to")
-    existing = session.scalar(
-        sa.select(Verdict).where(
-            Verdict.inspection_id == inspection.id,
-            Verdict.model == message.model,
-            Verdict.adapter == message.adapter,
-            Verdict.prompt_version == message.prompt_version,
-        )
-    )
-    if existing is not None:
-        return existing, False
-    row = Verdict(
-        inspection_id=inspection.id,
-        verdict=message.verdict.value,
-        confidence=message.confidence,
-        p_pass=message.p_pass,
-        rationale=message.rationale,
-        transcript=message.transcript,
-        defects=[d.model_dump(exclude_none=True) for d in message.defects],
-        model=message.model,
-        adapter=message.adapter,
-        adapter_fallback=message.adapter_fallback,
-        prompt_version=message.prompt_version,
-        worker_id=message.worker_id,
-        latency_ms=message.latency_ms,
-        decided_at=message.decided_at,
-    )
-    session.add(row)
-    session.flush()
-    return row, True
+    """Store one verdict once per (model, adapter, prompt version); return (row, created)."""
+    return record_verdicts(session, [message])[0]
 
 
 def latest_verdict(session: Session, request_id: UUID | str) -> Verdict | None:

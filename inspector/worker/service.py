@@ -38,9 +38,9 @@ from inspector.settings import Settings
 from inspector.store import (
     Store,
     latest_verdict,
-    record_inspection,
+    record_inspections,
     record_rejection,
-    record_verdict,
+    record_verdicts,
     verdict_message,
 )
 from inspector.store.models import Inspection
@@ -370,33 +370,40 @@ class Worker:
 
     def _commit(self, group: list[Outcome]) -> list[tuple[str | None, bytes, Outcome]]:
         """One transaction for the whole group; returns what to publish, in order."""
-        out: list[tuple[str | None, bytes, Outcome]] = []
         keep = self.settings.store.rejected_payload_limit
+        accepted = [o for o in group if not isinstance(o, Refused)]
+        decided = [o for o in accepted if isinstance(o, Decided)]
+        messages = [self._verdict(o) for o in decided]
+        payloads: dict[int, bytes] = {}
         with self.store.db.write() as session:
-            for outcome in group:
-                if isinstance(outcome, Refused):
-                    msg = self._rejection(outcome)
-                    record_rejection(
-                        session, msg, outcome.message.topic, outcome.message.payload, keep
-                    )
-                    topic = outcome.station.topic(TopicKind.REJECTED) if outcome.station else None
-                    out.append((topic, msg.to_payload(), outcome))
-                    self.metrics.rejections.labels(code=outcome.error.code.value).inc()
-                    self.metrics.requests.labels(outcome="rejected").inc()
-                    continue
-                item = outcome.item
-                record_inspection(session, self.store.blobs, item.request)
-                if isinstance(outcome, Decided):
-                    row, _ = record_verdict(session, self._verdict(outcome))
-                    self.metrics.requests.labels(outcome="judged").inc()
-                else:
-                    found = latest_verdict(session, item.request_id)
-                    if found is None:
-                        raise RuntimeError(f"stored verdict for {item.request_id} vanished")
-                    row = found
-                    self.metrics.requests.labels(outcome="duplicate").inc()
-                topic = item.request.station_key.topic(TopicKind.VERDICT)
-                out.append((topic, verdict_message(row).to_payload(), outcome))
+            record_inspections(session, self.store.blobs, [o.item.request for o in accepted])
+            for done, message, (row, created) in zip(
+                decided, messages, record_verdicts(session, messages), strict=True
+            ):
+                # A verdict stored earlier (another worker, a redelivery) wins over this one.
+                payloads[id(done)] = (
+                    message.to_payload() if created else verdict_message(row).to_payload()
+                )
+            for known in (o for o in accepted if isinstance(o, Known)):
+                found = latest_verdict(session, known.item.request_id)
+                if found is None:
+                    raise RuntimeError(f"stored verdict for {known.item.request_id} vanished")
+                payloads[id(known)] = verdict_message(found).to_payload()
+            for refused in (o for o in group if isinstance(o, Refused)):
+                msg = self._rejection(refused)
+                record_rejection(session, msg, refused.message.topic, refused.message.payload, keep)
+                payloads[id(refused)] = msg.to_payload()
+        out: list[tuple[str | None, bytes, Outcome]] = []
+        for outcome in group:
+            if isinstance(outcome, Refused):
+                topic = outcome.station.topic(TopicKind.REJECTED) if outcome.station else None
+                self.metrics.rejections.labels(code=outcome.error.code.value).inc()
+                self.metrics.requests.labels(outcome="rejected").inc()
+            else:
+                topic = outcome.item.request.station_key.topic(TopicKind.VERDICT)
+                kind = "judged" if isinstance(outcome, Decided) else "duplicate"
+                self.metrics.requests.labels(outcome=kind).inc()
+            out.append((topic, payloads[id(outcome)], outcome))
         return out
 
     def _verdict(self, decided: Decided) -> VerdictMessage:
