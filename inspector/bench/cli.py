@@ -64,6 +64,9 @@ def bench_pipeline(
     warmup: Annotated[int, typer.Option(min=0, help="Untimed requests first.")] = 200,
     publishers: Annotated[int, typer.Option(min=1, max=64, help="Publishing clients.")] = 2,
     window: Annotated[int, typer.Option(min=1, help="Most requests awaiting a verdict.")] = 256,
+    drain: Annotated[
+        int, typer.Option(min=0, help="Requests queued while the worker is away, then drained.")
+    ] = 900,
     max_batch: Annotated[int, typer.Option(min=1, help="Worker batch bound.")] = 64,
     store_url: Annotated[
         str | None, typer.Option(help="Database URL (default: a temporary SQLite file).")
@@ -79,6 +82,7 @@ def bench_pipeline(
         warmup=warmup,
         publishers=publishers,
         window=window,
+        drain=drain,
         max_batch=max_batch,
         store_url=store_url,
         host=host,
@@ -94,7 +98,13 @@ def bench_pipeline(
         f"p95 {lat['p95']:.1f} ms; mean batch {report['batch_mean']:.1f}; worker CPU "
         f"{report['worker_cpu_ms_per_request']:.2f} ms/request → {output}"
     )
-    if not report["complete"]:
+    if report["drain"]:
+        d = report["drain"]
+        console.print(
+            f"drain of {d['requests']} queued requests: [bold]{d['requests_per_s']:.0f} "
+            f"requests/s[/], worker process CPU {d['process_cpu_ms_per_request']:.2f} ms/request"
+        )
+    if not report["complete"] or (report["drain"] and not report["drain"]["complete"]):
         console.print("[red]not every request got a verdict in time[/]")
         raise typer.Exit(1)
 

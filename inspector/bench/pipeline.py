@@ -76,6 +76,9 @@ class PipelineBenchConfig:
     warmup: int = 100
     publishers: int = 2
     window: int = 256
+    # Requests queued at the broker while the worker is away, then drained with the CPU to
+    # itself. Mosquitto's default queue holds 1000 messages per session.
+    drain: int = 900
     width: int = 640
     height: int = 480
     max_batch: int = 64
@@ -186,6 +189,61 @@ def _load_generator(cfg: PipelineBenchConfig, site: str, count: int, results: An
     )
 
 
+def _preload(cfg: PipelineBenchConfig, site: str, count: int, results: Any) -> None:
+    """Publish `count` requests for a worker that is away; report once all are PUBACKed."""
+    from inspector.mqtt import MqttTransport
+
+    payloads = _build_payloads(cfg, site, count)
+    broker = BrokerSettings(host=cfg.host, port=cfg.port)
+    pub = MqttTransport(
+        broker, f"bench-pre-{uuid.uuid4().hex[:8]}", clean_start=True, max_inflight=64
+    )
+    pub.start()
+    pub.wait_connected(10)
+    handles = [pub.publish(topic, payload) for _, topic, payload in payloads]
+    results.put(all(h.wait(60) for h in handles))
+    pub.stop()
+
+
+def _drain(settings: Settings, store: Any, count: int) -> dict[str, Any]:
+    """Start the worker on a queue of `count` requests; time until every verdict is out."""
+    import threading
+
+    from inspector.mqtt import Message, MqttTransport
+    from inspector.worker import Worker
+    from inspector.worker.run import worker_transport
+
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def on_verdict(message: Message) -> None:
+        seen.add(str(parse_verdict(message.payload).request_id))
+        if len(seen) >= count:
+            done.set()
+
+    site = settings.worker.sites[0]
+    observer = MqttTransport(
+        settings.broker, f"bench-drain-{uuid.uuid4().hex[:8]}", clean_start=True
+    )
+    observer.subscribe(station_filter(TopicKind.VERDICT, site), on_verdict)
+    observer.start()
+    observer.wait_subscribed(10)
+    worker = Worker(worker_transport(settings), store, InstantEngine(), settings)
+    cpu_before, started = time.process_time(), time.monotonic()
+    worker.start()
+    complete = done.wait(120)
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_before
+    worker.stop(timeout=30)
+    observer.stop()
+    return {
+        "complete": complete,
+        "requests": len(seen),
+        "elapsed_s": elapsed,
+        "requests_per_s": len(seen) / elapsed,
+        "process_cpu_ms_per_request": 1000 * cpu / max(1, len(seen)),
+    }
+
+
 def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
 
@@ -231,6 +289,16 @@ def run_pipeline_bench(cfg: PipelineBenchConfig) -> dict[str, Any]:
                 # CPU time of this process only: the worker, not the load generator.
                 cpu[phase] = time.process_time() - cpu_before
                 proc.join(30)
+            worker.stop(timeout=30)
+            drained: dict[str, Any] = {}
+            if cfg.drain:
+                # The worker is away (its session kept): queue requests, then drain them.
+                results = ctx.Queue()
+                proc = ctx.Process(target=_preload, args=(cfg, site, cfg.drain, results))
+                proc.start()
+                queued = results.get(timeout=300)
+                proc.join(30)
+                drained = _drain(settings, store, cfg.drain) | {"queued": queued}
         finally:
             worker.stop(timeout=30)
             store.close()
@@ -238,6 +306,7 @@ def run_pipeline_bench(cfg: PipelineBenchConfig) -> dict[str, Any]:
     lat = sorted(measured["latencies_s"])
     return {
         "benchmark": "pipeline",
+        "drain": drained,
         "config": asdict(cfg)
         | {"store_url": url.split("///")[0] + "///…" if not cfg.store_url else "given"},
         "complete": measured["complete"],

@@ -43,7 +43,7 @@ from inspector.store import (
     record_verdicts,
     verdict_message,
 )
-from inspector.store.models import Inspection
+from inspector.store.models import Inspection, Verdict
 from inspector.worker.batcher import Batcher
 from inspector.worker.intake import Accepted, Refused, validate
 from inspector.worker.metrics import WorkerMetrics
@@ -103,6 +103,8 @@ class Worker:
         self.metrics = WorkerMetrics()
         ws = settings.worker
         self.batcher = Batcher(ws.max_batch, ws.max_wait_ms / 1000, ws.queue_size)
+        # Small on purpose: when commits fall behind, the engine waits and the next batch
+        # grows, so a slow store is amortised over bigger commits instead of queued results.
         self._outbox: queue.Queue[list[Outcome]] = queue.Queue(maxsize=4)
         self._pool = ThreadPoolExecutor(ws.validation_threads, thread_name_prefix="validate")
         self._stopping = threading.Event()
@@ -234,24 +236,18 @@ class Worker:
 
     def _known(self, batch: Sequence[Accepted]) -> dict[str, tuple[str, bool]]:
         """request_id → (stored fingerprint, has a verdict), for requests already stored."""
-        ids = [item.request_id for item in batch]
+        judged = sa.exists().where(Verdict.inspection_id == Inspection.id)
+        query = sa.select(Inspection.request_id, Inspection.fingerprint, judged).where(
+            Inspection.request_id.in_([item.request_id for item in batch])
+        )
         try:
             with self.store.db.read() as session:
-                rows = session.execute(
-                    sa.select(Inspection.request_id, Inspection.fingerprint, Inspection.id).where(
-                        Inspection.request_id.in_(ids)
-                    )
-                ).all()
-                judged = {
-                    rid
-                    for rid in (r.request_id for r in rows)
-                    if latest_verdict(session, rid) is not None
-                }
+                rows = session.execute(query).all()
         except Exception:
             # The commit path re-checks everything; the lookup only saves inference.
             log.warning("could not look up stored requests; the commit will reconcile")
             return {}
-        return {r.request_id: (r.fingerprint, r.request_id in judged) for r in rows}
+        return {rid: (fingerprint, bool(has)) for rid, fingerprint, has in rows}
 
     def _process(self, batch: list[Accepted]) -> list[Outcome]:
         known = self._known(batch)
