@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from inspector.errors import ConfigError
 from inspector.protocol import StationKey
@@ -14,6 +14,7 @@ from inspector.settings import (
     ENV_NESTED,
     SLUG,
     BrokerSettings,
+    FileSettings,
     describe_validation_error,
     read_toml,
 )
@@ -186,7 +187,7 @@ class DisplaySettings(_Section):
     big: bool = Field(True, title="Show the verdict in large block letters")
 
 
-class EdgeSettings(BaseSettings):
+class EdgeSettings(FileSettings):
     """Everything one station's agent reads."""
 
     model_config = SettingsConfigDict(
@@ -202,19 +203,6 @@ class EdgeSettings(BaseSettings):
     triggers: TriggerSettings = Field(default_factory=TriggerSettings)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
     display: DisplaySettings = Field(default_factory=DisplaySettings)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment variables override the file's values."""
-        # The file's values arrive as init arguments; the environment overrides them.
-        return (env_settings, init_settings)
 
 
 def load_edge_settings(path: Path | None = None) -> EdgeSettings:

@@ -141,7 +141,22 @@ class WorkerSettings(_Section):
     metrics_host: str = Field("127.0.0.1", title="Prometheus bind address")
 
 
-class Settings(BaseSettings):
+class FileSettings(BaseSettings):
+    """Settings whose file values arrive as init arguments and the environment overrides them."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+class Settings(FileSettings):
     """Everything the worker, the CLI and the review app read; the edge has its own file."""
 
     model_config = SettingsConfigDict(
@@ -161,18 +176,6 @@ class Settings(BaseSettings):
             if not re.match(SLUG, key):
                 raise ValueError(f"site name {key!r} must match {SLUG}")
         return self
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The file's values arrive as init arguments; the environment overrides them.
-        return (env_settings, init_settings)
 
     def site(self, name: str) -> SiteProfile:
         """The profile for a site, or the `default` profile, or built-in defaults."""

@@ -40,6 +40,11 @@ class Accepted:
     def request_id(self) -> str:
         return str(self.request.request_id)
 
+    def refuse(self, error: RejectedInput) -> Refused:
+        """This request, refused after validation (a conflict, an engine failure)."""
+        req = self.request
+        return Refused(self.message, error, req.request_id, req.station_key, self.received)
+
 
 @dataclass(slots=True)
 class Refused:

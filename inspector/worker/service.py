@@ -258,16 +258,7 @@ class Worker:
             rid = item.request_id
             stored = known.get(rid)
             if stored is not None and stored[0] != item.request.fingerprint():
-                err = DuplicateConflict(rid)
-                outcomes.append(
-                    Refused(
-                        item.message,
-                        err,
-                        item.request.request_id,
-                        item.request.station_key,
-                        item.received,
-                    )
-                )
+                outcomes.append(item.refuse(DuplicateConflict(rid)))
             elif (stored is not None and stored[1]) or rid in seen:
                 outcomes.append(Known(item))
             else:
@@ -297,15 +288,7 @@ class Worker:
             except Exception as exc:
                 log.exception("request %s failed alone; rejecting it", item.request_id)
                 err = RejectedInput(Code.ENGINE_FAILED, f"the model failed on this request: {exc}")
-                outcomes.append(
-                    Refused(
-                        item.message,
-                        err,
-                        item.request.request_id,
-                        item.request.station_key,
-                        item.received,
-                    )
-                )
+                outcomes.append(item.refuse(err))
         return outcomes
 
     # --- commit thread -----------------------------------------------------------------
@@ -455,7 +438,4 @@ def _engine_request(item: Accepted) -> EngineRequest:
 def _as_conflict(outcome: Outcome, exc: DuplicateConflict) -> Outcome:
     if isinstance(outcome, Refused) or outcome.item.request_id != exc.request_id:
         return outcome
-    item = outcome.item
-    return Refused(
-        item.message, exc, item.request.request_id, item.request.station_key, item.received
-    )
+    return outcome.item.refuse(exc)

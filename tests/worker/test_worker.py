@@ -19,7 +19,8 @@ from inspector.store import Store
 from inspector.store.models import Inspection, Rejection, Verdict
 from inspector.worker import Worker
 from tests.core.helpers import jpeg, make_request
-from tests.worker.conftest import Observer, TcpProxy, make_settings
+from tests.fixtures.services import TcpRelay
+from tests.worker.conftest import Observer, make_settings
 
 TIMEOUT = 60.0
 
@@ -219,7 +220,7 @@ def test_database_outage_holds_acks_and_recovers_with_nothing_lost(
     observer: Observer,
     start_worker: Callable[..., Worker],
 ) -> None:
-    proxy = TcpProxy(("127.0.0.1", 5432))
+    proxy = TcpRelay(("127.0.0.1", 5432))
     proxy.start()
     url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     settings = make_settings(unique, url, tmp_path, broker)
@@ -228,7 +229,7 @@ def test_database_outage_holds_acks_and_recovers_with_nothing_lost(
     observer.publish(first)
     observer.verdicts.get(timeout=TIMEOUT)
 
-    proxy.cut()
+    proxy.stop()
     during = [_request(unique) for _ in range(5)]
     for req in during:
         observer.publish(req)
@@ -243,7 +244,7 @@ def test_database_outage_holds_acks_and_recovers_with_nothing_lost(
     assert {v.request_id for v in got} == {r.request_id for r in during}
     assert _counts(again.store) == (6, 6, 0)
     assert worker.metrics.store_errors._value.get() >= 1
-    proxy.cut()
+    proxy.stop()
 
 
 def test_engine_failure_rejects_only_the_failing_request(
