@@ -63,7 +63,8 @@ class AdapterSet:
         if name in self._sites:
             self.unload(name)
         try:
-            self._model.load_adapter(str(path), adapter_name=name)
+            # In the model's dtype, like the checkpoint's own LoRAs (see load_checkpoint).
+            self._model.load_adapter(str(path), adapter_name=name, autocast_adapter_dtype=False)
         except Exception as exc:  # peft surfaces safetensors and shape errors as they come
             raise ModelLoadError(f"cannot load adapter {name!r} from {path}: {exc}") from None
         self._sites[name] = _Loaded(path, _stamp(path))

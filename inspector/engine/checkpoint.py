@@ -141,11 +141,20 @@ def load_checkpoint(settings: ModelSettings, runtime: Runtime) -> tuple[PeftMode
     base.to(runtime.device)
     base.eval()
     try:
+        # peft keeps a bf16 model's adapters in float32 by default (for training); at
+        # inference that casts every LoRA layer's input up and runs its matmuls in fp32.
         model = PeftModel.from_pretrained(
-            base, str(path / f"{VISION_ADAPTER}-lora"), adapter_name=VISION_ADAPTER
+            base,
+            str(path / f"{VISION_ADAPTER}-lora"),
+            adapter_name=VISION_ADAPTER,
+            autocast_adapter_dtype=False,
         )
         if settings.transcribe:
-            model.load_adapter(str(path / f"{SPEECH_ADAPTER}-lora"), adapter_name=SPEECH_ADAPTER)
+            model.load_adapter(
+                str(path / f"{SPEECH_ADAPTER}-lora"),
+                adapter_name=SPEECH_ADAPTER,
+                autocast_adapter_dtype=False,
+            )
     except Exception as exc:  # peft surfaces safetensors and shape errors as they come
         raise ModelLoadError(f"cannot attach the LoRA adapters in {path}: {exc}") from None
     model.eval()

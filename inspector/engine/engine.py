@@ -41,12 +41,16 @@ class PhiEngine:
         settings: ModelSettings,
         sites: Mapping[str, SiteProfile],
         model_name: str | None = None,
+        static_decode: bool = True,
     ) -> None:
         self.model = model
         self.processor = processor
         self.settings = settings
         self.sites = dict(sites)
         self.model_name = model_name or settings.path.name
+        # Decode from a static KV cache, as a CUDA graph on a GPU (see decode.py); off runs
+        # one eager forward per token, the slower path kept for comparison.
+        self.static_decode = static_decode
         self.device = next(model.parameters()).device
         tokenizer = processor.tokenizer
         self._tokenizer = tokenizer
@@ -155,6 +159,7 @@ class PhiEngine:
             self.settings.max_rationale_tokens,
             self._stop_ids,
             self._pad_id,
+            static=self.static_decode,
         )
         del state
         rationales = self._tokenizer.batch_decode(rationale_ids, skip_special_tokens=True)
@@ -217,6 +222,7 @@ class PhiEngine:
             self.settings.max_transcript_tokens,
             self._stop_ids,
             self._pad_id,
+            static=self.static_decode,
         )
         for row, text in zip(
             rows, self._tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True

@@ -24,6 +24,7 @@ def test_bench_reports_both_paths_and_their_ratio() -> None:
     assert engine["batch_size"] == 3 and seed["batch_size"] == 1
     assert seed["new_tokens"] == [4]
     assert engine["mean_rationale_tokens"] == 4
+    assert engine["static_decode"] and engine["decode_ms_per_step"] > 0
     assert engine["inspections_per_s"] > 0 and seed["inspections_per_s"] > 0
     assert report["speedup"] == engine["inspections_per_s"] / seed["inspections_per_s"]
     assert engine["prompt_tokens"] > 256  # the photo's tokens are in the prompt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,19 @@ def test_gpu_verdicts_agree_with_cpu(tiny_model_dir: Path, tmp_path: Path) -> No
     alone = [gpu.infer([r])[0] for r in batch()]
     for together, single in zip(on_gpu, alone, strict=True):
         assert together.p_pass == pytest.approx(single.p_pass, abs=0.01)
+
+
+def test_gpu_decode_replays_a_cuda_graph_with_the_eager_tokens(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ModelSettings(
+        device="cuda", path=tiny_model_dir, max_rationale_tokens=8, adapters_dir=tmp_path
+    )
+    engine = load_engine(settings, {})
+    with caplog.at_level(logging.WARNING, logger="inspector.engine.decode"):
+        graphed = engine.infer(batch())
+    assert not caplog.records  # the capture worked: no eager fallback
+    engine.static_decode = False
+    eager = engine.infer(batch())
+    for g, e in zip(graphed, eager, strict=True):
+        assert (g.p_pass, g.rationale) == (e.p_pass, e.rationale)

@@ -1,0 +1,103 @@
+"""The static-cache decode (a CUDA graph on GPUs) against the eager one, on the tiny model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from inspector.engine import EngineRequest
+from inspector.engine.decode import Prefilled, greedy_continue, prefill
+from inspector.engine.engine import PhiEngine, load_engine
+from inspector.engine.inputs import embed, encode
+from inspector.engine.prompt import verdict_prompt
+from inspector.settings import ModelSettings, SiteProfile
+from tests.engine.media import photo, voice
+
+MakeAdapter = Callable[[str, int], Path]
+
+
+@pytest.fixture
+def engine(tiny_model_dir: Path, tmp_path: Path, make_site_adapter: MakeAdapter) -> PhiEngine:
+    settings = ModelSettings(
+        path=tiny_model_dir,
+        device="cpu",  # the paths agree exactly in fp32; test_engine_gpu covers the graph
+        transcribe=True,
+        max_rationale_tokens=10,
+        max_transcript_tokens=6,
+        adapters_dir=tmp_path,
+    )
+    engine = load_engine(settings, {"default": SiteProfile(threshold=0.0)})
+    engine.load_adapter("plant-a", make_site_adapter("plant-a", 7))
+    return engine
+
+
+def batch() -> list[EngineRequest]:
+    return [
+        EngineRequest("d1", "s", [photo(48, 64, 1)], None, None, "plant-a"),
+        EngineRequest("d2", "s", [photo(300, 200, 2)], voice(1.5, 2), "scratch on the rim"),
+        EngineRequest("d3", "s", [photo(64, 64, 3), photo(40, 90, 4)], None, None, "plant-a"),
+        EngineRequest("d4", "s", [photo(48, 64, 5)], voice(1.0, 5), None),
+    ]
+
+
+def prefilled(engine: PhiEngine, adapters: list[str]) -> Prefilled:
+    requests = batch()
+    prompts = [
+        verdict_prompt(SiteProfile(), len(r.images), r.audio is not None, r.note) for r in requests
+    ]
+    images = [image for r in requests for image in r.images]
+    inputs = encode(engine.processor, prompts, images, [r.audio for r in requests], engine.device)
+    return prefill(engine.model, embed(engine.model, inputs), inputs.attention_mask, adapters)
+
+
+@pytest.mark.parametrize(
+    "adapters",
+    [["vision"] * 4, ["plant-a", "vision", "plant-a", "vision"]],
+    ids=["one-adapter", "mixed-adapters"],
+)
+def test_static_decode_gives_the_eager_decodes_tokens(
+    engine: PhiEngine, adapters: list[str]
+) -> None:
+    forced = [(5,), (), (7, 8), ()]
+
+    def run(static: bool) -> list[list[int]]:
+        state = prefilled(engine, adapters)
+        return greedy_continue(engine.model, state, forced, 9, [10_000], pad_id=0, static=static)
+
+    static, eager = run(True), run(False)
+    assert static == eager
+    assert all(len(ids) == 9 for ids in static)
+
+
+def test_static_decode_releases_the_prefill_cache(engine: PhiEngine) -> None:
+    state = prefilled(engine, ["vision"] * 4)
+    greedy_continue(engine.model, state, [()] * 4, 3, [10_000], pad_id=0)
+    assert all(not layer.is_initialized for layer in state.cache.layers)
+
+
+def test_engine_results_do_not_depend_on_the_decode_path(engine: PhiEngine) -> None:
+    static = engine.infer(batch())
+    engine.static_decode = False
+    eager = engine.infer(batch())
+    for a, b in zip(static, eager, strict=True):
+        assert (a.decision, a.p_pass, a.adapter) == (b.decision, b.p_pass, b.adapter)
+        assert (a.rationale, a.transcript) == (b.rationale, b.transcript)
+    assert static[0].adapter == "plant-a" and static[1].adapter == "vision"
+    assert static[1].transcript is not None
+
+
+def test_site_adapters_load_in_the_models_dtype(
+    tiny_model_dir: Path, tmp_path: Path, make_site_adapter: MakeAdapter
+) -> None:
+    settings = ModelSettings(
+        path=tiny_model_dir, device="cpu", dtype="bfloat16", adapters_dir=tmp_path
+    )
+    engine = load_engine(settings, {})
+    engine.load_adapter("plant-a", make_site_adapter("plant-a", 7))
+    lora = {p.dtype for name, p in engine.model.named_parameters() if "lora_" in name}
+    assert lora == {torch.bfloat16}
+    [result] = engine.infer([EngineRequest("b1", "s", [photo(48, 64, 9)], None, None, "plant-a")])
+    assert 0.0 < result.p_pass < 1.0
