@@ -12,9 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --editable '.[all]'
 	touch $(STAMP)
 
+# The demo line: worker + edge agent on the local Mosquitto, drawn parts, verdicts listed.
+# More options: make run DEMO_ARGS="--count 6 --keep-running"
+DEMO_ARGS ?=
+
 run: $(STAMP)
-	$(BIN)/inspector db upgrade
-	$(BIN)/inspector verdicts list
+	$(BIN)/inspector demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check inspector edge tests

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 from uuid import UUID
 
 import typer
@@ -17,6 +19,9 @@ from rich.table import Table
 
 from inspector.errors import ConfigError, InspectorError
 from inspector.settings import DEFAULT_CONFIG, Settings, load_settings
+
+if TYPE_CHECKING:
+    from inspector.store import Store
 
 app = typer.Typer(
     name="inspector",
@@ -50,6 +55,18 @@ def settings_from(ctx: typer.Context) -> Settings:
         obj["settings"] = load_settings(obj.get("config"))
     settings: Settings = obj["settings"]
     return settings
+
+
+@contextmanager
+def open_store(ctx: typer.Context) -> Iterator[Store]:
+    """The store named by the settings, closed when the command is done."""
+    from inspector.store import Store
+
+    store = Store.from_settings(settings_from(ctx).store)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @app.callback()
@@ -154,27 +171,23 @@ def verdicts_list(
     limit: Annotated[int, typer.Option(min=1, max=10000, help="Most rows shown.")] = 50,
 ) -> None:
     """List verdicts, newest capture first."""
-    from inspector.store import Store, list_verdicts
+    from inspector.store import list_verdicts
 
     flt = _filter(site, line, station, verdict, since, until)
-    store = Store.from_settings(settings_from(ctx).store)
-    try:
-        with store.db.read() as session:
-            rows = list_verdicts(session, flt, limit=limit)
-            table = Table("captured", "station", "part", "verdict", "conf.", "adapter", "request")
-            for row in rows:
-                insp = row.inspection
-                table.add_row(
-                    insp.captured_at.strftime("%Y-%m-%d %H:%M:%S"),
-                    f"{insp.site}/{insp.line}/{insp.station}",
-                    insp.part_id,
-                    f"[{_COLOURS.get(row.verdict, '')}]{row.verdict}[/]",
-                    f"{row.confidence:.2f}",
-                    row.adapter,
-                    insp.request_id,
-                )
-    finally:
-        store.close()
+    with open_store(ctx) as store, store.db.read() as session:
+        rows = list_verdicts(session, flt, limit=limit)
+        table = Table("captured", "station", "part", "verdict", "conf.", "adapter", "request")
+        for row in rows:
+            insp = row.inspection
+            table.add_row(
+                insp.captured_at.strftime("%Y-%m-%d %H:%M:%S"),
+                f"{insp.site}/{insp.line}/{insp.station}",
+                insp.part_id,
+                f"[{_COLOURS.get(row.verdict, '')}]{row.verdict}[/]",
+                f"{row.confidence:.2f}",
+                row.adapter,
+                insp.request_id,
+            )
     console.print(table)
     console.print(f"{len(rows)} verdict(s)")
 
@@ -184,32 +197,28 @@ def verdicts_show(
     ctx: typer.Context, request_id: Annotated[str, typer.Argument(help="The request's UUID.")]
 ) -> None:
     """Show one inspection with every verdict recorded for it."""
-    from inspector.store import Store, find_inspection, verdict_message
+    from inspector.store import find_inspection, verdict_message
 
     try:
         rid = UUID(request_id)
     except ValueError:
         raise typer.BadParameter(f"{request_id!r} is not a UUID", param_hint="REQUEST_ID") from None
-    store = Store.from_settings(settings_from(ctx).store)
-    try:
-        with store.db.read() as session:
-            insp = find_inspection(session, rid)
-            if insp is None:
-                err_console.print(f"[red]no inspection with request_id {rid}[/]")
-                raise typer.Exit(1)
-            console.print(
-                f"[bold]{insp.site}/{insp.line}/{insp.station}[/] part {insp.part_id} "
-                f"captured {insp.captured_at.isoformat()}"
-            )
-            if insp.note:
-                console.print(f"operator note: {insp.note}")
-            for row in insp.verdicts:
-                msg = verdict_message(row)
-                console.print_json(msg.model_dump_json(by_alias=True, exclude_none=True))
-            if not insp.verdicts:
-                console.print("[yellow]no verdict yet[/]")
-    finally:
-        store.close()
+    with open_store(ctx) as store, store.db.read() as session:
+        insp = find_inspection(session, rid)
+        if insp is None:
+            err_console.print(f"[red]no inspection with request_id {rid}[/]")
+            raise typer.Exit(1)
+        console.print(
+            f"[bold]{insp.site}/{insp.line}/{insp.station}[/] part {insp.part_id} "
+            f"captured {insp.captured_at.isoformat()}"
+        )
+        if insp.note:
+            console.print(f"operator note: {insp.note}")
+        for row in insp.verdicts:
+            msg = verdict_message(row)
+            console.print_json(msg.model_dump_json(by_alias=True, exclude_none=True))
+        if not insp.verdicts:
+            console.print("[yellow]no verdict yet[/]")
 
 
 @verdicts_app.command("export")
@@ -227,24 +236,19 @@ def verdicts_export(
     until: UntilOpt = None,
 ) -> None:
     """Export verdicts as CSV or JSON Lines."""
-    from inspector.store import Store
-
     if fmt not in ("csv", "jsonl"):
         raise typer.BadParameter(f"{fmt!r}: choose csv or jsonl", param_hint="--format")
     flt = _filter(site, line, station, verdict, since, until)
-    store = Store.from_settings(settings_from(ctx).store)
-    try:
+    with open_store(ctx) as store:
         if str(output) == "-":
             count = _write_export(store, flt, fmt, sys.stdout)
         else:
             with output.open("w", newline="", encoding="utf-8") as fh:
                 count = _write_export(store, flt, fmt, fh)
-    finally:
-        store.close()
     err_console.print(f"exported {count} verdict(s)")
 
 
-def _write_export(store: Any, flt: Any, fmt: str, out: TextIO) -> int:
+def _write_export(store: Store, flt: Any, fmt: str, out: TextIO) -> int:
     from inspector.store import iter_export
     from inspector.store.queries import EXPORT_COLUMNS
 
@@ -274,6 +278,7 @@ def _register_plugins() -> None:
     # Each package adds its own commands; none imports torch until a command runs.
     from edge.cli import register as register_edge
     from inspector.bench.cli import register as register_bench
+    from inspector.demo.cli import register as register_demo
     from inspector.engine.cli import register as register_engine
     from inspector.worker.cli import register as register_worker
 
@@ -281,6 +286,7 @@ def _register_plugins() -> None:
     register_engine(app)
     register_bench(app)
     register_edge(app)
+    register_demo(app)
 
 
 _register_plugins()

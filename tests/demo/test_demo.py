@@ -1,0 +1,223 @@
+"""`inspector demo`: the whole line as a user runs it, in a fresh working directory."""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import sqlalchemy as sa
+
+from inspector.demo.samples import HEIGHT, WIDTH, draw_part, voice_note_wav, write_photo
+from inspector.mqtt import MqttTransport
+from inspector.protocol import status_topic
+from inspector.settings import BrokerSettings
+from inspector.store import Store
+from inspector.store.models import Inspection, Verdict
+from tests.worker.conftest import forget_session
+
+DEMO_TIMEOUT_S = 90
+
+
+def _env(**extra: str) -> dict[str, str]:
+    # No config file and no INSPECTOR_* from the caller: the demo must run on built-in defaults.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSPECTOR_")}
+    # A wide, uncoloured console keeps the verdict table's columns whole in the captured output.
+    env.update(COLUMNS="200", NO_COLOR="1", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def _demo(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "inspector", "demo", *args],
+        cwd=cwd,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+    )
+
+
+class _Lines:
+    """The lines a running process prints, read on a thread so a test can wait for one."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.seen: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        """Block until a line containing `text` is printed (fail on timeout or end of output)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no {text!r} within {timeout} s:\n{''.join(self.seen)}")
+            if line is None:
+                pytest.fail(f"output ended without {text!r}:\n{''.join(self.seen)}")
+            self.seen.append(line)
+            if text in line:
+                return
+
+    def rest(self, timeout: float) -> str:
+        """Everything printed, once the process has closed its output."""
+        deadline = time.monotonic() + timeout
+        while (line := self._lines.get(timeout=max(0.0, deadline - time.monotonic()))) is not None:
+            self.seen.append(line)
+        return "".join(self.seen)
+
+
+def _forget_demo(broker: tuple[str, int], site: str) -> None:
+    """Leave no session or retained status of a test's demo on the shared broker."""
+    forget_session(broker, f"inspector-worker-{site}-worker")
+    forget_session(broker, f"edge-{site}-line-1-station-1")
+    settings = BrokerSettings(host=broker[0], port=broker[1], session_expiry_s=0)
+    with MqttTransport(settings, f"cleanup-{site}", clean_start=True) as transport:
+        if transport.wait_connected(10):
+            # An empty retained message deletes the retained one.
+            transport.publish_and_wait(status_topic(f"{site}-worker"), b"", timeout=10, retain=True)
+
+
+def _stored(db: Path) -> list[tuple[str, str, str, str]]:
+    store = Store(f"sqlite:///{db}", db.parent / "blobs")
+    try:
+        with store.db.read() as s:
+            rows = s.execute(
+                sa.select(
+                    Inspection.site, Inspection.part_id, Inspection.request_id, Verdict.verdict
+                ).join(Verdict, Verdict.inspection_id == Inspection.id)
+            ).all()
+        return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_demo_runs_the_line_and_lists_three_verdicts(
+    tmp_path: Path, tiny_model_dir: Path, broker: tuple[str, int], unique: str
+) -> None:
+    try:
+        done = _demo(
+            tmp_path,
+            "--count",
+            "3",
+            "--site",
+            unique,
+            "--start-timeout",
+            "60",
+            "--timeout",
+            "30",
+            INSPECTOR_MODEL__PATH=str(tiny_model_dir),
+        )
+    finally:
+        _forget_demo(broker, unique)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+
+    rows = _stored(tmp_path / "var" / "inspector.db")
+    assert len(rows) == 3, rows
+    assert {site for site, *_ in rows} == {unique}
+    assert sorted(part.rsplit("-", 1)[1] for _, part, _, _ in rows) == ["dent", "ok", "scratch"]
+    shown = done.stdout.split(f"$ inspector verdicts list --site {unique}", 1)
+    assert len(shown) == 2, out
+    live, listing = shown
+    for _, part, request_id, verdict in rows:
+        # Once from the edge display as it arrived, once in the final list.
+        assert f"part {part}" in live and f"request {request_id}" in live
+        assert request_id in listing and part in listing and verdict in listing
+    assert "3 verdict(s)" in listing
+    assert (tmp_path / "var" / "demo" / "inbox" / "done").is_dir()
+    assert len(list((tmp_path / "var" / "demo" / "inbox" / "done").iterdir())) == 3
+    assert "received SIGTERM" in (tmp_path / "var" / "demo" / "worker.log").read_text()
+
+
+@pytest.mark.slow
+def test_demo_keep_running_judges_dropped_photos_until_sigterm(
+    tmp_path: Path, tiny_model_dir: Path, broker: tuple[str, int], unique: str
+) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "inspector",
+            "demo",
+            "--count",
+            "1",
+            "--site",
+            unique,
+            "--keep-running",
+            "--model",
+            str(tiny_model_dir),
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = _Lines(proc)
+    try:
+        lines.wait_for("the line keeps running", DEMO_TIMEOUT_S)
+        write_photo(tmp_path / "var" / "demo" / "inbox" / "EXTRA-7.jpg", draw_part("dent", 7))
+        lines.wait_for("part EXTRA-7   confidence", 30)  # its verdict, on the edge display
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        _forget_demo(broker, unique)
+    out = lines.rest(10)
+    assert code == 0, out
+    assert "edge agent stopped" in out and "EXTRA-7" in out.split("$ inspector verdicts list")[1]
+    assert "2 verdict(s)" in out
+    log = (tmp_path / "var" / "demo" / "worker.log").read_text()
+    assert "received SIGTERM" in log and "stopped" in log
+
+
+def test_demo_without_a_broker_says_how_to_start_mosquitto(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The port was free a moment ago and nothing listens on it now: connections are refused.
+    done = _demo(tmp_path, "--count", "1", INSPECTOR_BROKER__PORT=str(port))
+    assert done.returncode == 1
+    assert f"127.0.0.1:{port}" in done.stderr and "mosquitto -d" in done.stderr
+    assert not (tmp_path / "var" / "models").exists(), "nothing should be built without a broker"
+
+
+def test_demo_photos_show_the_drawn_defect_on_the_part_only() -> None:
+    ok, scratch, dent = (draw_part(kind, seed=7) for kind in ("ok", "scratch", "dent"))
+    assert ok.shape == (HEIGHT, WIDTH, 3) == (480, 640, 3)
+    for damaged in (scratch, dent):
+        changed = np.abs(damaged.astype(int) - ok.astype(int)).max(axis=2) > 12
+        ys, xs = np.nonzero(changed)
+        assert len(ys) > 150, "the defect must be visible"
+        # The same seed places the bracket identically: the damage lies within its outline
+        # (x 150-490, y 110-390, shifted by at most 25 px), never on the belt.
+        top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+        assert top >= 85 and bottom <= 415 and left >= 125 and right <= 515
+
+
+def test_demo_voice_note_is_a_16khz_mono_wav_with_pauses() -> None:
+    samples, rate = sf.read(io.BytesIO(voice_note_wav(2.0)))
+    assert rate == 16000 and samples.ndim == 1 and len(samples) == 32000
+    loud = np.abs(samples).reshape(-1, 400).max(axis=1) > 0.05  # 25 ms frames
+    assert 0.3 < loud.mean() < 0.9, "speech-like: syllables with gaps, not a steady tone"
