@@ -72,6 +72,8 @@ class InstantEngine:
 
 @dataclass(frozen=True)
 class PipelineBenchConfig:
+    """What to measure: load shape, photo size, worker batch bound and where the services are."""
+
     requests: int = 2000
     warmup: int = 100
     publishers: int = 2

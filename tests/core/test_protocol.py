@@ -97,6 +97,15 @@ def test_malformed_payloads_are_refused_with_their_code(payload: bytes, code: Co
     assert _refusal(payload).code is code
 
 
+def test_missing_or_foreign_schema_is_unsupported_even_with_other_errors() -> None:
+    body = json.loads(make_request().to_payload())
+    del body["schema"]
+    assert _refusal(json.dumps(body).encode()).code is Code.PAYLOAD_UNSUPPORTED_SCHEMA
+    body.update({"schema": "inspector.request/v2", "site": "Not A Slug"})
+    err = _refusal(json.dumps(body).encode())
+    assert err.code is Code.PAYLOAD_UNSUPPORTED_SCHEMA and "inspector.request/v2" in err.reason
+
+
 def test_oversize_payload_is_refused_before_parsing() -> None:
     payload = make_request().to_payload()
     err = _refusal(payload, limits=LimitSettings(max_payload_bytes=len(payload) - 1))
