@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -20,9 +21,13 @@ class BlobStore:
 
     def path_for(self, sha256: str) -> Path:
         """Where the blob with this hash lives; refuses anything that is not a sha256."""
+        return self.root / self.relative_path(sha256)
+
+    def relative_path(self, sha256: str) -> str:
+        """The blob's path below the root, as stored in the media table."""
         if not _SHA.fullmatch(sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256[:80]!r}")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
     def put(self, data: bytes) -> tuple[str, Path]:
         """Store bytes (once per content) and return their hash and path."""
@@ -36,8 +41,9 @@ class BlobStore:
             sha = hashlib.sha256(data).hexdigest()
             path = self.path_for(sha)
             out.append((sha, path))
-            if path.exists() and path.stat().st_size == len(data):
-                continue
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_size == len(data):
+                    continue
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             try:

@@ -85,7 +85,7 @@ def record_inspections(
             adapter_hint=request.adapter,
         )
         for position, (kind, content_type, data) in enumerate(parts[rid]):
-            sha, path = next(blob_iter)
+            sha, _ = next(blob_iter)
             if sha not in known:
                 known.add(sha)
                 session.add(
@@ -94,7 +94,7 @@ def record_inspections(
                         kind=kind,
                         content_type=content_type,
                         size=len(data),
-                        path=str(path.relative_to(blobs.root)),
+                        path=blobs.relative_path(sha),
                         created_at=now,
                     )
                 )
