@@ -44,127 +44,185 @@ def _media_parts(request: InspectionRequest) -> list[tuple[str, str, bytes]]:
 
 def record_inspections(
     session: Session, blobs: BlobStore, requests: Sequence[InspectionRequest]
-) -> list[tuple[Inspection, bool]]:
-    """Store requests and their media once each, in few statements; return (row, created).
+) -> list[tuple[int, bool]]:
+    """Store requests and their media once each, in few statements; return (id, created).
 
     A request_id already stored with the same content is a no-op; with other content it
     raises DuplicateConflict.
     """
     ids = [str(r.request_id) for r in requests]
-    rows: dict[str, Inspection] = {
-        i.request_id: i
-        for i in session.scalars(sa.select(Inspection).where(Inspection.request_id.in_(ids)))
-    }
-    fresh = [r for r in requests if str(r.request_id) not in rows]
-    parts = {str(r.request_id): _media_parts(r) for r in fresh}
-    written = blobs.put_many([data for ps in parts.values() for _, _, data in ps])
-    shas = {sha for sha, _ in written}
-    known = set(session.scalars(sa.select(Media.sha256).where(Media.sha256.in_(shas))))
-    now = utcnow()
-    out: list[tuple[Inspection, bool]] = []
-    blob_iter = iter(written)
-    for request in requests:
-        rid, fingerprint = str(request.request_id), request.fingerprint()
-        existing = rows.get(rid)
-        if existing is not None:
-            if existing.fingerprint != fingerprint:
-                raise DuplicateConflict(rid)
-            out.append((existing, False))
-            continue
-        inspection = Inspection(
-            request_id=rid,
-            fingerprint=fingerprint,
-            site=request.site,
-            line=request.line,
-            station=request.station,
-            part_id=request.part_id,
-            captured_at=request.captured_at,
-            received_at=now,
-            operator=request.operator,
-            note=request.note,
-            adapter_hint=request.adapter,
+    stored: dict[str, tuple[int, str]] = {
+        rid: (iid, fingerprint)
+        for rid, iid, fingerprint in session.execute(
+            sa.select(Inspection.request_id, Inspection.id, Inspection.fingerprint).where(
+                Inspection.request_id.in_(ids)
+            )
         )
-        for position, (kind, content_type, data) in enumerate(parts[rid]):
-            sha, _ = next(blob_iter)
-            if sha not in known:
-                known.add(sha)
-                session.add(
-                    Media(
-                        sha256=sha,
-                        kind=kind,
-                        content_type=content_type,
-                        size=len(data),
-                        path=blobs.relative_path(sha),
-                        created_at=now,
-                    )
-                )
-            inspection.media.append(InspectionMedia(position=position, role=kind, sha256=sha))
-        session.add(inspection)
-        rows[rid] = inspection
-        out.append((inspection, True))
-    session.flush()
+    }
+    fresh: dict[str, InspectionRequest] = {}
+    for request in requests:
+        rid = str(request.request_id)
+        known = stored.get(rid)
+        if known is not None and known[1] != request.fingerprint():
+            raise DuplicateConflict(rid)
+        if known is None and rid in fresh and fresh[rid].fingerprint() != request.fingerprint():
+            raise DuplicateConflict(rid)
+        if known is None:
+            fresh.setdefault(rid, request)
+    if fresh:
+        _insert(session, blobs, list(fresh.values()), stored)
+    created = set(fresh)
+    out: list[tuple[int, bool]] = []
+    for rid in ids:
+        out.append((stored[rid][0], rid in created))
+        created.discard(rid)  # a request_id twice in one call is created once
     return out
+
+
+def _insert(
+    session: Session,
+    blobs: BlobStore,
+    requests: list[InspectionRequest],
+    stored: dict[str, tuple[int, str]],
+) -> None:
+    """Insert new inspections, their media rows and links; add their ids to `stored`."""
+    parts = [_media_parts(r) for r in requests]
+    written = iter(blobs.put_many([data for ps in parts for _, _, data in ps]))
+    now = utcnow()
+    rows = session.execute(
+        sa.insert(Inspection).returning(
+            Inspection.id, Inspection.request_id, sort_by_parameter_order=True
+        ),
+        [
+            {
+                "request_id": str(r.request_id),
+                "fingerprint": r.fingerprint(),
+                "site": r.site,
+                "line": r.line,
+                "station": r.station,
+                "part_id": r.part_id,
+                "captured_at": r.captured_at,
+                "received_at": now,
+                "operator": r.operator,
+                "note": r.note,
+                "adapter_hint": r.adapter,
+            }
+            for r in requests
+        ],
+    ).all()
+    media: dict[str, dict[str, object]] = {}
+    links: list[dict[str, object]] = []
+    for (iid, rid), request, request_parts in zip(rows, requests, parts, strict=True):
+        stored[rid] = (iid, request.fingerprint())
+        for position, (kind, content_type, data) in enumerate(request_parts):
+            sha, _ = next(written)
+            media.setdefault(
+                sha,
+                {
+                    "sha256": sha,
+                    "kind": kind,
+                    "content_type": content_type,
+                    "size": len(data),
+                    "path": blobs.relative_path(sha),
+                    "created_at": now,
+                },
+            )
+            links.append({"inspection_id": iid, "position": position, "role": kind, "sha256": sha})
+    present = set(session.scalars(sa.select(Media.sha256).where(Media.sha256.in_(media))))
+    missing = [row for sha, row in media.items() if sha not in present]
+    if missing:
+        session.execute(sa.insert(Media), missing)
+    session.execute(sa.insert(InspectionMedia), links)
 
 
 def record_inspection(
     session: Session, blobs: BlobStore, request: InspectionRequest
 ) -> tuple[Inspection, bool]:
     """Store one request and its media once; return (row, created)."""
-    return record_inspections(session, blobs, [request])[0]
+    ((iid, created),) = record_inspections(session, blobs, [request])
+    row = session.get(Inspection, iid)
+    assert row is not None
+    return row, created
 
 
-def record_verdicts(
-    session: Session, messages: Sequence[VerdictMessage]
-) -> list[tuple[Verdict, bool]]:
-    """Store verdicts once per (inspection, model, adapter, prompt version) each."""
+def record_verdicts(session: Session, messages: Sequence[VerdictMessage]) -> list[tuple[int, bool]]:
+    """Store verdicts once per (inspection, model, adapter, prompt version): (id, created)."""
     ids = [str(m.request_id) for m in messages]
-    inspections = {
-        i.request_id: i.id
-        for i in session.scalars(sa.select(Inspection).where(Inspection.request_id.in_(ids)))
+    inspections: dict[str, int] = {
+        rid: iid
+        for rid, iid in session.execute(
+            sa.select(Inspection.request_id, Inspection.id).where(Inspection.request_id.in_(ids))
+        )
     }
     missing = [rid for rid in ids if rid not in inspections]
     if missing:
         raise NotFound(f"no inspection {missing[0]} to attach a verdict to")
     stored = {
-        (v.inspection_id, v.model, v.adapter, v.prompt_version): v
-        for v in session.scalars(
-            sa.select(Verdict).where(Verdict.inspection_id.in_(inspections.values()))
+        (iid, model, adapter, version): vid
+        for vid, iid, model, adapter, version in session.execute(
+            sa.select(
+                Verdict.id,
+                Verdict.inspection_id,
+                Verdict.model,
+                Verdict.adapter,
+                Verdict.prompt_version,
+            ).where(Verdict.inspection_id.in_(inspections.values()))
         )
     }
-    out: list[tuple[Verdict, bool]] = []
+    out: list[tuple[int, bool]] = []
+    rows: list[dict[str, object]] = []
+    pending: dict[tuple[int, str, str, str], int] = {}  # key → index in rows
+    waiting: list[tuple[int, tuple[int, str, str, str], bool]] = []  # (slot, key, created)
     for message in messages:
-        inspection_id = inspections[str(message.request_id)]
-        key = (inspection_id, message.model, message.adapter, message.prompt_version)
-        existing = stored.get(key)
-        if existing is not None:
-            out.append((existing, False))
-            continue
-        row = Verdict(
-            inspection_id=inspection_id,
-            verdict=message.verdict.value,
-            confidence=message.confidence,
-            p_pass=message.p_pass,
-            rationale=message.rationale,
-            transcript=message.transcript,
-            defects=[d.model_dump(exclude_none=True) for d in message.defects],
-            model=message.model,
-            adapter=message.adapter,
-            adapter_fallback=message.adapter_fallback,
-            prompt_version=message.prompt_version,
-            worker_id=message.worker_id,
-            latency_ms=message.latency_ms,
-            decided_at=message.decided_at,
+        key = (
+            inspections[str(message.request_id)],
+            message.model,
+            message.adapter,
+            message.prompt_version,
         )
-        session.add(row)
-        stored[key] = row
-        out.append((row, True))
-    session.flush()
+        if key in stored:
+            out.append((stored[key], False))
+            continue
+        created = key not in pending
+        if created:
+            pending[key] = len(rows)
+            rows.append(_verdict_row(key[0], message))
+        waiting.append((len(out), key, created))
+        out.append((0, created))  # the id is known after the insert below
+    if rows:
+        new_ids = session.scalars(
+            sa.insert(Verdict).returning(Verdict.id, sort_by_parameter_order=True), rows
+        ).all()
+        for slot, key, created in waiting:
+            out[slot] = (new_ids[pending[key]], created)
     return out
+
+
+def _verdict_row(inspection_id: int, message: VerdictMessage) -> dict[str, object]:
+    return {
+        "inspection_id": inspection_id,
+        "verdict": message.verdict.value,
+        "confidence": message.confidence,
+        "p_pass": message.p_pass,
+        "rationale": message.rationale,
+        "transcript": message.transcript,
+        "defects": [d.model_dump(exclude_none=True) for d in message.defects],
+        "model": message.model,
+        "adapter": message.adapter,
+        "adapter_fallback": message.adapter_fallback,
+        "prompt_version": message.prompt_version,
+        "worker_id": message.worker_id,
+        "latency_ms": message.latency_ms,
+        "decided_at": message.decided_at,
+    }
 
 
 def record_verdict(session: Session, message: VerdictMessage) -> tuple[Verdict, bool]:
     """Store one verdict once per (model, adapter, prompt version); return (row, created)."""
-    return record_verdicts(session, [message])[0]
+    ((vid, created),) = record_verdicts(session, [message])
+    row = session.get(Verdict, vid)
+    assert row is not None
+    return row, created
 
 
 def latest_verdict(session: Session, request_id: UUID | str) -> Verdict | None:

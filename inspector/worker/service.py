@@ -356,13 +356,14 @@ class Worker:
         payloads: dict[int, bytes] = {}
         with self.store.db.write() as session:
             record_inspections(session, self.store.blobs, [o.item.request for o in accepted])
-            for done, message, (row, created) in zip(
+            for done, message, (vid, created) in zip(
                 decided, messages, record_verdicts(session, messages), strict=True
             ):
                 # A verdict stored earlier (another worker, a redelivery) wins over this one.
-                payloads[id(done)] = (
-                    message.to_payload() if created else verdict_message(row).to_payload()
-                )
+                if created:
+                    payloads[id(done)] = message.to_payload()
+                else:
+                    payloads[id(done)] = verdict_message(session.get_one(Verdict, vid)).to_payload()
             for known in (o for o in accepted if isinstance(o, Known)):
                 found = latest_verdict(session, known.item.request_id)
                 if found is None:
