@@ -23,8 +23,8 @@ from inspector.protocol import (
     status_topic,
 )
 from inspector.settings import BrokerSettings, TlsSettings
-from tests.edge.test_edge_broker_security import PrivateBroker, _certificates, _run
 from tests.fixtures.edge import wait_until
+from tests.fixtures.tls import PrivateBroker, make_certificates, run_tool
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 ETC = "/etc/mosquitto/inspector/"
@@ -57,12 +57,12 @@ def deploy_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
     """A Mosquitto running the shipped config and ACL, with test certificates and passwords."""
     tls = tmp_path / "tls"
     tls.mkdir()
-    _certificates(tls)
+    make_certificates(tls)
     (tmp_path / "data").mkdir()
     shutil.copy(DEPLOY / "acl", tmp_path / "acl")
     for user, password in PASSWORDS.items():
         flags = ["-b"] if (tmp_path / "passwd").exists() else ["-c", "-b"]
-        _run("mosquitto_passwd", *flags, tmp_path / "passwd", user, password)
+        run_tool("mosquitto_passwd", *flags, tmp_path / "passwd", user, password)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

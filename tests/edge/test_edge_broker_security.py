@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from rich.console import Console
 from edge.agent import EdgeAgent
 from edge.config import EdgeSettings
 from tests.fixtures.edge import jpeg_bytes, screen, wait_until
+from tests.fixtures.tls import PrivateBroker, make_certificates, run_tool
 
 _TOOLS = ("mosquitto", "mosquitto_passwd", "openssl")
 pytestmark = pytest.mark.skipif(
@@ -24,41 +23,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _run(*args: str | Path) -> None:
-    subprocess.run([str(a) for a in args], check=True, capture_output=True, timeout=30)
-
-
-def _certificates(d: Path) -> None:
-    _run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=inspector-test-ca", "-keyout", d / "ca.key", "-out", d / "ca.crt")
-    _run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-         "-keyout", d / "server.key", "-out", d / "server.csr")
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _run("openssl", "x509", "-req", "-in", d / "server.csr", "-CA", d / "ca.crt",
-         "-CAkey", d / "ca.key", "-CAcreateserial", "-days", "1", "-extfile", d / "san.ext",
-         "-out", d / "server.crt")
-
-
-@dataclass
-class PrivateBroker:
-    """A Mosquitto of one test's own: TLS, passwords and an ACL that the test may change."""
-
-    port: int
-    ca: Path
-    acl: Path
-    process: subprocess.Popen[bytes]
-
-    def set_acl(self, text: str) -> None:
-        """Replace the ACL; Mosquitto reloads it on SIGHUP."""
-        self.acl.write_text(text)
-        self.process.send_signal(signal.SIGHUP)
-
-
 @pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
     """TLS on a free port, user `station` / `s3cret` only, allowed every topic at first."""
-    _certificates(tmp_path)
-    _run("mosquitto_passwd", "-c", "-b", tmp_path / "passwd", "station", "s3cret")
+    make_certificates(tmp_path)
+    run_tool("mosquitto_passwd", "-c", "-b", tmp_path / "passwd", "station", "s3cret")
     acl = tmp_path / "acl"
     acl.write_text("user station\ntopic readwrite #\n")
     with socket.socket() as probe:
