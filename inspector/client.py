@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import queue
 import uuid
 from pathlib import Path
 
-import soundfile as sf
-
 from inspector.errors import Code, InspectorError, RejectedInput
-from inspector.media import read_image_header
+from inspector.media import audio_content_type, read_image_header
 from inspector.mqtt import Message, MqttTransport
 from inspector.protocol import (
     AudioPart,
@@ -25,8 +22,6 @@ from inspector.protocol import (
     utcnow,
 )
 
-_AUDIO_TYPES = {"WAV": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg"}
-
 
 class SubmitTimeout(InspectorError):
     """No verdict or rejection arrived in time."""
@@ -39,21 +34,6 @@ def _read(path: Path, what: str) -> bytes:
         raise RejectedInput(
             Code.PAYLOAD_INVALID, f"cannot read {what} {path}: {exc.strerror}"
         ) from None
-
-
-def audio_content_type(data: bytes) -> str:
-    """The content type of an audio file, from its bytes."""
-    try:
-        fmt = sf.info(io.BytesIO(data)).format
-    except (sf.LibsndfileError, RuntimeError, TypeError):
-        raise RejectedInput(
-            Code.AUDIO_CORRUPT, "voice note is not a readable WAV, FLAC or OGG file"
-        ) from None
-    if fmt not in _AUDIO_TYPES:
-        raise RejectedInput(
-            Code.AUDIO_UNSUPPORTED_TYPE, f"voice note is {fmt}; use WAV, FLAC or OGG"
-        )
-    return _AUDIO_TYPES[fmt]
 
 
 def build_request(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -134,15 +135,8 @@ def decode_image(data: bytes, declared: str | None, limits: LimitSettings) -> De
     return DecodedImage(decoded, header.content_type)
 
 
-def decode_audio(data: bytes, declared: str | None, limits: LimitSettings) -> DecodedAudio:
-    """Check a voice note's header, decode it and resample to 16 kHz mono float32."""
-    if not data:
-        raise RejectedInput(Code.AUDIO_EMPTY, "voice note has zero bytes")
-    if len(data) > limits.max_audio_bytes:
-        raise RejectedInput(
-            Code.AUDIO_TOO_LARGE,
-            f"voice note is {len(data)} bytes, above the {limits.max_audio_bytes}-byte limit",
-        )
+def read_audio_header(data: bytes, declared: str | None = None) -> Any:
+    """The soundfile header of a WAV, FLAC or OGG file, its type checked against `declared`."""
     try:
         info = sf.info(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError):
@@ -159,6 +153,24 @@ def decode_audio(data: bytes, declared: str | None, limits: LimitSettings) -> De
             Code.AUDIO_TYPE_MISMATCH,
             f"voice note declared as {declared} but its bytes are {actual}",
         )
+    return info
+
+
+def audio_content_type(data: bytes) -> str:
+    """The content type of a WAV, FLAC or OGG file, from its bytes."""
+    return _SF_FORMATS[read_audio_header(data).format]
+
+
+def decode_audio(data: bytes, declared: str | None, limits: LimitSettings) -> DecodedAudio:
+    """Check a voice note's header, decode it and resample to 16 kHz mono float32."""
+    if not data:
+        raise RejectedInput(Code.AUDIO_EMPTY, "voice note has zero bytes")
+    if len(data) > limits.max_audio_bytes:
+        raise RejectedInput(
+            Code.AUDIO_TOO_LARGE,
+            f"voice note is {len(data)} bytes, above the {limits.max_audio_bytes}-byte limit",
+        )
+    info = read_audio_header(data, declared)
     if info.samplerate <= 0 or info.channels <= 0:
         raise RejectedInput(Code.AUDIO_CORRUPT, "voice note header has no sample rate or channels")
     if info.frames > 0 and info.frames / info.samplerate > limits.max_audio_seconds:

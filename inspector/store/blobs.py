@@ -68,10 +68,6 @@ class BlobStore:
             raise OSError(f"blob {sha256} is corrupt on disk")
         return data
 
-    def exists(self, sha256: str) -> bool:
-        """Whether the blob is on disk."""
-        return self.path_for(sha256).exists()
-
 
 def _fsync_dir(path: Path) -> None:
     # The rename is durable only once the directory entry is on disk.

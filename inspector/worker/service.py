@@ -111,7 +111,6 @@ class Worker:
         self._engine_done = threading.Event()
         self._threads: list[threading.Thread] = []
         self._metrics_server: Any = None
-        self.committed = threading.Event()  # set after every successful commit (for observers)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -155,11 +154,6 @@ class Worker:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
         log.info("worker %s stopped", self.worker_id)
-
-    def wait(self) -> None:
-        """Block until the pipeline threads end (after stop)."""
-        for thread in self._threads:
-            thread.join()
 
     # --- network thread ----------------------------------------------------------------
 
@@ -336,7 +330,6 @@ class Worker:
             except sa.exc.IntegrityError:
                 # Another worker stored the same request concurrently; the retry finds it.
                 log.info("concurrent insert detected; retrying the commit")
-        self.committed.set()
         now = time.monotonic()
         for topic, payload, outcome in publishes:
             if topic is not None:
