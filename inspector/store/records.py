@@ -59,16 +59,14 @@ def record_inspections(
             )
         )
     }
-    fresh: dict[str, InspectionRequest] = {}
+    fresh: dict[str, tuple[InspectionRequest, str]] = {}  # request_id → (request, fingerprint)
     for request in requests:
-        rid = str(request.request_id)
-        known = stored.get(rid)
-        if known is not None and known[1] != request.fingerprint():
+        rid, fingerprint = str(request.request_id), request.fingerprint()
+        seen = stored.get(rid) or fresh.get(rid)
+        if seen is not None and seen[1] != fingerprint:
             raise DuplicateConflict(rid)
-        if known is None and rid in fresh and fresh[rid].fingerprint() != request.fingerprint():
-            raise DuplicateConflict(rid)
-        if known is None:
-            fresh.setdefault(rid, request)
+        if seen is None:
+            fresh[rid] = (request, fingerprint)
     if fresh:
         _insert(session, blobs, list(fresh.values()), stored)
     created = set(fresh)
@@ -82,10 +80,11 @@ def record_inspections(
 def _insert(
     session: Session,
     blobs: BlobStore,
-    requests: list[InspectionRequest],
+    fresh: list[tuple[InspectionRequest, str]],
     stored: dict[str, tuple[int, str]],
 ) -> None:
     """Insert new inspections, their media rows and links; add their ids to `stored`."""
+    requests = [r for r, _ in fresh]
     parts = [_media_parts(r) for r in requests]
     written = iter(blobs.put_many([data for ps in parts for _, _, data in ps]))
     now = utcnow()
@@ -96,7 +95,7 @@ def _insert(
         [
             {
                 "request_id": str(r.request_id),
-                "fingerprint": r.fingerprint(),
+                "fingerprint": fingerprint,
                 "site": r.site,
                 "line": r.line,
                 "station": r.station,
@@ -107,13 +106,13 @@ def _insert(
                 "note": r.note,
                 "adapter_hint": r.adapter,
             }
-            for r in requests
+            for r, fingerprint in fresh
         ],
     ).all()
     media: dict[str, dict[str, object]] = {}
     links: list[dict[str, object]] = []
-    for (iid, rid), request, request_parts in zip(rows, requests, parts, strict=True):
-        stored[rid] = (iid, request.fingerprint())
+    for (iid, rid), (_, fingerprint), request_parts in zip(rows, fresh, parts, strict=True):
+        stored[rid] = (iid, fingerprint)
         for position, (kind, content_type, data) in enumerate(request_parts):
             sha, _ = next(written)
             media.setdefault(
