@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -316,10 +317,11 @@ class StationKey:
         return station_topic(self.site, self.line, self.station, kind)
 
 
-def _check_slug(value: str, what: str) -> str:
-    import re
+_SLUG = re.compile(SLUG)
 
-    if not re.fullmatch(SLUG, value):
+
+def _check_slug(value: str, what: str) -> str:
+    if not _SLUG.fullmatch(value):
         raise RejectedInput(
             Code.TOPIC_INVALID,
             f"{what} {value!r} must be lowercase letters, digits and '-', 1-64 characters",
