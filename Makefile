@@ -21,11 +21,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check inspector edge tests
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check inspector edge tests
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 clean:

@@ -61,16 +61,19 @@ class EdgeAgent:
             self.recorder = VoiceRecorder(settings.audio)
         self._file_note = (
             load_wav(settings.audio.file, settings.audio.max_s)
-            if settings.audio.mode == "file" and settings.audio.file is not None else None
+            if settings.audio.mode == "file" and settings.audio.file is not None
+            else None
         )
         self.transport = transport or MqttTransport(
-            settings.broker, settings.station.mqtt_client_id,
+            settings.broker,
+            settings.station.mqtt_client_id,
             # paho counts reconnect delays in whole seconds.
             reconnect_min_s=max(1, round(settings.spool.retry_min_s)),
             reconnect_max_s=max(1, round(settings.spool.retry_max_s)),
         )
-        self.spool = Spool(settings.spool.path, settings.spool.max_bytes,
-                           settings.spool.warn_fraction)
+        self.spool = Spool(
+            settings.spool.path, settings.spool.max_bytes, settings.spool.warn_fraction
+        )
         self.publisher = Publisher(self.spool, self.transport, settings.spool, self.warn)
         self.board = VerdictBoard(self.console, self.spool, settings.display)
         self._pending_note: VoiceNote | None = None
@@ -104,13 +107,16 @@ class EdgeAgent:
             self.http = HttpTrigger(t.http_host, t.http_port, self.capture, self.status_dict)
             self.http.start()
         if self.settings.folder.path is not None:
-            self.folder = FolderWatcher(self.settings.folder, self.capture_file,
-                                        self.spool.has_source, self.warn)
+            self.folder = FolderWatcher(
+                self.settings.folder, self.capture_file, self.spool.has_source, self.warn
+            )
             self.folder.start()
         self.transport.start()
         self.publisher.start()
-        for target, name in ((self._watchdog, "edge-watchdog"), (self._serve_triggers,
-                                                                 "edge-mqtt-trigger")):
+        for target, name in (
+            (self._watchdog, "edge-watchdog"),
+            (self._serve_triggers, "edge-mqtt-trigger"),
+        ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -147,8 +153,10 @@ class EdgeAgent:
     def capture(self, cmd: CaptureCommand) -> CaptureReceipt:
         """Take a photo from the camera (with any pending voice note) and spool it."""
         if self.camera is None:
-            raise CameraError("no camera is configured (camera.source); use the watched folder "
-                              "or `inspector edge send` for photo files")
+            raise CameraError(
+                "no camera is configured (camera.source); use the watched folder "
+                "or `inspector edge send` for photo files"
+            )
         with self._capture_lock:
             image = self.camera.capture()
             return self._spool_capture(cmd, image, None)
@@ -168,8 +176,13 @@ class EdgeAgent:
         with self._capture_lock:
             return self._spool_capture(cmd, image, source, audio_wav)
 
-    def _spool_capture(self, cmd: CaptureCommand, image: CapturedImage, source: str | None,
-                       audio_wav: bytes | None = None) -> CaptureReceipt:
+    def _spool_capture(
+        self,
+        cmd: CaptureCommand,
+        image: CapturedImage,
+        source: str | None,
+        audio_wav: bytes | None = None,
+    ) -> CaptureReceipt:
         s = self.settings
         request_id = str(uuid.uuid4())
         self._seq += 1
@@ -179,23 +192,34 @@ class EdgeAgent:
         try:
             request = InspectionRequest(
                 request_id=uuid.UUID(request_id),
-                site=self.station.site, line=self.station.line, station=self.station.station,
-                part_id=part_id, captured_at=utcnow(),
+                site=self.station.site,
+                line=self.station.line,
+                station=self.station.station,
+                part_id=part_id,
+                captured_at=utcnow(),
                 images=[ImagePart.from_bytes(image.content_type, image.data)],
                 audio=AudioPart.from_bytes("audio/wav", wav) if wav else None,
-                operator=cmd.operator or s.station.operator, note=cmd.note,
+                operator=cmd.operator or s.station.operator,
+                note=cmd.note,
                 adapter=s.station.adapter,
             )
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
             raise RejectedInput(Code.PAYLOAD_INVALID, f"{where}: {err['msg']}") from None
-        stats = self.spool.add(SpoolEntry(
-            request_id=request_id, part_id=part_id,
-            topic=self.station.topic(TopicKind.REQUEST), payload=request.to_payload(),
-            captured_at=request.captured_at.timestamp(), original_size=image.original_size,
-            size=image.size, has_audio=wav is not None, source=source,
-        ))
+        stats = self.spool.add(
+            SpoolEntry(
+                request_id=request_id,
+                part_id=part_id,
+                topic=self.station.topic(TopicKind.REQUEST),
+                payload=request.to_payload(),
+                captured_at=request.captured_at.timestamp(),
+                original_size=image.original_size,
+                size=image.size,
+                has_audio=wav is not None,
+                source=source,
+            )
+        )
         if audio_wav is None and pending is not None:
             # Only a capture that made it into the spool uses up the note.
             with self._note_lock:
@@ -207,14 +231,17 @@ class EdgeAgent:
         ow, oh = image.original_size
         scaled = f" (from {ow}×{oh})" if (w, h) != (ow, oh) else ""
         note = " + voice note" if wav else ""
-        self.console.print(f"[cyan]captured[/] part [bold]{escape(part_id)}[/] {w}×{h}{scaled}"
-                           f"{note} → spool {stats.depth} [dim]({request_id[:8]})[/]")
+        self.console.print(
+            f"[cyan]captured[/] part [bold]{escape(part_id)}[/] {w}×{h}{scaled}"
+            f"{note} → spool {stats.depth} [dim]({request_id[:8]})[/]"
+        )
         return CaptureReceipt(request_id=request_id, part_id=part_id, spool_depth=stats.depth)
 
     def _default_part_id(self) -> str:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
         return self.settings.triggers.default_part_id.format(
-            station=self.station.station, seq=self._seq, time=stamp)[:128]
+            station=self.station.station, seq=self._seq, time=stamp
+        )[:128]
 
     # --- voice notes ---------------------------------------------------------------------
 
@@ -255,8 +282,10 @@ class EdgeAgent:
             if was_down:
                 self.console.print(f"[green]broker {b.host}:{b.port} connected again[/]")
         else:
-            self.warn(f"broker {b.host}:{b.port}: {event.reason}; captures stay in the spool "
-                      "and are sent when it answers")
+            self.warn(
+                f"broker {b.host}:{b.port}: {event.reason}; captures stay in the spool "
+                "and are sent when it answers"
+            )
 
     def _on_verdict(self, message: Message) -> None:
         self.board.handle_verdict(message.payload)
@@ -315,10 +344,14 @@ class EdgeAgent:
         st = self.spool.stats()
         return {
             "station": f"{self.station.site}/{self.station.line}/{self.station.station}",
-            "connected": self.transport.connected, "queue_depth": st.depth,
-            "queue_bytes": st.bytes, "max_bytes": st.max_bytes,
-            "oldest_age_s": st.oldest_age_s(), "awaiting_verdict": st.awaiting_verdict,
-            "in_flight": self.publisher.in_flight, "last_error": st.last_error,
+            "connected": self.transport.connected,
+            "queue_depth": st.depth,
+            "queue_bytes": st.bytes,
+            "max_bytes": st.max_bytes,
+            "oldest_age_s": st.oldest_age_s(),
+            "awaiting_verdict": st.awaiting_verdict,
+            "in_flight": self.publisher.in_flight,
+            "last_error": st.last_error,
         }
 
     def warn(self, text: str) -> None:
@@ -329,14 +362,18 @@ class EdgeAgent:
     def _check_budget(self, stats: SpoolStats) -> None:
         full = stats.fill >= self.settings.spool.warn_fraction
         if full and not self._warned_full:
-            self.warn(f"spool is {stats.fill:.0%} full ({stats.depth} unsent captures, "
-                      f"{stats.bytes / 2**20:.1f} of {stats.max_bytes / 2**20:.0f} MiB): "
-                      "check the broker connection; new captures are refused when it is full")
+            self.warn(
+                f"spool is {stats.fill:.0%} full ({stats.depth} unsent captures, "
+                f"{stats.bytes / 2**20:.1f} of {stats.max_bytes / 2**20:.0f} MiB): "
+                "check the broker connection; new captures are refused when it is full"
+            )
         self._warned_full = full
 
     def _report_backlog(self) -> None:
         st = self.spool.stats()
         if st.depth:
             age = st.oldest_age_s() or 0.0
-            self.console.print(f"[yellow]{st.depth} unsent capture(s) in the spool[/], oldest "
-                               f"{age:.0f} s old; sending them once the broker answers")
+            self.console.print(
+                f"[yellow]{st.depth} unsent capture(s) in the spool[/], oldest "
+                f"{age:.0f} s old; sending them once the broker answers"
+            )

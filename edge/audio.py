@@ -188,7 +188,10 @@ class VoiceRecorder:
         threshold = self.settings.vad_threshold_db
         speaking = keep_lead is None
         with self._open_stream(
-            samplerate=self._rate, channels=1, dtype="float32", blocksize=block,
+            samplerate=self._rate,
+            channels=1,
+            dtype="float32",
+            blocksize=block,
             device=self.settings.device,
         ) as stream:
             while total < limit:

@@ -159,8 +159,9 @@ class CameraSource:
                 frame = self._read(self._cap)
             if frame is None:
                 raise CameraError(f"camera source {self.description!r} returned no frame")
-        return prepare_frame(np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), np.uint8),
-                             self._image)
+        return prepare_frame(
+            np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), np.uint8), self._image
+        )
 
     def _read(self, cap: cv2.VideoCapture) -> NDArray[np.uint8] | None:
         if not self._is_file:

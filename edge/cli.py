@@ -36,8 +36,9 @@ def register(app: typer.Typer) -> None:
 
 def edge_commands() -> typer.Typer:
     """The `edge` command group: run, status, send."""
-    edge_app = typer.Typer(help="The line-station agent.", no_args_is_help=True,
-                           pretty_exceptions_enable=False)
+    edge_app = typer.Typer(
+        help="The line-station agent.", no_args_is_help=True, pretty_exceptions_enable=False
+    )
     edge_app.command("run")(run)
     edge_app.command("status")(status)
     edge_app.command("send")(send)
@@ -71,8 +72,10 @@ def run(
     from .triggers import KeyReader
 
     settings = _settings(config)
-    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         agent = EdgeAgent(settings, console)
@@ -82,11 +85,14 @@ def run(
     try:
         agent.start()
         s = settings.station
-        console.print(f"[bold]edge agent[/] {s.site}/{s.line}/{s.station} → "
-                      f"{settings.broker.host}:{settings.broker.port} as {s.mqtt_client_id}")
+        console.print(
+            f"[bold]edge agent[/] {s.site}/{s.line}/{s.station} → "
+            f"{settings.broker.host}:{settings.broker.port} as {s.mqtt_client_id}"
+        )
         if agent.http is not None:
-            console.print(f"HTTP trigger: POST http://{settings.triggers.http_host}:"
-                          f"{agent.http.port}/capture")
+            console.print(
+                f"HTTP trigger: POST http://{settings.triggers.http_host}:{agent.http.port}/capture"
+            )
         if agent.folder is not None:
             console.print(f"watching {agent.folder.root} for photos")
         if keyboard and settings.triggers.keyboard and KeyReader.available():
@@ -119,10 +125,14 @@ def status(
     age = stats.oldest_age_s()
     running = agent_running(settings.spool.path)
     data = {
-        "spool": str(settings.spool.path), "agent_running": running, "queue_depth": stats.depth,
-        "queue_bytes": stats.bytes, "max_bytes": stats.max_bytes,
+        "spool": str(settings.spool.path),
+        "agent_running": running,
+        "queue_depth": stats.depth,
+        "queue_bytes": stats.bytes,
+        "max_bytes": stats.max_bytes,
         "oldest_age_s": None if age is None else round(age, 1),
-        "awaiting_verdict": stats.awaiting_verdict, "last_error": stats.last_error,
+        "awaiting_verdict": stats.awaiting_verdict,
+        "last_error": stats.last_error,
     }
     if as_json:
         typer.echo(json.dumps(data))
@@ -130,8 +140,10 @@ def status(
     table = Table(title=f"spool {settings.spool.path}", show_header=False)
     table.add_row("agent", "[green]running[/]" if running else "[yellow]not running[/]")
     table.add_row("queue depth", str(stats.depth))
-    table.add_row("queued size", f"{stats.bytes / 2**20:.2f} MiB of {stats.max_bytes / 2**20:.0f}"
-                  f" MiB ({stats.fill:.0%})")
+    table.add_row(
+        "queued size",
+        f"{stats.bytes / 2**20:.2f} MiB of {stats.max_bytes / 2**20:.0f} MiB ({stats.fill:.0%})",
+    )
     table.add_row("oldest unsent", "-" if age is None else _age(age))
     table.add_row("awaiting verdict", str(stats.awaiting_verdict))
     if stats.last_error:
@@ -158,11 +170,13 @@ def send(
 
     settings = _settings(config)
     # One-shot: no camera, no triggers, no folder; the spool and the broker are the same.
-    settings = settings.model_copy(update={
-        "camera": settings.camera.model_copy(update={"source": None}),
-        "folder": settings.folder.model_copy(update={"path": None}),
-        "triggers": settings.triggers.model_copy(update={"http_port": None, "mqtt": False}),
-    })
+    settings = settings.model_copy(
+        update={
+            "camera": settings.camera.model_copy(update={"source": None}),
+            "folder": settings.folder.model_copy(update={"path": None}),
+            "triggers": settings.triggers.model_copy(update={"http_port": None, "mqtt": False}),
+        }
+    )
     agent = EdgeAgent(settings, console)
     answered: set[str] = set()
     done = threading.Condition()
@@ -176,22 +190,29 @@ def send(
     try:
         wav = load_wav(audio, settings.audio.max_s) if audio is not None else None
         owner = agent.spool.try_own()
-        ids = [agent.capture_file(path, cmd=CaptureCommand(part_id=part_id, note=note),
-                                  audio_wav=wav).request_id for path in images]
+        ids = [
+            agent.capture_file(
+                path, cmd=CaptureCommand(part_id=part_id, note=note), audio_wav=wav
+            ).request_id
+            for path in images
+        ]
         if not owner:
             console.print("a running agent owns this spool and will send the captures")
             return
         agent.start()
         deadline = time.monotonic() + wait
         if not agent.publisher.wait_delivered(ids, wait):
-            err_console.print(f"[yellow]not all captures reached the broker within {wait:g} s; "
-                              "they stay in the spool for the agent[/]")
+            err_console.print(
+                f"[yellow]not all captures reached the broker within {wait:g} s; "
+                "they stay in the spool for the agent[/]"
+            )
             raise typer.Exit(1)
         console.print(f"[green]{len(ids)} capture(s) delivered to the broker[/]")
         if verdicts:
             with done:
-                ok = done.wait_for(lambda: set(ids) <= answered,
-                                   max(0.0, deadline - time.monotonic()))
+                ok = done.wait_for(
+                    lambda: set(ids) <= answered, max(0.0, deadline - time.monotonic())
+                )
             if not ok:
                 err_console.print(f"[yellow]no verdict for every capture within {wait:g} s[/]")
                 raise typer.Exit(1)

@@ -91,7 +91,8 @@ class FolderSettings(_Section):
     failed_dir: str = Field("failed", title="Sub-folder for files that are not usable photos")
     poll_s: float = Field(0.5, title="How often the folder is scanned", gt=0, le=60)
     settle_s: float = Field(
-        0.5, title="A file must be unchanged this long before it is read (still being written)",
+        0.5,
+        title="A file must be unchanged this long before it is read (still being written)",
         ge=0,
     )
 
@@ -105,8 +106,10 @@ class AudioSettings(_Section):
     mode: AudioMode = Field("off", title="How voice notes are recorded")
     device: int | str | None = Field(None, title="sounddevice input device (default device)")
     device_rate: int | None = Field(
-        None, title="Record at this rate and resample to 16 kHz (for devices without 16 kHz)",
-        ge=8000, le=192000,
+        None,
+        title="Record at this rate and resample to 16 kHz (for devices without 16 kHz)",
+        ge=8000,
+        le=192000,
     )
     fixed_s: float = Field(5.0, title="Length of a fixed-length note", gt=0)
     max_s: float = Field(30.0, title="Longest voice note", gt=0, le=60)
@@ -129,8 +132,10 @@ class TriggerSettings(_Section):
 
     keyboard: bool = Field(True, title="Keys in the terminal: space capture, r note, q quit")
     http_port: int | None = Field(
-        8750, title="Port of the local HTTP trigger (POST /capture); none turns it off",
-        ge=0, le=65535,
+        8750,
+        title="Port of the local HTTP trigger (POST /capture); none turns it off",
+        ge=0,
+        le=65535,
     )
     http_host: str = Field("127.0.0.1", title="Bind address of the HTTP trigger")
     mqtt: bool = Field(True, title="Capture on messages to the station's trigger topic")
@@ -169,6 +174,7 @@ class SpoolSettings(_Section):
         if self.retry_min_s > self.retry_max_s:
             raise ValueError("spool.retry_min_s must not exceed spool.retry_max_s")
         return self
+
     keep_history_days: float = Field(
         7.0, title="How long delivered captures are remembered (folder de-duplication)", gt=0
     )

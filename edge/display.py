@@ -32,8 +32,12 @@ from .spool import CaptureRecord, Spool
 
 log = logging.getLogger(__name__)
 
-STYLES = {"PASS": "bold white on green", "FAIL": "bold white on red",
-          "REVIEW": "bold black on yellow", "REJECTED": "bold white on magenta"}
+STYLES = {
+    "PASS": "bold white on green",
+    "FAIL": "bold white on red",
+    "REVIEW": "bold black on yellow",
+    "REJECTED": "bold white on magenta",
+}
 
 _FONT = {
     "P": ["████ ", "█   █", "████ ", "█    ", "█    "],
@@ -96,8 +100,9 @@ class HookRunner:
 
     def _run(self, payload: bytes) -> None:
         try:
-            done = subprocess.run(self._argv, input=payload, capture_output=True,
-                                  timeout=self._timeout, check=False)
+            done = subprocess.run(
+                self._argv, input=payload, capture_output=True, timeout=self._timeout, check=False
+            )
             if done.returncode != 0:
                 err = done.stderr.decode(errors="replace").strip()[-200:]
                 self._console.print(
@@ -151,8 +156,9 @@ class VerdictBoard:
                 f"[dim]repeat verdict {msg.verdict.value} for part {escape(msg.part_id)}[/]"
             )
         else:
-            self._console.print(self._verdict_panel(msg, late=before is not None
-                                                    and before.flagged_at is not None))
+            self._console.print(
+                self._verdict_panel(msg, late=before is not None and before.flagged_at is not None)
+            )
             if self.hook is not None:
                 self.hook.submit(payload)
         self._emit(Outcome(msg.verdict.value, rid, msg.part_id, repeat))
@@ -171,11 +177,16 @@ class VerdictBoard:
         repeat = before is not None and before.outcome is not None
         if not repeat:
             body = Text.assemble(
-                ("REJECTED", STYLES["REJECTED"]), "  ",
-                (f"part {part or '?'}  ", "bold"), (msg.code, "bold magenta"), "\n", msg.message,
+                ("REJECTED", STYLES["REJECTED"]),
+                "  ",
+                (f"part {part or '?'}  ", "bold"),
+                (msg.code, "bold magenta"),
+                "\n",
+                msg.message,
             )
-            self._console.print(Panel(body, title=f"request {rid or 'unknown'}",
-                                      border_style="magenta"))
+            self._console.print(
+                Panel(body, title=f"request {rid or 'unknown'}", border_style="magenta")
+            )
             if self.hook is not None:
                 self.hook.submit(payload)
         self._emit(Outcome("REJECTED", rid, part, repeat))
@@ -187,14 +198,23 @@ class VerdictBoard:
         late = self._spool.overdue(when - self._settings.verdict_timeout_s)
         for rec in late:
             self._spool.flag(rec.request_id, when)
-            where = "still in the spool (broker unreachable?)" if rec.published_at is None \
+            where = (
+                "still in the spool (broker unreachable?)"
+                if rec.published_at is None
                 else "delivered, but no worker answered"
-            self._console.print(Panel(
-                Text.assemble(("NO VERDICT", "bold black on bright_white"), "  ",
-                              (f"part {rec.part_id}", "bold"),
-                              f" after {when - rec.captured_at:.0f} s: {where}"),
-                title=f"request {rec.request_id}", border_style="bright_white",
-            ))
+            )
+            self._console.print(
+                Panel(
+                    Text.assemble(
+                        ("NO VERDICT", "bold black on bright_white"),
+                        "  ",
+                        (f"part {rec.part_id}", "bold"),
+                        f" after {when - rec.captured_at:.0f} s: {where}",
+                    ),
+                    title=f"request {rec.request_id}",
+                    border_style="bright_white",
+                )
+            )
             self._emit(Outcome("NO_VERDICT", rec.request_id, rec.part_id))
         return late
 
@@ -204,9 +224,11 @@ class VerdictBoard:
         head = Text(block_letters(word) if self._settings.big else f" {word} ", style=style)
         lines = [
             head,
-            Text.assemble((f"part {msg.part_id}", "bold"),
-                          f"   confidence {msg.confidence:.2f}   {msg.latency_ms:.0f} ms"
-                          f"   adapter {msg.adapter}"),
+            Text.assemble(
+                (f"part {msg.part_id}", "bold"),
+                f"   confidence {msg.confidence:.2f}   {msg.latency_ms:.0f} ms"
+                f"   adapter {msg.adapter}",
+            ),
         ]
         if msg.rationale:
             lines.append(Text(msg.rationale))
@@ -217,8 +239,9 @@ class VerdictBoard:
             lines.append(Text(f"voice note: {msg.transcript}", style="italic"))
         if late:
             lines.append(Text("(arrived after the verdict timeout)", style="dim"))
-        return Panel(Group(*lines), title=f"request {msg.request_id}",
-                     border_style=style.split()[-1])
+        return Panel(
+            Group(*lines), title=f"request {msg.request_id}", border_style=style.split()[-1]
+        )
 
     def _emit(self, outcome: Outcome) -> None:
         for listener in self._listeners:

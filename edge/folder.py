@@ -85,8 +85,11 @@ class FolderWatcher:
         taken = 0
         current: dict[Path, tuple[int, int]] = {}
         for path in sorted(self.root.iterdir()):
-            if not path.is_file() or path.name.startswith(".") \
-                    or path.suffix.lower() not in IMAGE_SUFFIXES:
+            if (
+                not path.is_file()
+                or path.name.startswith(".")
+                or path.suffix.lower() not in IMAGE_SUFFIXES
+            ):
                 continue
             try:
                 st = path.stat()
@@ -118,8 +121,9 @@ class FolderWatcher:
         try:
             self._take(path, key)
         except (RejectedInput, CameraError) as exc:
-            self._warn(f"{path.name} is not a usable photo, moved to {self.failed.name}/: "
-                       f"{exc.message}")
+            self._warn(
+                f"{path.name} is not a usable photo, moved to {self.failed.name}/: {exc.message}"
+            )
             self._move(path, self.failed)
             return False
         self._move(path, self.done)

@@ -127,8 +127,9 @@ class Spool:
         self._lock = threading.Lock()
         # One connection shared by the agent's threads, serialised by the lock; autocommit
         # mode with explicit BEGIN IMMEDIATE so each transaction is exactly what we say.
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                   timeout=10.0)
+        self._db = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=10.0
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: every commit is fsynced, so a capture acknowledged to the operator survives
         # a power cut, not only a process kill.
@@ -206,15 +207,27 @@ class Spool:
                 self._db.execute(
                     "INSERT INTO outbox (request_id, topic, payload, size, captured_at) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (entry.request_id, entry.topic, entry.payload, len(entry.payload),
-                     entry.captured_at),
+                    (
+                        entry.request_id,
+                        entry.topic,
+                        entry.payload,
+                        len(entry.payload),
+                        entry.captured_at,
+                    ),
                 )
                 self._db.execute(
                     "INSERT INTO captures (request_id, part_id, source, captured_at, "
                     "original_width, original_height, width, height, has_audio) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (entry.request_id, entry.part_id, entry.source, entry.captured_at,
-                     *entry.original_size, *entry.size, int(entry.has_audio)),
+                    (
+                        entry.request_id,
+                        entry.part_id,
+                        entry.source,
+                        entry.captured_at,
+                        *entry.original_size,
+                        *entry.size,
+                        int(entry.has_audio),
+                    ),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -245,9 +258,9 @@ class Spool:
             (error, retry_at, request_id),
         )
 
-    def record_outcome(self, request_id: str, outcome: str, at: float | None = None) -> (
-        CaptureRecord | None
-    ):
+    def record_outcome(
+        self, request_id: str, outcome: str, at: float | None = None
+    ) -> CaptureRecord | None:
         """Store a verdict or rejection; returns the capture as it was before, if known."""
         now = time.time() if at is None else at
         before = self.capture(request_id)
@@ -274,9 +287,9 @@ class Spool:
 
     # --- reading -----------------------------------------------------------------------
 
-    def next_batch(self, limit: int, exclude: set[str], now: float | None = None) -> (
-        list[OutboxItem]
-    ):
+    def next_batch(
+        self, limit: int, exclude: set[str], now: float | None = None
+    ) -> list[OutboxItem]:
         """Oldest unsent requests that are due, skipping those already in flight."""
         when = time.time() if now is None else now
         with self._lock:

@@ -37,8 +37,12 @@ class StationTerminal:
     def run(self, keys: KeyReader) -> None:
         """Handle keys until q (or the agent stops)."""
         self._console.print(HELP)
-        with keys, Live(self._status(), console=self._console, refresh_per_second=10,
-                        transient=True) as live:
+        with (
+            keys,
+            Live(
+                self._status(), console=self._console, refresh_per_second=10, transient=True
+            ) as live,
+        ):
             while not self._agent.wait(0):
                 key = keys.read(0.1)
                 if key in ("q", "Q"):
@@ -64,8 +68,9 @@ class StationTerminal:
             self._stop_recording.set()
             return
         self._stop_recording = threading.Event()
-        self._recording = threading.Thread(target=self._record, args=(self._stop_recording,),
-                                           name="edge-recorder", daemon=True)
+        self._recording = threading.Thread(
+            target=self._record, args=(self._stop_recording,), name="edge-recorder", daemon=True
+        )
         self._recording.start()
 
     def _record(self, stop: threading.Event) -> None:
@@ -80,17 +85,25 @@ class StationTerminal:
         if note is None or note.duration_s == 0:
             self._console.print("[yellow]no speech heard; no voice note kept[/]")
         else:
-            self._console.print(f"[green]voice note {note.duration_s:.1f} s[/] (peak "
-                                f"{note.peak_db:.0f} dBFS) will go with the next capture "
-                                f"[dim]({time.monotonic() - started:.1f} s)[/]")
+            self._console.print(
+                f"[green]voice note {note.duration_s:.1f} s[/] (peak "
+                f"{note.peak_db:.0f} dBFS) will go with the next capture "
+                f"[dim]({time.monotonic() - started:.1f} s)[/]"
+            )
 
     def _status(self) -> Text:
         st = self._agent.stats()
-        link = ("[green]broker connected[/]" if self._agent.transport.connected
-                else "[red]broker unreachable[/]")
-        parts = [f"{self._agent.station.site}/{self._agent.station.line}/"
-                 f"{self._agent.station.station}", link, f"spool {st.depth}",
-                 f"awaiting verdict {st.awaiting_verdict}"]
+        link = (
+            "[green]broker connected[/]"
+            if self._agent.transport.connected
+            else "[red]broker unreachable[/]"
+        )
+        parts = [
+            f"{self._agent.station.site}/{self._agent.station.line}/{self._agent.station.station}",
+            link,
+            f"spool {st.depth}",
+            f"awaiting verdict {st.awaiting_verdict}",
+        ]
         if self._recording is not None and self._recording.is_alive():
             mode = self._agent.settings.audio.mode
             hint = "r to stop" if mode == "push_to_talk" else mode

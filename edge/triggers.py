@@ -152,8 +152,12 @@ class HttpTrigger:
             ) from None
         self._server.submit = submit
         self._server.status = status
-        self._thread = threading.Thread(target=self._server.serve_forever, name="edge-http",
-                                        kwargs={"poll_interval": 0.2}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            name="edge-http",
+            kwargs={"poll_interval": 0.2},
+            daemon=True,
+        )
 
     @property
     def port(self) -> int:

@@ -185,8 +185,11 @@ class MqttTransport:
 
     def _set_tls(self, client: paho.Client) -> None:
         tls = self.settings.tls
-        for name, path in (("ca_certs", tls.ca_certs), ("certfile", tls.certfile),
-                           ("keyfile", tls.keyfile)):
+        for name, path in (
+            ("ca_certs", tls.ca_certs),
+            ("certfile", tls.certfile),
+            ("keyfile", tls.keyfile),
+        ):
             if path is not None and not path.is_file():
                 raise ConfigError(f"broker.tls.{name}: file {path} does not exist")
         try:
@@ -326,8 +329,12 @@ class MqttTransport:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            log.warning("broker %s:%s refused the connection: %s",
-                        self.settings.host, self.settings.port, reason)
+            log.warning(
+                "broker %s:%s refused the connection: %s",
+                self.settings.host,
+                self.settings.port,
+                reason,
+            )
             self._notify(ConnectionEvent(False, False, str(reason)))
             return
         if self._handlers:
@@ -337,8 +344,13 @@ class MqttTransport:
         else:
             self._subscribed.set()
         self._connected.set()
-        log.info("connected to %s:%s as %s (session present: %s)", self.settings.host,
-                 self.settings.port, self.client_id, flags.session_present)
+        log.info(
+            "connected to %s:%s as %s (session present: %s)",
+            self.settings.host,
+            self.settings.port,
+            self.client_id,
+            flags.session_present,
+        )
         self._notify(ConnectionEvent(True, flags.session_present, str(reason)))
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
@@ -357,8 +369,9 @@ class MqttTransport:
         self._connected.clear()
         self._subscribed.clear()
         if was:
-            log.warning("disconnected from %s:%s: %s", self.settings.host, self.settings.port,
-                        reason)
+            log.warning(
+                "disconnected from %s:%s: %s", self.settings.host, self.settings.port, reason
+            )
         self._notify(ConnectionEvent(False, False, str(reason)))
 
     def _on_subscribe(
@@ -391,16 +404,18 @@ class MqttTransport:
         pub._complete(reason)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        message = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid,
-                          bool(msg.dup))
+        message = Message(
+            msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid, bool(msg.dup)
+        )
         for topic_filter, _, handler in self._handlers:
             if paho.topic_matches_sub(_match_filter(topic_filter), msg.topic):
                 try:
                     handler(message)
                 except Exception:
                     # A bad handler must not kill the network thread (and with it the client).
-                    log.exception("handler for %s failed on a message from %s", topic_filter,
-                                  msg.topic)
+                    log.exception(
+                        "handler for %s failed on a message from %s", topic_filter, msg.topic
+                    )
 
     def _notify(self, event: ConnectionEvent) -> None:
         for listener in self._listeners:

@@ -36,11 +36,11 @@ def tls_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"""
 listener {port} 127.0.0.1
-cafile {tmp_path / 'ca.crt'}
-certfile {tmp_path / 'server.crt'}
-keyfile {tmp_path / 'server.key'}
+cafile {tmp_path / "ca.crt"}
+certfile {tmp_path / "server.crt"}
+keyfile {tmp_path / "server.key"}
 allow_anonymous false
-password_file {tmp_path / 'passwd'}
+password_file {tmp_path / "passwd"}
 acl_file {acl}
 persistence false
 """)
@@ -50,6 +50,7 @@ persistence false
     log = (tmp_path / "mosquitto.log").open("wb")
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:
+
         def listening() -> bool:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -65,16 +66,21 @@ persistence false
         log.close()
 
 
-def _secure(make: Callable[..., EdgeSettings], broker: PrivateBroker, password: str,
-            **spool: object) -> EdgeSettings:
+def _secure(
+    make: Callable[..., EdgeSettings], broker: PrivateBroker, password: str, **spool: object
+) -> EdgeSettings:
     tls = {"enabled": True, "ca_certs": str(broker.ca)}
-    return make(broker={"port": broker.port, "tls": tls, "username": "station",
-                        "password": password}, spool=spool)
+    return make(
+        broker={"port": broker.port, "tls": tls, "username": "station", "password": password},
+        spool=spool,
+    )
 
 
 def test_agent_publishes_over_tls_with_username_and_password(
-    tls_broker: PrivateBroker, make_edge_settings: Callable[..., EdgeSettings],
-    quiet_console: Console, tmp_path: Path,
+    tls_broker: PrivateBroker,
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
+    tmp_path: Path,
 ) -> None:
     settings = _secure(make_edge_settings, tls_broker, "s3cret")
     photo = tmp_path / "P-1.jpg"
@@ -86,8 +92,10 @@ def test_agent_publishes_over_tls_with_username_and_password(
 
 
 def test_wrong_password_keeps_captures_spooled(
-    tls_broker: PrivateBroker, make_edge_settings: Callable[..., EdgeSettings],
-    quiet_console: Console, tmp_path: Path,
+    tls_broker: PrivateBroker,
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
+    tmp_path: Path,
 ) -> None:
     settings = _secure(make_edge_settings, tls_broker, "wrong")
     photo = tmp_path / "P-2.jpg"
@@ -101,8 +109,10 @@ def test_wrong_password_keeps_captures_spooled(
 
 
 def test_publish_refused_by_the_acl_stays_spooled_and_is_retried_until_allowed(
-    tls_broker: PrivateBroker, make_edge_settings: Callable[..., EdgeSettings],
-    quiet_console: Console, tmp_path: Path,
+    tls_broker: PrivateBroker,
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
+    tmp_path: Path,
 ) -> None:
     settings = _secure(make_edge_settings, tls_broker, "s3cret", retry_max_s=1.0)
     tls_broker.set_acl("user station\ntopic read #\n")

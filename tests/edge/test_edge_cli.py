@@ -42,7 +42,7 @@ client_id = "edge-{unique}"
 port = {port}
 session_expiry_s = 120
 [spool]
-path = "{tmp_path / 'spool.db'}"
+path = "{tmp_path / "spool.db"}"
 """)
     return path
 
@@ -61,8 +61,9 @@ def test_status_shows_queue_depth_and_the_oldest_age(tmp_path: Path, unique: str
     assert runner.invoke(_app(), ["edge", "status", "--config", str(config)]).exit_code == 1
     spool = Spool(tmp_path / "spool.db")
     for age in (90.0, 30.0):
-        spool.add(SpoolEntry(str(uuid.uuid4()), "p", "t", b"x" * 10, time.time() - age,
-                             (1, 1), (1, 1)))
+        spool.add(
+            SpoolEntry(str(uuid.uuid4()), "p", "t", b"x" * 10, time.time() - age, (1, 1), (1, 1))
+        )
     spool.close()
     result = runner.invoke(_app(), ["edge", "status", "--config", str(config), "--json"])
     assert result.exit_code == 0, result.output
@@ -74,15 +75,28 @@ def test_status_shows_queue_depth_and_the_oldest_age(tmp_path: Path, unique: str
 
 
 def test_send_publishes_photo_files_once_and_waits_for_the_pubacks(
-    tmp_path: Path, unique: str, broker: tuple[str, int],
+    tmp_path: Path,
+    unique: str,
+    broker: tuple[str, int],
     observe: Callable[[str], BrokerObserver],
 ) -> None:
     config = _config(tmp_path, unique, broker[1])
     seen = observe(StationKey(unique, "l1", "s1").topic(TopicKind.REQUEST))
     photo = tmp_path / "P-31.jpg"
     photo.write_bytes(jpeg_bytes())
-    result = runner.invoke(_app(), ["edge", "send", str(photo), "--config", str(config),
-                                    "--no-verdicts", "--note", "scratch near hole 2"])
+    result = runner.invoke(
+        _app(),
+        [
+            "edge",
+            "send",
+            str(photo),
+            "--config",
+            str(config),
+            "--no-verdicts",
+            "--note",
+            "scratch near hole 2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "1 capture(s) delivered" in result.output
     request = parse_request(seen.wait_for(1, 10)[0].payload)

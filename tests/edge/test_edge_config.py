@@ -42,8 +42,10 @@ def test_missing_station_unknown_keys_and_cross_field_rules_are_explained(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "edge.toml"
-    path.write_text('[spool]\npath = "x.db"\nmax_byte = 5\n[audio]\nmode = "file"\n'
-                    '[triggers]\ndefault_part_id = "{line}-{seq}"\n')
+    path.write_text(
+        '[spool]\npath = "x.db"\nmax_byte = 5\n[audio]\nmode = "file"\n'
+        '[triggers]\ndefault_part_id = "{line}-{seq}"\n'
+    )
     with pytest.raises(ConfigError) as err:
         load_edge_settings(path)
     text = err.value.message
@@ -85,6 +87,12 @@ def test_the_edge_imports_neither_torch_nor_the_store() -> None:
         " if m in sys.modules]\n"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                         text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert out.stdout.strip() == ""

@@ -32,8 +32,11 @@ from tests.fixtures.edge import (
 
 
 def test_broker_away_then_back_spool_grows_then_drains_every_request_delivered(
-    make_edge_settings: Callable[..., EdgeSettings], relay: TcpRelay, quiet_console: Console,
-    observe: Callable[[str], BrokerObserver], tmp_path: Path,
+    make_edge_settings: Callable[..., EdgeSettings],
+    relay: TcpRelay,
+    quiet_console: Console,
+    observe: Callable[[str], BrokerObserver],
+    tmp_path: Path,
 ) -> None:
     # The agent starts against a port nobody listens on: the broker is "away".
     settings = make_edge_settings(broker={"port": relay.port})
@@ -62,13 +65,17 @@ def test_broker_away_then_back_spool_grows_then_drains_every_request_delivered(
 
 
 def test_capture_with_a_voice_note_and_operator_goes_out_as_one_request(
-    make_edge_settings: Callable[..., EdgeSettings], quiet_console: Console,
-    observe: Callable[[str], BrokerObserver], tmp_path: Path,
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
+    observe: Callable[[str], BrokerObserver],
+    tmp_path: Path,
 ) -> None:
     note = tmp_path / "note.wav"
     note.write_bytes(wav_bytes(tone(0.5), 16000))
-    settings = make_edge_settings(audio={"mode": "file", "file": str(note)},
-                             station={"operator": "j-doe", "adapter": "site-v2"})
+    settings = make_edge_settings(
+        audio={"mode": "file", "file": str(note)},
+        station={"operator": "j-doe", "adapter": "site-v2"},
+    )
     seen = observe(settings.station.key.topic(TopicKind.REQUEST))
     photo = tmp_path / "P-1.jpg"
     photo.write_bytes(jpeg_bytes())
@@ -78,13 +85,19 @@ def test_capture_with_a_voice_note_and_operator_goes_out_as_one_request(
     request = parse_request(seen.wait_for(1, 10)[0].payload)
     assert request.audio is not None and request.audio.content_type == "audio/wav"
     assert (request.operator, request.adapter, request.note) == (
-        "j-doe", "site-v2", "burr on left edge")
+        "j-doe",
+        "site-v2",
+        "burr on left edge",
+    )
     assert json.loads(seen.messages[0].payload)["schema"] == "inspector.request/v1"
 
 
 def test_restart_resends_what_was_spooled_with_the_same_request_ids(
-    make_edge_settings: Callable[..., EdgeSettings], relay: TcpRelay, quiet_console: Console,
-    observe: Callable[[str], BrokerObserver], tmp_path: Path,
+    make_edge_settings: Callable[..., EdgeSettings],
+    relay: TcpRelay,
+    quiet_console: Console,
+    observe: Callable[[str], BrokerObserver],
+    tmp_path: Path,
 ) -> None:
     photo = tmp_path / "p.jpg"
     photo.write_bytes(jpeg_bytes())
@@ -101,13 +114,16 @@ def test_restart_resends_what_was_spooled_with_the_same_request_ids(
 
 
 def test_spool_warns_near_its_budget_and_refuses_captures_beyond_it(
-    make_edge_settings: Callable[..., EdgeSettings], relay: TcpRelay, quiet_console: Console,
+    make_edge_settings: Callable[..., EdgeSettings],
+    relay: TcpRelay,
+    quiet_console: Console,
     tmp_path: Path,
 ) -> None:
     photo = tmp_path / "noisy.png"
     photo.write_bytes(png_bytes(480, 400))  # random pixels: ~580 KB, ~770 KB in base64
-    settings = make_edge_settings(broker={"port": relay.port},
-                             spool={"max_bytes": 2**20, "warn_fraction": 0.6})
+    settings = make_edge_settings(
+        broker={"port": relay.port}, spool={"max_bytes": 2**20, "warn_fraction": 0.6}
+    )
     with EdgeAgent(settings, quiet_console) as agent:
         agent.capture_file(photo)
         assert "spool is 7" in screen(quiet_console)
@@ -120,8 +136,10 @@ def test_spool_warns_near_its_budget_and_refuses_captures_beyond_it(
 
 
 def test_recorded_voice_note_goes_with_the_next_capture_only(
-    make_edge_settings: Callable[..., EdgeSettings], quiet_console: Console,
-    observe: Callable[[str], BrokerObserver], tmp_path: Path,
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
+    observe: Callable[[str], BrokerObserver],
+    tmp_path: Path,
 ) -> None:
     settings = make_edge_settings(audio={"mode": "vad", "silence_timeout_s": 0.5})
     mic = ScriptedMicrophone(np.concatenate([silence(0.5), tone(1.0), silence(2.0)]))
@@ -135,8 +153,9 @@ def test_recorded_voice_note_goes_with_the_next_capture_only(
         with_note = agent.capture_file(photo).request_id
         without = agent.capture_file(photo).request_id
         assert agent.publisher.wait_delivered([with_note, without], timeout=10)
-    got = {str(r.request_id): r for r in map(parse_request,
-                                             (m.payload for m in seen.wait_for(2, 10)))}
+    got = {
+        str(r.request_id): r for r in map(parse_request, (m.payload for m in seen.wait_for(2, 10)))
+    }
     audio = got[with_note].audio
     assert audio is not None and got[without].audio is None
     info = sf.info(io.BytesIO(audio.data))

@@ -30,10 +30,20 @@ from tests.fixtures.edge import BrokerObserver, screen
 def _verdict(settings: EdgeSettings, request_id: str, part_id: str, decision: Decision) -> bytes:
     s = settings.station
     return VerdictMessage(
-        request_id=uuid.UUID(request_id), site=s.site, line=s.line, station=s.station,
-        part_id=part_id, verdict=decision, confidence=0.93, p_pass=0.07,
-        rationale="deep scratch across the mounting face", model="phi4mm-tiny",
-        adapter="base", prompt_version="v1", worker_id="w1", latency_ms=120.0,
+        request_id=uuid.UUID(request_id),
+        site=s.site,
+        line=s.line,
+        station=s.station,
+        part_id=part_id,
+        verdict=decision,
+        confidence=0.93,
+        p_pass=0.07,
+        rationale="deep scratch across the mounting face",
+        model="phi4mm-tiny",
+        adapter="base",
+        prompt_version="v1",
+        worker_id="w1",
+        latency_ms=120.0,
         decided_at=utcnow(),
     ).to_payload()
 
@@ -46,8 +56,17 @@ def _delivered_capture(settings: EdgeSettings, part_id: str) -> str:
     """
     request_id = str(uuid.uuid4())
     spool = Spool(settings.spool.path)
-    spool.add(SpoolEntry(request_id, part_id, settings.station.key.topic(TopicKind.REQUEST),
-                         b"{}", time.time(), (64, 48), (64, 48)))
+    spool.add(
+        SpoolEntry(
+            request_id,
+            part_id,
+            settings.station.key.topic(TopicKind.REQUEST),
+            b"{}",
+            time.time(),
+            (64, 48),
+            (64, 48),
+        )
+    )
     spool.mark_delivered(request_id)
     spool.close()
     return request_id
@@ -72,13 +91,16 @@ class Outcomes:
 
 
 def test_verdict_is_shown_large_with_rationale_and_given_to_the_hook(
-    make_edge_settings: Callable[..., EdgeSettings], quiet_console: Console,
-    observe: Callable[[str], BrokerObserver], tmp_path: Path,
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
+    observe: Callable[[str], BrokerObserver],
+    tmp_path: Path,
 ) -> None:
     hook_out = tmp_path / "hook.json"
     script = tmp_path / "tower_light.py"
-    script.write_text("import sys, pathlib\n"
-                      "pathlib.Path(sys.argv[1]).write_bytes(sys.stdin.buffer.read())\n")
+    script.write_text(
+        "import sys, pathlib\npathlib.Path(sys.argv[1]).write_bytes(sys.stdin.buffer.read())\n"
+    )
     hook = [sys.executable, str(script), str(hook_out)]
     settings = make_edge_settings(display={"hook": hook})
     request_id = _delivered_capture(settings, "P-77")
@@ -93,8 +115,10 @@ def test_verdict_is_shown_large_with_rationale_and_given_to_the_hook(
         got = outcomes.wait_for(2)
         assert agent.board.hook is not None and agent.board.hook.wait_idle(10)
         assert agent.stats().awaiting_verdict == 0
-    assert [(o.kind, o.part_id, o.repeat) for o in got] == [("FAIL", "P-77", False),
-                                                             ("FAIL", "P-77", True)]
+    assert [(o.kind, o.part_id, o.repeat) for o in got] == [
+        ("FAIL", "P-77", False),
+        ("FAIL", "P-77", True),
+    ]
     shown = screen(quiet_console)
     assert " ".join(block_letters("FAIL").splitlines()[0].split()) in shown
     assert "deep scratch across the mounting face" in shown and "confidence 0.93" in shown
@@ -102,8 +126,10 @@ def test_verdict_is_shown_large_with_rationale_and_given_to_the_hook(
 
 
 def test_rejection_is_shown_with_its_code(
-    make_edge_settings: Callable[..., EdgeSettings], quiet_console: Console,
-    observe: Callable[[str], BrokerObserver], tmp_path: Path,
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
+    observe: Callable[[str], BrokerObserver],
+    tmp_path: Path,
 ) -> None:
     settings = make_edge_settings()
     request_id = _delivered_capture(settings, "P-9")
@@ -114,9 +140,15 @@ def test_rejection_is_shown_with_its_code(
         assert agent.transport.wait_subscribed(10)
         s = settings.station
         rejection = RejectionMessage(
-            request_id=uuid.UUID(request_id), site=s.site, line=s.line,
-            station=s.station, code="image.too_small", message="photo is 8×8; send larger",
-            payload_sha256=sha256_hex(b"{}"), worker_id="w1", rejected_at=utcnow(),
+            request_id=uuid.UUID(request_id),
+            site=s.site,
+            line=s.line,
+            station=s.station,
+            code="image.too_small",
+            message="photo is 8×8; send larger",
+            payload_sha256=sha256_hex(b"{}"),
+            worker_id="w1",
+            rejected_at=utcnow(),
         )
         worker.publish(s.key.topic(TopicKind.REJECTED), rejection.to_payload())
         got = outcomes.wait_for(1)
@@ -126,8 +158,10 @@ def test_rejection_is_shown_with_its_code(
 
 
 def test_capture_without_a_verdict_in_time_is_flagged_once(
-    make_edge_settings: Callable[..., EdgeSettings], quiet_console: Console,
-    observe: Callable[[str], BrokerObserver], tmp_path: Path,
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
+    observe: Callable[[str], BrokerObserver],
+    tmp_path: Path,
 ) -> None:
     settings = make_edge_settings(display={"verdict_timeout_s": 0.5})
     request_id = _delivered_capture(settings, "P-5")
@@ -139,8 +173,10 @@ def test_capture_without_a_verdict_in_time_is_flagged_once(
         flagged = outcomes.wait_for(1)
         assert agent.board.check_overdue() == []  # flagged once only
         # A verdict arriving late is still shown, marked as late.
-        worker.publish(settings.station.key.topic(TopicKind.VERDICT),
-                       _verdict(settings, request_id, "P-5", Decision.PASS))
+        worker.publish(
+            settings.station.key.topic(TopicKind.VERDICT),
+            _verdict(settings, request_id, "P-5", Decision.PASS),
+        )
         late = outcomes.wait_for(2)[1]
     assert (flagged[0].kind, flagged[0].request_id) == ("NO_VERDICT", request_id)
     assert late.kind == "PASS"
@@ -150,7 +186,8 @@ def test_capture_without_a_verdict_in_time_is_flagged_once(
 
 
 def test_unreadable_verdict_messages_are_reported_not_fatal(
-    make_edge_settings: Callable[..., EdgeSettings], quiet_console: Console,
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
 ) -> None:
     agent = EdgeAgent(make_edge_settings(), quiet_console)
     try:

@@ -23,8 +23,10 @@ from tests.fixtures.edge import (
 
 
 def test_fifty_files_dropped_in_the_folder_become_fifty_requests(
-    make_edge_settings: Callable[..., EdgeSettings], quiet_console: Console,
-    observe: Callable[[str], BrokerObserver], tmp_path: Path,
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
+    observe: Callable[[str], BrokerObserver],
+    tmp_path: Path,
 ) -> None:
     inbox = tmp_path / "inbox"
     settings = make_edge_settings(folder={"path": str(inbox), "poll_s": 0.1, "settle_s": 0.2})
@@ -44,7 +46,9 @@ def test_fifty_files_dropped_in_the_folder_become_fifty_requests(
 
 
 def test_unreadable_files_go_to_failed_and_taken_files_are_never_taken_twice(
-    tmp_path: Path, make_edge_settings: Callable[..., EdgeSettings], quiet_console: Console,
+    tmp_path: Path,
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
 ) -> None:
     inbox = tmp_path / "inbox"
     settings = make_edge_settings(folder={"path": str(inbox), "settle_s": 0})
@@ -75,12 +79,18 @@ def test_unreadable_files_go_to_failed_and_taken_files_are_never_taken_twice(
 
 
 def test_full_spool_leaves_photos_in_the_folder_until_the_broker_drains_it(
-    make_edge_settings: Callable[..., EdgeSettings], relay: TcpRelay, quiet_console: Console,
-    observe: Callable[[str], BrokerObserver], tmp_path: Path,
+    make_edge_settings: Callable[..., EdgeSettings],
+    relay: TcpRelay,
+    quiet_console: Console,
+    observe: Callable[[str], BrokerObserver],
+    tmp_path: Path,
 ) -> None:
     inbox = tmp_path / "inbox"
-    settings = make_edge_settings(broker={"port": relay.port}, spool={"max_bytes": 2**20},
-                             folder={"path": str(inbox), "poll_s": 0.1, "settle_s": 0})
+    settings = make_edge_settings(
+        broker={"port": relay.port},
+        spool={"max_bytes": 2**20},
+        folder={"path": str(inbox), "poll_s": 0.1, "settle_s": 0},
+    )
     seen = observe(settings.station.key.topic(TopicKind.REQUEST))
     with EdgeAgent(settings, quiet_console) as agent:
         for i in range(3):  # ~770 KB each on the wire: one fits in a 1 MiB spool
@@ -95,7 +105,8 @@ def test_full_spool_leaves_photos_in_the_folder_until_the_broker_drains_it(
 
 
 def test_a_full_spool_is_reported_once_not_on_every_scan(
-    tmp_path: Path, make_edge_settings: Callable[..., EdgeSettings],
+    tmp_path: Path,
+    make_edge_settings: Callable[..., EdgeSettings],
 ) -> None:
     inbox = tmp_path / "inbox"
     settings = make_edge_settings(folder={"path": str(inbox), "settle_s": 0})

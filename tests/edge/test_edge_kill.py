@@ -49,12 +49,17 @@ path = "{spool}"
 def _agent(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "edge", "run", "--config", str(config), "--no-keyboard"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
 def test_kill_9_with_a_full_spool_then_restart_loses_nothing(
-    tmp_path: Path, unique: str, relay: TcpRelay, observe: Callable[[str], BrokerObserver],
+    tmp_path: Path,
+    unique: str,
+    relay: TcpRelay,
+    observe: Callable[[str], BrokerObserver],
 ) -> None:
     inbox, spool_path = tmp_path / "inbox", tmp_path / "spool.db"
     inbox.mkdir()
@@ -65,8 +70,9 @@ def test_kill_9_with_a_full_spool_then_restart_loses_nothing(
         for i in range(8):
             (inbox / f"k-{i}.jpg").write_bytes(jpeg_bytes(seed=i))
         # The broker is unreachable: the captures pile up in the spool.
-        assert wait_until(lambda: (st := read_stats(spool_path, 2**30)) is not None
-                          and st.depth == 8, 30), agent.stdout
+        assert wait_until(
+            lambda: (st := read_stats(spool_path, 2**30)) is not None and st.depth == 8, 30
+        ), agent.stdout
         assert agent_running(spool_path)
         os.kill(agent.pid, signal.SIGKILL)
         agent.wait(10)
@@ -83,8 +89,9 @@ def test_kill_9_with_a_full_spool_then_restart_loses_nothing(
     again = _agent(config)
     try:
         got = seen.wait_for(8, 30)
-        assert wait_until(lambda: (st := read_stats(spool_path, 2**30)) is not None
-                          and st.depth == 0, 10)
+        assert wait_until(
+            lambda: (st := read_stats(spool_path, 2**30)) is not None and st.depth == 0, 10
+        )
         again.send_signal(signal.SIGTERM)
         out, _ = again.communicate(timeout=15)
     finally:

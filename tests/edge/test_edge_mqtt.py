@@ -13,8 +13,9 @@ from tests.fixtures.edge import BrokerObserver, TcpRelay
 
 
 def _settings(host: str, port: int, **extra: object) -> BrokerSettings:
-    return BrokerSettings.model_validate({"host": host, "port": port, "connect_timeout_s": 2,
-                                          "session_expiry_s": 120, **extra})
+    return BrokerSettings.model_validate(
+        {"host": host, "port": port, "connect_timeout_s": 2, "session_expiry_s": 120, **extra}
+    )
 
 
 def test_publish_and_wait_returns_after_the_broker_acknowledged(
@@ -30,17 +31,21 @@ def test_publish_and_wait_returns_after_the_broker_acknowledged(
         assert all(p.wait(10) and p.refused is None for p in pubs)
     got = seen.wait_for(21, 10)
     assert sorted(m.payload for m in got) == sorted(
-        [b"hello"] + [f"m{i}".encode() for i in range(20)])
+        [b"hello"] + [f"m{i}".encode() for i in range(20)]
+    )
 
 
 def test_publish_while_broker_unreachable_times_out_then_is_sent_on_connect(
-    broker: tuple[str, int], unique: str, relay: TcpRelay,
+    broker: tuple[str, int],
+    unique: str,
+    relay: TcpRelay,
     observe: Callable[[str], BrokerObserver],
 ) -> None:
     topic = f"inspector/v1/{unique}/l1/s1/request"
     seen = observe(topic)
-    transport = MqttTransport(_settings("127.0.0.1", relay.port), f"pub-{unique}",
-                              reconnect_min_s=1, reconnect_max_s=1)
+    transport = MqttTransport(
+        _settings("127.0.0.1", relay.port), f"pub-{unique}", reconnect_min_s=1, reconnect_max_s=1
+    )
     transport.start()
     try:
         assert not transport.wait_connected(0.5)
@@ -122,14 +127,19 @@ def test_manual_ack_redelivers_a_message_that_was_not_acknowledged(
 
 
 def test_last_will_is_published_when_the_client_vanishes(
-    broker: tuple[str, int], unique: str, relay: TcpRelay,
+    broker: tuple[str, int],
+    unique: str,
+    relay: TcpRelay,
     observe: Callable[[str], BrokerObserver],
 ) -> None:
     topic = f"inspector/v1/workers/{unique}/status"
     seen = observe(topic)
     relay.start()
-    transport = MqttTransport(_settings("127.0.0.1", relay.port, keepalive_s=5),
-                              f"w-{unique}", will=Will(topic, b"offline", retain=False))
+    transport = MqttTransport(
+        _settings("127.0.0.1", relay.port, keepalive_s=5),
+        f"w-{unique}",
+        will=Will(topic, b"offline", retain=False),
+    )
     transport.start()
     try:
         assert transport.wait_connected(10)
@@ -167,8 +177,9 @@ def test_mqtt_311_clients_keep_their_session_too(broker: tuple[str, int], unique
     finally:
         second.stop()
     # 3.1.1 sessions never expire on their own: end this one with a clean connect.
-    with MqttTransport(_settings(*broker), f"sub311-{unique}", v311=True,
-                       clean_start=True) as cleaner:
+    with MqttTransport(
+        _settings(*broker), f"sub311-{unique}", v311=True, clean_start=True
+    ) as cleaner:
         assert cleaner.wait_connected(10)
 
 

@@ -12,9 +12,16 @@ from edge.spool import MiB, Spool, SpoolEntry, SpoolFull, agent_running, read_st
 
 
 def _entry(n: int, size: int = 100, source: str | None = None) -> SpoolEntry:
-    return SpoolEntry(request_id=str(uuid.uuid4()), part_id=f"p{n}", topic="t",
-                      payload=bytes(size), captured_at=time.time() - 10 + n,
-                      original_size=(10, 10), size=(10, 10), source=source)
+    return SpoolEntry(
+        request_id=str(uuid.uuid4()),
+        part_id=f"p{n}",
+        topic="t",
+        payload=bytes(size),
+        captured_at=time.time() - 10 + n,
+        original_size=(10, 10),
+        size=(10, 10),
+        source=source,
+    )
 
 
 def test_entries_survive_reopening_and_leave_only_when_delivered(tmp_path: Path) -> None:

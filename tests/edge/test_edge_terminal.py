@@ -28,12 +28,15 @@ from tests.fixtures.edge import (
 
 
 def test_keys_record_a_note_capture_with_it_and_quit(
-    make_edge_settings: Callable[..., EdgeSettings], quiet_console: Console,
-    observe: Callable[[str], BrokerObserver], tmp_path: Path,
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
+    observe: Callable[[str], BrokerObserver],
+    tmp_path: Path,
 ) -> None:
     video = write_video(tmp_path / "cam.avi", frames=3)
-    settings = make_edge_settings(camera={"source": str(video)},
-                             audio={"mode": "fixed", "fixed_s": 0.5})
+    settings = make_edge_settings(
+        camera={"source": str(video)}, audio={"mode": "fixed", "fixed_s": 0.5}
+    )
     seen = observe(settings.station.key.topic(TopicKind.REQUEST))
     mic = ScriptedMicrophone(tone(2.0))
     agent = EdgeAgent(settings, quiet_console, recorder=VoiceRecorder(settings.audio, mic))

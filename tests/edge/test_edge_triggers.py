@@ -19,8 +19,9 @@ from tests.fixtures.edge import BrokerObserver, write_video
 
 
 def _post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": content_type})
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": content_type}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
@@ -29,15 +30,16 @@ def _post(url: str, body: bytes, content_type: str = "application/json") -> tupl
 
 
 @pytest.fixture
-def camera_settings(make_edge_settings: Callable[..., EdgeSettings], tmp_path: Path) -> Callable[
-    ..., EdgeSettings
-]:
+def camera_settings(
+    make_edge_settings: Callable[..., EdgeSettings], tmp_path: Path
+) -> Callable[..., EdgeSettings]:
     video = write_video(tmp_path / "cam.avi", frames=4)
     return lambda **kw: make_edge_settings(camera={"source": str(video)}, **kw)
 
 
 def test_http_post_with_a_part_id_captures_from_the_camera_and_publishes(
-    camera_settings: Callable[..., EdgeSettings], quiet_console: Console,
+    camera_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
     observe: Callable[[str], BrokerObserver],
 ) -> None:
     settings = camera_settings(triggers={"http_port": 0})
@@ -64,7 +66,8 @@ def test_http_post_with_a_part_id_captures_from_the_camera_and_publishes(
 
 
 def test_http_capture_without_a_camera_is_refused_with_a_reason(
-    make_edge_settings: Callable[..., EdgeSettings], quiet_console: Console,
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
 ) -> None:
     with EdgeAgent(make_edge_settings(triggers={"http_port": 0}), quiet_console) as agent:
         assert agent.http is not None
@@ -73,7 +76,8 @@ def test_http_capture_without_a_camera_is_refused_with_a_reason(
 
 
 def test_message_on_the_trigger_topic_captures_a_part(
-    camera_settings: Callable[..., EdgeSettings], quiet_console: Console,
+    camera_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
     observe: Callable[[str], BrokerObserver],
 ) -> None:
     settings = camera_settings(triggers={"mqtt": True})
@@ -88,7 +92,8 @@ def test_message_on_the_trigger_topic_captures_a_part(
 
 def test_trigger_bodies_accept_json_form_and_bare_part_ids() -> None:
     assert parse_command(b'{"part_id": "A"}') == CaptureCommand(part_id="A")
-    assert parse_command(b"part_id=B&note=dent", "application/x-www-form-urlencoded") == \
-        CaptureCommand(part_id="B", note="dent")
+    assert parse_command(
+        b"part_id=B&note=dent", "application/x-www-form-urlencoded"
+    ) == CaptureCommand(part_id="B", note="dent")
     assert parse_command(b" C-3 \n", "text/plain") == CaptureCommand(part_id="C-3")
     assert parse_command(b"") == CaptureCommand()
