@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .cli import edge_commands
+from .cli import app
 
 if __name__ == "__main__":
-    edge_commands()(prog_name="inspector edge")
+    app(prog_name="inspector edge")

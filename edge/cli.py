@@ -28,21 +28,9 @@ EdgeConfig = Annotated[
     typer.Option("--config", "-c", help="Edge agent TOML file.", envvar="INSPECTOR_EDGE_CONFIG"),
 ]
 
-
-def register(app: typer.Typer) -> None:
-    """Add the `edge` command group to the `inspector` app."""
-    app.add_typer(edge_commands(), name="edge")
-
-
-def edge_commands() -> typer.Typer:
-    """The `edge` command group: run, status, send."""
-    edge_app = typer.Typer(
-        help="The line-station agent.", no_args_is_help=True, pretty_exceptions_enable=False
-    )
-    edge_app.command("run")(run)
-    edge_app.command("status")(status)
-    edge_app.command("send")(send)
-    return edge_app
+app = typer.Typer(
+    help="The line-station agent.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 
 
 def _settings(config: Path) -> EdgeSettings:
@@ -57,6 +45,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+@app.command("run")
 def run(
     config: EdgeConfig = DEFAULT_EDGE_CONFIG,
     keyboard: Annotated[
@@ -110,6 +99,7 @@ def run(
         console.print("edge agent stopped")
 
 
+@app.command("status")
 def status(
     config: EdgeConfig = DEFAULT_EDGE_CONFIG,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -153,6 +143,7 @@ def status(
         console.print("[bold yellow]the spool is nearly full: check the broker connection[/]")
 
 
+@app.command("send")
 def send(
     images: Annotated[list[Path], typer.Argument(help="Photo files, one capture each.")],
     config: EdgeConfig = DEFAULT_EDGE_CONFIG,

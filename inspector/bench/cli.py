@@ -12,7 +12,10 @@ from rich.table import Table
 
 console = Console()
 
+app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
 
+
+@app.command("engine")
 def bench_engine(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSON.")] = Path(
         "var/bench/engine.json"
@@ -56,6 +59,7 @@ def bench_engine(
         console.print(f"engine / seed: {report['speedup']:.1f}×  (JSON: {output})")
 
 
+@app.command("pipeline")
 def bench_pipeline(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSON.")] = Path(
         "var/bench/pipeline.json"
@@ -107,11 +111,3 @@ def bench_pipeline(
     if not report["complete"] or (report["drain"] and not report["drain"]["complete"]):
         console.print("[red]not every request got a verdict in time[/]")
         raise typer.Exit(1)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `bench engine` and `bench pipeline` to the `inspector` command."""
-    bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
-    bench_app.command("engine")(bench_engine)
-    bench_app.command("pipeline")(bench_pipeline)
-    app.add_typer(bench_app, name="bench")

@@ -14,17 +14,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from inspector.context import settings_from
 from inspector.errors import InspectorError
-from inspector.settings import Settings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
 
-
-def _settings(ctx: typer.Context, config: Path | None) -> Settings:
-    # The root command may already hold a --config; a command-level one wins.
-    root = ctx.obj.get("config") if isinstance(ctx.obj, dict) else None
-    return load_settings(config if config is not None else root)
+model_app = typer.Typer(help="Model checkpoints.", no_args_is_help=True)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -33,6 +29,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+@model_app.command("tiny")
 def model_tiny(
     directory: Annotated[Path, typer.Argument(help="Where to write the checkpoint.")],
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
@@ -62,7 +59,6 @@ def infer(
     transcribe: Annotated[
         bool | None, typer.Option("--transcribe/--no-transcribe", help="Transcribe the note.")
     ] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings.")] = None,
 ) -> None:
     """Judge one inspection from local files and print the verdict as JSON."""
     from inspector.engine.engine import load_engine
@@ -70,7 +66,7 @@ def infer(
     from inspector.media import decode_audio, decode_image
 
     try:
-        settings = _settings(ctx, config)
+        settings = settings_from(ctx)
         overrides: dict[str, Any] = {}
         if model is not None:
             overrides["path"] = model
@@ -92,11 +88,3 @@ def infer(
     body["decision"] = result.decision.value
     body["defects"] = [d.model_dump(exclude_none=True) for d in result.defects]
     console.print_json(json.dumps(body, ensure_ascii=False))
-
-
-def register(app: typer.Typer) -> None:
-    """Add `model tiny` and `infer` to the `inspector` command."""
-    model_app = typer.Typer(help="Model checkpoints.", no_args_is_help=True)
-    model_app.command("tiny")(model_tiny)
-    app.add_typer(model_app, name="model")
-    app.command("infer")(infer)

@@ -125,3 +125,8 @@ def _is_connection_error(exc: sa.exc.DBAPIError) -> bool:
         marker in text
         for marker in ("connection", "could not connect", "server closed", "terminating", "locked")
     )
+
+
+def safe_url(url: str) -> str:
+    """The database URL with its password hidden, for messages."""
+    return make_url(url).render_as_string(hide_password=True)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
+from inspector.context import settings_from
 from inspector.protocol import RejectionMessage, StationKey
 
 console = Console(stderr=True)  # stdout carries only the verdict JSON
@@ -22,83 +23,75 @@ _STYLE = {
 }
 
 
-def register(app: typer.Typer) -> None:
-    """Add the worker commands to the root app."""
-    from inspector.cli import settings_from
+def serve(
+    ctx: typer.Context,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Run a worker: consume requests, infer, commit, publish verdicts (until SIGTERM)."""
+    from inspector.worker.run import serve
 
-    @app.command("serve")
-    def serve_command(
-        ctx: typer.Context,
-        log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
-    ) -> None:
-        """Run a worker: consume requests, infer, commit, publish verdicts (until SIGTERM)."""
-        from inspector.worker.run import serve
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise typer.BadParameter("choose DEBUG, INFO, WARNING or ERROR", param_hint="--log-level")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    serve(settings_from(ctx))
 
-        if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise typer.BadParameter(
-                "choose DEBUG, INFO, WARNING or ERROR", param_hint="--log-level"
-            )
-        logging.basicConfig(
-            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+def submit(
+    ctx: typer.Context,
+    image: Annotated[list[Path], typer.Option("--image", "-i", help="Photo file (repeatable).")],
+    site: Annotated[str, typer.Option(help="Site slug.")],
+    line: Annotated[str, typer.Option(help="Line slug.")],
+    station: Annotated[str, typer.Option(help="Station slug.")],
+    audio: Annotated[Path | None, typer.Option("--audio", "-a", help="Voice note.")] = None,
+    note: Annotated[str | None, typer.Option(help="Typed operator note.")] = None,
+    part_id: Annotated[str | None, typer.Option(help="Part id (default: a new id).")] = None,
+    operator: Annotated[str | None, typer.Option(help="Operator name.")] = None,
+    adapter: Annotated[str | None, typer.Option(help="Site adapter to use.")] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait.")] = 60.0,
+) -> None:
+    """Publish one inspection and wait for its verdict; prints the verdict JSON."""
+    from inspector.client import build_request
+    from inspector.client import submit as submit_request
+    from inspector.errors import InspectorError
+    from inspector.mqtt import MqttTransport
+
+    settings = settings_from(ctx)
+    key = StationKey(site, line, station)
+    try:
+        request = build_request(
+            key,
+            part_id or f"part-{uuid.uuid4().hex[:8]}",
+            image,
+            audio=audio,
+            note=note,
+            operator=operator,
+            adapter=adapter,
         )
-        serve(settings_from(ctx))
-
-    @app.command("submit")
-    def submit_command(
-        ctx: typer.Context,
-        image: Annotated[
-            list[Path], typer.Option("--image", "-i", help="Photo file (repeatable).")
-        ],
-        site: Annotated[str, typer.Option(help="Site slug.")],
-        line: Annotated[str, typer.Option(help="Line slug.")],
-        station: Annotated[str, typer.Option(help="Station slug.")],
-        audio: Annotated[Path | None, typer.Option("--audio", "-a", help="Voice note.")] = None,
-        note: Annotated[str | None, typer.Option(help="Typed operator note.")] = None,
-        part_id: Annotated[str | None, typer.Option(help="Part id (default: a new id).")] = None,
-        operator: Annotated[str | None, typer.Option(help="Operator name.")] = None,
-        adapter: Annotated[str | None, typer.Option(help="Site adapter to use.")] = None,
-        timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait.")] = 60.0,
-    ) -> None:
-        """Publish one inspection and wait for its verdict; prints the verdict JSON."""
-        from inspector.client import build_request, submit
-        from inspector.errors import InspectorError
-        from inspector.mqtt import MqttTransport
-
-        settings = settings_from(ctx)
-        key = StationKey(site, line, station)
-        try:
-            request = build_request(
-                key,
-                part_id or f"part-{uuid.uuid4().hex[:8]}",
-                image,
-                audio=audio,
-                note=note,
-                operator=operator,
-                adapter=adapter,
-            )
-        except InspectorError as exc:
-            raise typer.BadParameter(exc.message) from None
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-        transport = MqttTransport(
-            settings.broker, client_id=f"inspector-submit-{uuid.uuid4().hex[:12]}", clean_start=True
-        )
-        try:
-            answer = submit(transport, request, timeout)
-        finally:
-            transport.stop()
-        if isinstance(answer, RejectionMessage):
-            console.print(
-                Panel(f"[bold]{answer.code}[/]\n{answer.message}", title="REJECTED", style="red")
-            )
-            typer.echo(answer.to_payload().decode())
-            raise typer.Exit(3)
+    except InspectorError as exc:
+        raise typer.BadParameter(exc.message) from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    transport = MqttTransport(
+        settings.broker, client_id=f"inspector-submit-{uuid.uuid4().hex[:12]}", clean_start=True
+    )
+    try:
+        answer = submit_request(transport, request, timeout)
+    finally:
+        transport.stop()
+    if isinstance(answer, RejectionMessage):
         console.print(
-            Panel(
-                f"[{_STYLE[answer.verdict.value]}] {answer.verdict.value} [/]  "
-                f"confidence {answer.confidence:.2f}\n{answer.rationale}",
-                title=f"{answer.site}/{answer.line}/{answer.station} {answer.part_id}",
-            ),
-            highlight=False,
+            Panel(f"[bold]{answer.code}[/]\n{answer.message}", title="REJECTED", style="red")
         )
         typer.echo(answer.to_payload().decode())
+        raise typer.Exit(3)
+    console.print(
+        Panel(
+            f"[{_STYLE[answer.verdict.value]}] {answer.verdict.value} [/]  "
+            f"confidence {answer.confidence:.2f}\n{answer.rationale}",
+            title=f"{answer.site}/{answer.line}/{answer.station} {answer.part_id}",
+        ),
+        highlight=False,
+    )
+    typer.echo(answer.to_payload().decode())

@@ -11,8 +11,8 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from edge.cli import register
 from edge.spool import Spool, SpoolEntry
+from inspector.cli import app
 from inspector.protocol import StationKey, TopicKind, parse_request
 from tests.fixtures.edge import BrokerObserver, jpeg_bytes
 
@@ -20,13 +20,6 @@ runner = CliRunner()
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """The inspector command, as inspector/cli.py builds it."""
-
-    register(app)
     return app
 
 

@@ -9,21 +9,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from inspector.engine.cli import register
+from inspector.cli import app as root_app
 from inspector.media import encode_jpeg, encode_wav
 from tests.engine.media import photo, voice
 
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        """Scratch root so subcommands keep their names."""
-
-    register(app)
-    return app
+    return root_app
 
 
 @pytest.fixture
@@ -57,7 +50,7 @@ def test_model_tiny_writes_a_loadable_checkpoint(app: typer.Typer, tmp_path: Pat
 def test_infer_prints_the_verdict_json(
     app: typer.Typer, tiny_model_dir: Path, files: dict[str, Path]
 ) -> None:
-    args = ["infer", "--model", str(tiny_model_dir), "--config", str(files["site.toml"])]
+    args = ["--config", str(files["site.toml"]), "infer", "--model", str(tiny_model_dir)]
     args += ["--image", str(files["a.jpg"]), "--image", str(files["b.jpg"])]
     args += ["--audio", str(files["note.wav"]), "--note", "flange ok", "--site", "plant-a"]
     result = CliRunner().invoke(app, args)

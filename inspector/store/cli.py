@@ -1,0 +1,197 @@
+"""`inspector db …` and `inspector verdicts …`: the schema; stored verdicts listed, exported."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
+from uuid import UUID
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from inspector.context import open_store, settings_from
+
+if TYPE_CHECKING:
+    from inspector.store import Store
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+verdicts_app = typer.Typer(help="Browse and export stored verdicts.", no_args_is_help=True)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Create or migrate the database schema to the newest revision (safe to repeat)."""
+    from inspector.store.database import safe_url, upgrade
+
+    settings = settings_from(ctx)
+    revision = upgrade(settings.store.url)
+    console.print(f"[green]database at revision {revision}[/] ({safe_url(settings.store.url)})")
+
+
+def _parse_when(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO date (2026-11-23) or time (2026-11-23T08:00+09:00)",
+            param_hint=name,
+        ) from None
+    if len(value) == 10:
+        parsed = datetime.combine(date.fromisoformat(value), datetime.min.time())
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+SiteOpt = Annotated[str | None, typer.Option(help="Only this site.")]
+LineOpt = Annotated[str | None, typer.Option(help="Only this line.")]
+StationOpt = Annotated[str | None, typer.Option(help="Only this station.")]
+VerdictOpt = Annotated[
+    str | None, typer.Option("--verdict", help="Only PASS, FAIL or REVIEW.", case_sensitive=False)
+]
+SinceOpt = Annotated[str | None, typer.Option(help="Captured at or after (ISO date/time).")]
+UntilOpt = Annotated[str | None, typer.Option(help="Captured before (ISO date/time).")]
+
+
+def _filter(
+    site: str | None,
+    line: str | None,
+    station: str | None,
+    verdict: str | None,
+    since: str | None,
+    until: str | None,
+) -> Any:
+    from inspector.store import VerdictFilter
+
+    if verdict is not None and verdict.upper() not in ("PASS", "FAIL", "REVIEW"):
+        raise typer.BadParameter(
+            f"{verdict!r}: choose PASS, FAIL or REVIEW", param_hint="--verdict"
+        )
+    return VerdictFilter(
+        site=site,
+        line=line,
+        station=station,
+        verdict=verdict.upper() if verdict else None,
+        since=_parse_when(since, "--since"),
+        until=_parse_when(until, "--until"),
+    )
+
+
+_COLOURS = {"PASS": "bold green", "FAIL": "bold red", "REVIEW": "bold yellow"}
+
+
+@verdicts_app.command("list")
+def verdicts_list(
+    ctx: typer.Context,
+    site: SiteOpt = None,
+    line: LineOpt = None,
+    station: StationOpt = None,
+    verdict: VerdictOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="Most rows shown.")] = 50,
+) -> None:
+    """List verdicts, newest capture first."""
+    from inspector.store import list_verdicts
+
+    flt = _filter(site, line, station, verdict, since, until)
+    with open_store(ctx) as store, store.db.read() as session:
+        rows = list_verdicts(session, flt, limit=limit)
+        table = Table("captured", "station", "part", "verdict", "conf.", "adapter", "request")
+        for row in rows:
+            insp = row.inspection
+            table.add_row(
+                insp.captured_at.strftime("%Y-%m-%d %H:%M:%S"),
+                f"{insp.site}/{insp.line}/{insp.station}",
+                insp.part_id,
+                f"[{_COLOURS.get(row.verdict, '')}]{row.verdict}[/]",
+                f"{row.confidence:.2f}",
+                row.adapter,
+                insp.request_id,
+            )
+    console.print(table)
+    console.print(f"{len(rows)} verdict(s)")
+
+
+@verdicts_app.command("show")
+def verdicts_show(
+    ctx: typer.Context, request_id: Annotated[str, typer.Argument(help="The request's UUID.")]
+) -> None:
+    """Show one inspection with every verdict recorded for it."""
+    from inspector.store import find_inspection, verdict_message
+
+    try:
+        rid = UUID(request_id)
+    except ValueError:
+        raise typer.BadParameter(f"{request_id!r} is not a UUID", param_hint="REQUEST_ID") from None
+    with open_store(ctx) as store, store.db.read() as session:
+        insp = find_inspection(session, rid)
+        if insp is None:
+            err_console.print(f"[red]no inspection with request_id {rid}[/]")
+            raise typer.Exit(1)
+        console.print(
+            f"[bold]{insp.site}/{insp.line}/{insp.station}[/] part {insp.part_id} "
+            f"captured {insp.captured_at.isoformat()}"
+        )
+        if insp.note:
+            console.print(f"operator note: {insp.note}")
+        for row in insp.verdicts:
+            msg = verdict_message(row)
+            console.print_json(msg.model_dump_json(by_alias=True, exclude_none=True))
+        if not insp.verdicts:
+            console.print("[yellow]no verdict yet[/]")
+
+
+@verdicts_app.command("export")
+def verdicts_export(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
+    output: Annotated[Path, typer.Option("--output", "-o", help="File, or - for stdout.")] = Path(
+        "-"
+    ),
+    site: SiteOpt = None,
+    line: LineOpt = None,
+    station: StationOpt = None,
+    verdict: VerdictOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+) -> None:
+    """Export verdicts as CSV or JSON Lines."""
+    if fmt not in ("csv", "jsonl"):
+        raise typer.BadParameter(f"{fmt!r}: choose csv or jsonl", param_hint="--format")
+    flt = _filter(site, line, station, verdict, since, until)
+    with open_store(ctx) as store:
+        if str(output) == "-":
+            count = _write_export(store, flt, fmt, sys.stdout)
+        else:
+            with output.open("w", newline="", encoding="utf-8") as fh:
+                count = _write_export(store, flt, fmt, fh)
+    err_console.print(f"exported {count} verdict(s)")
+
+
+def _write_export(store: Store, flt: Any, fmt: str, out: TextIO) -> int:
+    from inspector.store import iter_export
+    from inspector.store.queries import EXPORT_COLUMNS
+
+    count = 0
+    with store.db.read() as session:
+        if fmt == "csv":
+            writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
+            writer.writeheader()
+            for rec in iter_export(session, flt):
+                rec["defects"] = ";".join(d["type"] for d in rec["defects"])
+                writer.writerow(rec)
+                count += 1
+        else:
+            for rec in iter_export(session, flt):
+                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                count += 1
+    return count
