@@ -52,6 +52,7 @@ COMMANDS: dict[str, Entry] = {
     "edge": Entry("edge.cli:app", "The line-station agent."),
     "db": Entry("inspector.store.cli:db_app", "Database schema."),
     "verdicts": Entry("inspector.store.cli:verdicts_app", "Browse and export stored verdicts."),
+    "adapters": Entry("inspector.train.cli:adapters_app", "The site adapter registry."),
     "schema": Entry("inspector.cli:schema", "Print the JSON Schema of the wire messages."),
     "bench": Entry("inspector.bench.cli:app", "Benchmarks."),
     "demo": Entry(
@@ -123,7 +124,9 @@ def _root(ctx: typer.Context, config: ConfigOption = None) -> None:
 def schema(
     message: Annotated[
         str | None,
-        typer.Argument(help="One message: request, verdict, rejection or worker-status."),
+        typer.Argument(
+            help="One message: request, verdict, rejection, worker-status, adapter-control."
+        ),
     ] = None,
 ) -> None:
     """Print the JSON Schema of the wire messages."""

@@ -31,6 +31,13 @@ class Code(StrEnum):
     AUDIO_TOO_LONG = "audio.too_long"
     DUPLICATE_CONFLICT = "request.duplicate_conflict"
     ENGINE_FAILED = "engine.failed"
+    TRAIN_TOO_FEW_REVIEWS = "train.too_few_reviews"
+    TRAIN_CLASS_MISSING = "train.class_missing"
+    ADAPTER_NOT_FOUND = "adapter.not_found"
+    ADAPTER_INVALID_TRANSITION = "adapter.invalid_transition"
+    ADAPTER_PROMOTION_REFUSED = "adapter.promotion_refused"
+    ADAPTER_CHECKSUM_MISMATCH = "adapter.checksum_mismatch"
+    ADAPTER_LOAD_FAILED = "adapter.load_failed"
 
 
 class InspectorError(Exception):
@@ -76,3 +83,11 @@ class NotFound(InspectorError):
 
 class ModelLoadError(InspectorError):
     """A model directory is missing, incomplete or unreadable."""
+
+
+class DatasetRefused(RejectedInput):
+    """Too few reviews, or a class missing, to train or evaluate a site adapter."""
+
+
+class RegistryRefused(RejectedInput):
+    """An adapter registry change that the rules do not allow (or an unknown adapter)."""

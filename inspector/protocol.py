@@ -35,6 +35,7 @@ REQUEST_SCHEMA: Final = "inspector.request/v1"
 VERDICT_SCHEMA: Final = "inspector.verdict/v1"
 REJECTION_SCHEMA: Final = "inspector.rejection/v1"
 STATUS_SCHEMA: Final = "inspector.worker-status/v1"
+ADAPTER_CONTROL_SCHEMA: Final = "inspector.adapter-control/v1"
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp")
 AUDIO_TYPES = ("audio/wav", "audio/flac", "audio/ogg")
@@ -254,6 +255,46 @@ class RejectionMessage(_Message):
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
 
 
+class AdapterAnnouncement(_Message):
+    """Retained on a site's control topic: the adapter its workers must serve now.
+
+    All of name, version and sha256, or none of them: the site then runs with no adapter.
+    Workers check it against the registry and the file's sha256 before loading it.
+    """
+
+    schema_: Literal["inspector.adapter-control/v1"] = Field(ADAPTER_CONTROL_SCHEMA, alias="schema")
+    site: Slug
+    name: Slug | None = None
+    version: int | None = Field(None, ge=1)
+    sha256: Sha256Hex | None = None
+    announced_at: AwareDatetime
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _all_or_nothing(self) -> AdapterAnnouncement:
+        given = [self.name is not None, self.version is not None, self.sha256 is not None]
+        if any(given) and not all(given):
+            raise ValueError("name, version and sha256 must be given together (or none of them)")
+        return self
+
+    def to_payload(self) -> bytes:
+        """The message as UTF-8 JSON, ready to publish."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+class SiteAdapterState(_Message):
+    """Which adapter a worker serves for one site, and what went wrong with the announced one."""
+
+    site: Slug
+    name: str | None = None
+    version: int | None = None
+    sha256: str | None = None
+    error: str | None = Field(
+        None, title="Why the announced adapter could not be loaded (the previous one serves)"
+    )
+
+
 WorkerState = Literal["online", "draining", "offline"]
 
 
@@ -266,6 +307,7 @@ class WorkerStatus(_Message):
     version: str
     model: str | None = None
     adapters: list[str] = Field(default_factory=list)
+    site_adapters: list[SiteAdapterState] = Field(default_factory=list)
     updated_at: AwareDatetime
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -280,6 +322,7 @@ MESSAGES: dict[str, type[BaseModel]] = {
     "verdict": VerdictMessage,
     "rejection": RejectionMessage,
     "worker-status": WorkerStatus,
+    "adapter-control": AdapterAnnouncement,
 }
 
 
@@ -350,6 +393,16 @@ def rejected_topic(site: str, line: str, station: str) -> str:
 def status_topic(worker_id: str) -> str:
     """Retained status topic of one worker."""
     return f"{TOPIC_ROOT}/workers/{_check_slug(worker_id, 'worker id')}/status"
+
+
+def adapter_control_topic(site: str) -> str:
+    """Retained control topic announcing the site's active adapter."""
+    return f"{TOPIC_ROOT}/control/adapters/{_check_slug(site, 'site')}"
+
+
+def adapter_control_filter() -> str:
+    """Topic filter over every site's adapter control topic."""
+    return f"{TOPIC_ROOT}/control/adapters/+"
 
 
 def station_filter(
@@ -484,3 +537,17 @@ def parse_rejection(payload: bytes) -> RejectionMessage:
 def parse_status(payload: bytes) -> WorkerStatus:
     """Parse a worker status message."""
     return WorkerStatus.model_validate_json(payload)
+
+
+def parse_adapter_announcement(payload: bytes, topic: str | None = None) -> AdapterAnnouncement:
+    """Validate a control-topic payload; raise RejectedInput with a stable code."""
+    try:
+        message = AdapterAnnouncement.model_validate_json(payload)
+    except ValidationError as exc:
+        raise _rejection_from(exc) from None
+    if topic is not None and topic != adapter_control_topic(message.site):
+        raise RejectedInput(
+            Code.PAYLOAD_TOPIC_MISMATCH,
+            f"adapter announcement for site {message.site!r} arrived on topic {topic!r}",
+        )
+    return message

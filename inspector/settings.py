@@ -107,6 +107,9 @@ class SiteProfile(_Section):
     )
     threshold: float = Field(0.7, title="Below this confidence the verdict is REVIEW", ge=0, le=1)
     adapter: str | None = Field(None, title="Site LoRA adapter name", pattern=SLUG)
+    escape_target: float = Field(
+        0.02, title="Highest acceptable share of FAIL parts that pass (escape rate)", ge=0, le=1
+    )
 
 
 class ModelSettings(_Section):
@@ -120,6 +123,26 @@ class ModelSettings(_Section):
     transcribe: bool = Field(False, title="Also transcribe voice notes")
     max_transcript_tokens: int = Field(96, title="Longest transcript in tokens", ge=1, le=2048)
     adapters_dir: Path = Field(Path("var/adapters"), title="Site adapter registry directory")
+
+
+class TrainSettings(_Section):
+    min_reviews: int = Field(40, title="Fewest reviewed inspections a training run needs", ge=2)
+    min_per_class: int = Field(
+        8, title="Fewest reviews of each verdict (PASS and FAIL) a training run needs", ge=1
+    )
+    holdout_share: float = Field(
+        0.33, title="Most recent share of the snapshot kept for evaluation", gt=0, lt=1
+    )
+    rank: int = Field(32, title="LoRA rank of a site adapter", ge=1, le=1024)
+    alpha: float = Field(64.0, title="LoRA alpha (scale = alpha / rank)", gt=0)
+    learning_rate: float = Field(1e-3, title="AdamW learning rate", gt=0)
+    epochs: int = Field(14, title="Passes over the training split", ge=1, le=1000)
+    batch_size: int = Field(8, title="Examples per optimiser step", ge=1, le=512)
+    seed: int = Field(0, title="Seed of the adapter's initialisation and the data order")
+    gradient_checkpointing: bool = Field(True, title="Recompute activations to save memory")
+    rationale_weight: float = Field(
+        0.0, title="Weight of the rationale tokens' loss beside the verdict token's", ge=0
+    )
 
 
 class WorkerSettings(_Section):
@@ -168,6 +191,7 @@ class Settings(FileSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
     sites: dict[str, SiteProfile] = Field(default_factory=dict, title="Site profiles by site slug")
 
     @model_validator(mode="after")

@@ -1,4 +1,7 @@
-"""SQLAlchemy 2.0 table models: inspections, media, verdicts, reviews, adapters, rejections."""
+"""SQLAlchemy 2.0 table models: inspections, media, verdicts, reviews, adapters, rejections.
+
+Also the adapter audit trail and the dataset snapshots adapters are trained on.
+"""
 
 from __future__ import annotations
 
@@ -103,6 +106,7 @@ class Verdict(Base):
     defects: Mapped[list[Any]]
     model: Mapped[str] = mapped_column(sa.String(128))
     adapter: Mapped[str] = mapped_column(sa.String(64))
+    adapter_version: Mapped[int | None]
     adapter_fallback: Mapped[bool]
     prompt_version: Mapped[str] = mapped_column(sa.String(32))
     worker_id: Mapped[str] = mapped_column(sa.String(64))
@@ -132,19 +136,87 @@ class Review(Base):
 
 
 class Adapter(Base):
-    """A site LoRA adapter version in the registry: candidate → active → retired."""
+    """A site LoRA adapter version in the registry: candidate → active → retired.
+
+    `path` is the safetensors file, relative to `model.adapters_dir` when it lies inside.
+    """
 
     __tablename__ = "adapters"
-    __table_args__ = (sa.UniqueConstraint("site", "version"),)
+    __table_args__ = (
+        sa.UniqueConstraint("name", "version"),
+        sa.Index(None, "site", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     site: Mapped[str] = mapped_column(sa.String(64))
+    name: Mapped[str] = mapped_column(sa.String(64))
     version: Mapped[int]
     path: Mapped[str] = mapped_column(sa.String(255))
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    base_model: Mapped[str] = mapped_column(sa.String(64))  # sha256 of the base weights
+    snapshot_id: Mapped[int | None] = mapped_column(sa.ForeignKey("dataset_snapshots.id"))
     status: Mapped[str] = mapped_column(sa.String(16))
     metrics: Mapped[dict[str, Any]]
+    card: Mapped[dict[str, Any]]
+    created_by: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class AdapterAudit(Base):
+    """One change to the registry: who, when, why, and the metrics it was judged on."""
+
+    __tablename__ = "adapter_audit"
+    __table_args__ = (sa.Index(None, "site", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    adapter_id: Mapped[int] = mapped_column(sa.ForeignKey("adapters.id"), index=True)
+    site: Mapped[str] = mapped_column(sa.String(64))
+    action: Mapped[str] = mapped_column(sa.String(16))
+    from_status: Mapped[str | None] = mapped_column(sa.String(16))
+    to_status: Mapped[str] = mapped_column(sa.String(16))
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    forced: Mapped[bool]
+    metrics: Mapped[dict[str, Any]]
+    at: Mapped[datetime]
+
+
+class DatasetSnapshot(Base):
+    """A frozen training set: which reviewed inspections, with which labels, split how."""
+
+    __tablename__ = "dataset_snapshots"
+    __table_args__ = (sa.Index(None, "site", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site: Mapped[str] = mapped_column(sa.String(64))
+    content_hash: Mapped[str] = mapped_column(sa.String(64))
+    since: Mapped[datetime | None]
+    until: Mapped[datetime | None]
+    holdout_share: Mapped[float]
+    counts: Mapped[dict[str, Any]]
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime]
+
+    items: Mapped[list[DatasetItem]] = relationship(
+        order_by="DatasetItem.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class DatasetItem(Base):
+    """One reviewed inspection in a snapshot, with the label and target it was frozen with."""
+
+    __tablename__ = "dataset_items"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("dataset_snapshots.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(sa.ForeignKey("inspections.id"), index=True)
+    review_id: Mapped[int] = mapped_column(sa.ForeignKey("reviews.id"))
+    split: Mapped[str] = mapped_column(sa.String(8))  # train | holdout
+    label: Mapped[str] = mapped_column(sa.String(8))  # PASS | FAIL
+    target: Mapped[str] = mapped_column(sa.Text)
 
 
 class Rejection(Base):
