@@ -74,7 +74,14 @@ class EdgeAgent:
         self.spool = Spool(
             settings.spool.path, settings.spool.max_bytes, settings.spool.warn_fraction
         )
-        self.publisher = Publisher(self.spool, self.transport, settings.spool, self.warn)
+        self.publisher = Publisher(
+            self.spool,
+            self.transport,
+            settings.spool,
+            self.warn,
+            verdict_timeout_s=settings.display.verdict_timeout_s,
+            on_resend=self._on_resend,
+        )
         self.board = VerdictBoard(self.console, self.spool, settings.display)
         self._pending_note: VoiceNote | None = None
         self._capture_lock = threading.Lock()
@@ -287,6 +294,14 @@ class EdgeAgent:
                 "and are sent when it answers"
             )
 
+    def _on_resend(self, request_id: str, sends: int) -> None:
+        rec = self.spool.capture(request_id)
+        part = escape(rec.part_id) if rec is not None else "?"
+        self.console.print(
+            f"[yellow]re-sent ({sends})[/] part [bold]{part}[/]: no answer yet "
+            f"[dim]({request_id[:8]})[/]"
+        )
+
     def _on_verdict(self, message: Message) -> None:
         self.board.handle_verdict(message.payload)
 
@@ -350,6 +365,9 @@ class EdgeAgent:
             "max_bytes": st.max_bytes,
             "oldest_age_s": st.oldest_age_s(),
             "awaiting_verdict": st.awaiting_verdict,
+            "unanswered": st.unanswered,
+            "resent": st.resent,
+            "oldest_unanswered_age_s": st.oldest_unanswered_age_s(),
             "in_flight": self.publisher.in_flight,
             "last_error": st.last_error,
         }
@@ -363,9 +381,10 @@ class EdgeAgent:
         full = stats.fill >= self.settings.spool.warn_fraction
         if full and not self._warned_full:
             self.warn(
-                f"spool is {stats.fill:.0%} full ({stats.depth} unsent captures, "
-                f"{stats.bytes / 2**20:.1f} of {stats.max_bytes / 2**20:.0f} MiB): "
-                "check the broker connection; new captures are refused when it is full"
+                f"spool is {stats.fill:.0%} full ({stats.unanswered} captures without an "
+                f"answer, {stats.depth} of them unsent, {stats.bytes / 2**20:.1f} of "
+                f"{stats.max_bytes / 2**20:.0f} MiB): check the broker connection and the "
+                "workers; new captures are refused when it is full"
             )
         self._warned_full = full
 
@@ -376,4 +395,10 @@ class EdgeAgent:
             self.console.print(
                 f"[yellow]{st.depth} unsent capture(s) in the spool[/], oldest "
                 f"{age:.0f} s old; sending them once the broker answers"
+            )
+        waiting = st.unanswered - st.depth
+        if waiting > 0:
+            self.console.print(
+                f"[yellow]{waiting} sent capture(s) still without an answer[/]; "
+                "re-sending them when their time comes"
             )

@@ -104,7 +104,7 @@ def status(
     config: EdgeConfig = DEFAULT_EDGE_CONFIG,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show the spool: queue depth, the oldest unsent capture's age, verdicts awaited."""
+    """Show the spool: unsent and unanswered captures, re-sends, the oldest one's age."""
     from .spool import agent_running, read_stats
 
     settings = _settings(config)
@@ -113,6 +113,7 @@ def status(
         err_console.print(f"no spool at {settings.spool.path} yet (the agent has not run)")
         raise typer.Exit(1)
     age = stats.oldest_age_s()
+    unanswered_age = stats.oldest_unanswered_age_s()
     running = agent_running(settings.spool.path)
     data = {
         "spool": str(settings.spool.path),
@@ -122,6 +123,9 @@ def status(
         "max_bytes": stats.max_bytes,
         "oldest_age_s": None if age is None else round(age, 1),
         "awaiting_verdict": stats.awaiting_verdict,
+        "unanswered": stats.unanswered,
+        "resent": stats.resent,
+        "oldest_unanswered_age_s": None if unanswered_age is None else round(unanswered_age, 1),
         "last_error": stats.last_error,
     }
     if as_json:
@@ -136,6 +140,8 @@ def status(
     )
     table.add_row("oldest unsent", "-" if age is None else _age(age))
     table.add_row("awaiting verdict", str(stats.awaiting_verdict))
+    table.add_row("re-sent, still unanswered", str(stats.resent))
+    table.add_row("oldest unanswered", "-" if unanswered_age is None else _age(unanswered_age))
     if stats.last_error:
         table.add_row("last broker refusal", f"[red]{stats.last_error}[/]")
     console.print(table)

@@ -158,7 +158,9 @@ class SpoolSettings(_Section):
     """The durable outbox and how it is drained."""
 
     path: Path = Field(Path("var/edge-spool.db"), title="SQLite spool file")
-    max_bytes: int = Field(512 * MiB, title="Disk budget for unsent captures", ge=MiB)
+    max_bytes: int = Field(
+        512 * MiB, title="Disk budget for captures without an answer yet (sent or not)", ge=MiB
+    )
     warn_fraction: float = Field(0.8, title="Warn when the spool is this full", gt=0, le=1)
     window: int = Field(8, title="Publishes awaiting PUBACK at once", ge=1, le=20)
     puback_timeout_s: float = Field(
@@ -168,6 +170,18 @@ class SpoolSettings(_Section):
         1.0, title="First delay before reconnecting or retrying a refused publish", gt=0
     )
     retry_max_s: float = Field(60.0, title="Longest such delay (the delay doubles up to it)", gt=0)
+    resend_max_s: float = Field(
+        300.0,
+        title="Longest wait between re-sends of a capture without an answer (the wait starts "
+        "at display.verdict_timeout_s and doubles up to this)",
+        gt=0,
+    )
+    backlog_wait_max_s: float = Field(
+        1800.0,
+        title="While a worker reports a backlog, re-sends wait; at most this long after a "
+        "capture's last send",
+        gt=0,
+    )
 
     @model_validator(mode="after")
     def _retry_order(self) -> SpoolSettings:
@@ -184,7 +198,10 @@ class DisplaySettings(_Section):
     """Verdict display, hook command and the no-verdict timeout."""
 
     verdict_timeout_s: float = Field(
-        60.0, title="Flag a capture without a verdict after this long", gt=0
+        30.0,
+        title="Flag a capture without a verdict after this long and publish it again "
+        "(the first re-send; later ones back off up to spool.resend_max_s)",
+        gt=0,
     )
     hook: list[str] | None = Field(
         None, title="Command run per verdict/rejection with its JSON on stdin (argv list)"

@@ -58,6 +58,10 @@ def _first(exc: ValidationError) -> str:
     return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
 
 
+def _resent(resends: int) -> str:
+    return f"   re-sent ({resends})" if resends else ""
+
+
 def block_letters(word: str) -> str:
     """`word` in five-row block letters (only the letters of PASS, FAIL and REVIEW)."""
     rows = ["  ".join(_FONT[ch][row] for ch in word) for row in range(5)]
@@ -157,7 +161,11 @@ class VerdictBoard:
             )
         else:
             self._console.print(
-                self._verdict_panel(msg, late=before is not None and before.flagged_at is not None)
+                self._verdict_panel(
+                    msg,
+                    late=before is not None and before.flagged_at is not None,
+                    resends=before.resends if before is not None else 0,
+                )
             )
             if self.hook is not None:
                 self.hook.submit(payload)
@@ -181,6 +189,7 @@ class VerdictBoard:
                 "  ",
                 (f"part {part or '?'}  ", "bold"),
                 (msg.code, "bold magenta"),
+                (_resent(before.resends if before else 0), "yellow"),
                 "\n",
                 msg.message,
             )
@@ -201,7 +210,7 @@ class VerdictBoard:
             where = (
                 "still in the spool (broker unreachable?)"
                 if rec.published_at is None
-                else "delivered, but no worker answered"
+                else "delivered, but no worker answered yet; the station re-sends it"
             )
             self._console.print(
                 Panel(
@@ -218,7 +227,7 @@ class VerdictBoard:
             self._emit(Outcome("NO_VERDICT", rec.request_id, rec.part_id))
         return late
 
-    def _verdict_panel(self, msg: VerdictMessage, late: bool) -> Panel:
+    def _verdict_panel(self, msg: VerdictMessage, late: bool, resends: int = 0) -> Panel:
         word = msg.verdict.value
         style = STYLES[word]
         head = Text(block_letters(word) if self._settings.big else f" {word} ", style=style)
@@ -228,6 +237,7 @@ class VerdictBoard:
                 (f"part {msg.part_id}", "bold"),
                 f"   confidence {msg.confidence:.2f}   {msg.latency_ms:.0f} ms"
                 f"   adapter {msg.adapter}",
+                (_resent(resends), "bold yellow"),
             ),
         ]
         if msg.rationale:

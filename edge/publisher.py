@@ -1,13 +1,25 @@
-"""Drains the spool to the broker: QoS 1 publishes, each removed only after its PUBACK.
+"""Drains the spool to the broker: QoS 1 publishes, re-sent until the station has an answer.
 
 While the broker is away nothing is published; paho reconnects with backoff and resends
 whatever was in flight. A PUBACK with a failure reason (e.g. not authorized) keeps the
 request in the spool and retries it later with exponential backoff.
+
+A PUBACK does not end a request's time in the spool: the broker may crash before it saved
+the message, or hand it to a worker that died. The request stays until its verdict or
+rejection arrives (the display takes it out), and is published again, same request_id,
+whenever none came in time; the worker answers a repeat from the store. The n-th wait is
+`verdict_timeout_s · 2^(n-1)`, at most `resend_max_s`, jittered down to 80 % of that so
+stations that lost their requests together do not come back together.
+
+While a worker serving this site says it has a backlog (its retained status), requests
+already at the broker are not re-sent: they are queued, not lost, and a copy would only
+queue behind them. That hold lasts at most `backlog_wait_max_s` after a request's last send.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +43,7 @@ class _InFlight:
     publication: Publication
     sent_at: float
     attempts: int
+    sends: int
     warned: bool = False
 
 
@@ -43,11 +56,21 @@ class Publisher:
         transport: MqttTransport,
         settings: SpoolSettings,
         on_warning: Callable[[str], None] | None = None,
+        *,
+        verdict_timeout_s: float = 60.0,
+        backlog: Callable[[], bool] | None = None,
+        on_resend: Callable[[str, int], None] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._spool = spool
         self._transport = transport
         self._settings = settings
         self._on_warning = on_warning or (lambda text: log.warning("%s", text))
+        self._verdict_timeout_s = verdict_timeout_s
+        self._backlog = backlog or (lambda: False)
+        self._on_resend = on_resend
+        self._rng = rng or random.Random()
+        self.resends = 0
         self._inflight: dict[str, _InFlight] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -85,6 +108,11 @@ class Publisher:
         """Publishes awaiting their PUBACK."""
         return len(self._inflight)
 
+    def resend_delay(self, sends: int) -> float:
+        """Seconds to wait for an answer after the `sends`-th publish of a request."""
+        base = self._verdict_timeout_s * 2.0 ** min(max(sends - 1, 0), 16)
+        return min(self._settings.resend_max_s, base) * self._rng.uniform(0.8, 1.0)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -105,9 +133,14 @@ class Publisher:
         free = self._settings.window - len(self._inflight)
         if free <= 0 or not self._transport.connected:
             return
-        for item in self._spool.next_batch(free, set(self._inflight), now):
+        held = (now - self._settings.backlog_wait_max_s) if self._backlog() else None
+        for item in self._spool.next_batch(free, set(self._inflight), now, held):
             pub = self._transport.publish(item.topic, item.payload, qos=1)
-            self._inflight[item.request_id] = _InFlight(pub, now, item.attempts)
+            self._inflight[item.request_id] = _InFlight(pub, now, item.attempts, item.sends)
+            if item.sends > 0:
+                self.resends += 1
+                if self._on_resend is not None:
+                    self._on_resend(item.request_id, item.sends)
 
     def _collect(self, now: float) -> None:
         for request_id, flight in list(self._inflight.items()):
@@ -134,7 +167,7 @@ class Publisher:
                         f"the spool, retried with backoff (next in {delay:.1f} s)"
                     )
                 continue
-            self._spool.mark_delivered(request_id, now)
+            self._spool.mark_sent(request_id, now + self.resend_delay(flight.sends + 1), now)
             with self._delivered:
                 self._delivered_ids[request_id] = None
                 if len(self._delivered_ids) > _REMEMBER:

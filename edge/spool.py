@@ -1,9 +1,11 @@
 """Durable outbox of captures: SQLite in WAL mode, fsynced on every commit.
 
 A capture is committed here (with its request_id) before it is published, and leaves the
-outbox only after the broker's PUBACK. The `captures` table remembers every capture for a
-while, so verdicts can be matched, late ones flagged, and watched-folder files never taken
-twice after a crash.
+outbox, payload and all, only when the station has its verdict or its rejection: a PUBACK
+only says the broker has it, and a broker crash or a dead worker can still lose it. Until
+the answer comes the publisher re-sends it when `next_attempt_at` comes round. The
+`captures` table remembers every capture for a while, so verdicts can be matched, repeats
+and late ones recognised, and watched-folder files never taken twice after a crash.
 """
 
 from __future__ import annotations
@@ -45,10 +47,21 @@ CREATE TABLE IF NOT EXISTS captures (
     published_at REAL,
     outcome TEXT,
     decided_at REAL,
-    flagged_at REAL
+    flagged_at REAL,
+    sends INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS captures_awaiting ON captures (outcome, flagged_at, captured_at);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at);
 """
+
+# Columns added after the first release: a spool file written by an older agent gains them.
+_ADDED_COLUMNS = {"captures": {"sends": "INTEGER NOT NULL DEFAULT 0"}}
+
+
+_CAPTURE_SELECT = (
+    "SELECT request_id, part_id, captured_at, published_at, outcome, flagged_at, sends "
+    "FROM captures"
+)
 
 
 class SpoolFull(InspectorError):
@@ -72,13 +85,14 @@ class SpoolEntry:
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
-    """One unsent request."""
+    """One request due to be published: never sent yet (`sends` 0), or re-sent."""
 
     seq: int
     request_id: str
     topic: str
     payload: bytes
     attempts: int
+    sends: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +105,21 @@ class CaptureRecord:
     published_at: float | None
     outcome: str | None
     flagged_at: float | None
+    sends: int = 0
+
+    @property
+    def resends(self) -> int:
+        """How often the request was published again for want of an answer."""
+        return max(0, self.sends - 1)
 
 
 @dataclass(frozen=True, slots=True)
 class SpoolStats:
-    """Queue depth and disk use, for `inspector edge status` and the warnings."""
+    """Queue depth and disk use, for `inspector edge status` and the warnings.
+
+    `depth` counts captures the broker has not acknowledged yet; `unanswered` every capture
+    the spool still holds (sent or not, no verdict or rejection yet), and `bytes` is theirs.
+    """
 
     depth: int
     bytes: int
@@ -103,6 +127,9 @@ class SpoolStats:
     oldest_captured_at: float | None
     awaiting_verdict: int
     last_error: str | None
+    unanswered: int = 0
+    resent: int = 0
+    oldest_unanswered_at: float | None = None
 
     @property
     def fill(self) -> float:
@@ -114,6 +141,12 @@ class SpoolStats:
         if self.oldest_captured_at is None:
             return None
         return (time.time() if now is None else now) - self.oldest_captured_at
+
+    def oldest_unanswered_age_s(self, now: float | None = None) -> float | None:
+        """Seconds since the oldest capture still waiting for its answer was taken."""
+        if self.oldest_unanswered_at is None:
+            return None
+        return (time.time() if now is None else now) - self.oldest_unanswered_at
 
 
 class Spool:
@@ -136,7 +169,15 @@ class Spool:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA journal_size_limit=67108864")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
         self._owner_fd: int | None = None
+
+    def _add_missing_columns(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     def try_own(self) -> bool:
         """Become the one process publishing this spool; False when another agent is.
@@ -200,9 +241,9 @@ class Spool:
                 if used + len(entry.payload) > self.max_bytes:
                     raise SpoolFull(
                         f"spool {self.path} is full ({used / MiB:.1f} of "
-                        f"{self.max_bytes / MiB:.1f} MiB unsent): the capture of part "
-                        f"{entry.part_id} was refused. Check the broker connection, or raise "
-                        "spool.max_bytes"
+                        f"{self.max_bytes / MiB:.1f} MiB held by captures without an "
+                        f"answer): the capture of part {entry.part_id} was refused. Check "
+                        "the broker connection and the workers, or raise spool.max_bytes"
                     )
                 self._db.execute(
                     "INSERT INTO outbox (request_id, topic, payload, size, captured_at) "
@@ -235,15 +276,20 @@ class Spool:
                 raise
             return self._stats_locked()
 
-    def mark_delivered(self, request_id: str, at: float | None = None) -> None:
-        """The broker acknowledged the request: drop it from the outbox."""
+    def mark_sent(self, request_id: str, resend_at: float, at: float | None = None) -> None:
+        """The broker acknowledged a publish: keep the request, due again at `resend_at`."""
         now = time.time() if at is None else at
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("DELETE FROM outbox WHERE request_id = ?", (request_id,))
+                # No row when the answer overtook the PUBACK: then there is nothing to re-send.
                 self._db.execute(
-                    "UPDATE captures SET published_at = ? WHERE request_id = ?", (now, request_id)
+                    "UPDATE outbox SET next_attempt_at = ?, last_error = NULL WHERE request_id = ?",
+                    (resend_at, request_id),
+                )
+                self._db.execute(
+                    "UPDATE captures SET published_at = ?, sends = sends + 1 WHERE request_id = ?",
+                    (now, request_id),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -261,15 +307,28 @@ class Spool:
     def record_outcome(
         self, request_id: str, outcome: str, at: float | None = None
     ) -> CaptureRecord | None:
-        """Store a verdict or rejection; returns the capture as it was before, if known."""
+        """Store a verdict or rejection and drop the request from the outbox.
+
+        Returns the capture as it was before, if known; the first answer stays recorded,
+        so a repeat (a re-sent request answered twice) shows up as `outcome` already set.
+        """
         now = time.time() if at is None else at
-        before = self.capture(request_id)
-        if before is not None:
-            self._tx(
-                "UPDATE captures SET outcome = ?, decided_at = ? WHERE request_id = ?",
-                (outcome, now, request_id),
-            )
-        return before
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(_CAPTURE_SELECT + " WHERE request_id = ?", (request_id,))
+                found = row.fetchone()
+                self._db.execute("DELETE FROM outbox WHERE request_id = ?", (request_id,))
+                if found is not None and found[4] is None:
+                    self._db.execute(
+                        "UPDATE captures SET outcome = ?, decided_at = ? WHERE request_id = ?",
+                        (outcome, now, request_id),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return CaptureRecord(*found) if found else None
 
     def flag(self, request_id: str, at: float | None = None) -> None:
         """Remember that the missing verdict of this capture was reported."""
@@ -288,26 +347,36 @@ class Spool:
     # --- reading -----------------------------------------------------------------------
 
     def next_batch(
-        self, limit: int, exclude: set[str], now: float | None = None
+        self,
+        limit: int,
+        exclude: set[str],
+        now: float | None = None,
+        resend_sent_before: float | None = None,
     ) -> list[OutboxItem]:
-        """Oldest unsent requests that are due, skipping those already in flight."""
+        """Oldest due requests, skipping those already in flight.
+
+        With `resend_sent_before`, requests the broker already acknowledged are due only if
+        that last happened before it (the workers report a backlog: give them time).
+        """
         when = time.time() if now is None else now
+        cutoff = when if resend_sent_before is None else resend_sent_before
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, request_id, topic, payload, attempts FROM outbox "
-                "WHERE next_attempt_at <= ? ORDER BY seq LIMIT ?",
-                (when, limit + len(exclude)),
+                "SELECT o.seq, o.request_id, o.topic, o.payload, o.attempts, "
+                "COALESCE(c.sends, 0) FROM outbox o LEFT JOIN captures c USING (request_id) "
+                "WHERE o.next_attempt_at <= ? "
+                "AND (COALESCE(c.sends, 0) = 0 OR c.published_at <= ?) "
+                "ORDER BY o.seq LIMIT ?",
+                (when, cutoff, limit + len(exclude)),
             ).fetchall()
-        items = [OutboxItem(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+        items = [OutboxItem(r[0], r[1], r[2], bytes(r[3]), r[4], r[5]) for r in rows]
         return [i for i in items if i.request_id not in exclude][:limit]
 
     def capture(self, request_id: str) -> CaptureRecord | None:
         """The remembered capture with this request_id."""
         with self._lock:
             row = self._db.execute(
-                "SELECT request_id, part_id, captured_at, published_at, outcome, flagged_at "
-                "FROM captures WHERE request_id = ?",
-                (request_id,),
+                _CAPTURE_SELECT + " WHERE request_id = ?", (request_id,)
             ).fetchone()
         return CaptureRecord(*row) if row else None
 
@@ -321,8 +390,7 @@ class Spool:
         """Captures without a verdict, taken before the cutoff, not yet flagged."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT request_id, part_id, captured_at, published_at, outcome, flagged_at "
-                "FROM captures WHERE outcome IS NULL AND flagged_at IS NULL "
+                _CAPTURE_SELECT + " WHERE outcome IS NULL AND flagged_at IS NULL "
                 "AND captured_at < ? ORDER BY captured_at",
                 (captured_before,),
             ).fetchall()
@@ -334,8 +402,12 @@ class Spool:
             return self._stats_locked()
 
     def _stats_locked(self) -> SpoolStats:
-        depth, size, oldest = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(captured_at) FROM outbox"
+        held, size, oldest_held, depth, oldest, resent = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(o.size), 0), MIN(o.captured_at), "
+            "COALESCE(SUM(COALESCE(c.sends, 0) = 0), 0), "
+            "MIN(CASE WHEN COALESCE(c.sends, 0) = 0 THEN o.captured_at END), "
+            "COALESCE(SUM(COALESCE(c.sends, 0) > 1), 0) "
+            "FROM outbox o LEFT JOIN captures c USING (request_id)"
         ).fetchone()
         awaiting = self._db.execute(
             "SELECT COUNT(*) FROM captures WHERE outcome IS NULL"
@@ -343,10 +415,20 @@ class Spool:
         err = self._db.execute(
             "SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY seq LIMIT 1"
         ).fetchone()
-        return SpoolStats(depth, size, self.max_bytes, oldest, awaiting, err[0] if err else None)
+        return SpoolStats(
+            depth=depth,
+            bytes=size,
+            max_bytes=self.max_bytes,
+            oldest_captured_at=oldest,
+            awaiting_verdict=awaiting,
+            last_error=err[0] if err else None,
+            unanswered=held,
+            resent=resent,
+            oldest_unanswered_at=oldest_held,
+        )
 
     def request_ids(self) -> list[str]:
-        """Request ids still in the outbox, oldest first."""
+        """Request ids still in the outbox (without an answer), oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT request_id FROM outbox ORDER BY seq").fetchall()
         return [r[0] for r in rows]

@@ -104,6 +104,8 @@ class StationTerminal:
             f"spool {st.depth}",
             f"awaiting verdict {st.awaiting_verdict}",
         ]
+        if st.resent:
+            parts.append(f"[yellow]re-sent {st.resent}[/]")
         if self._recording is not None and self._recording.is_alive():
             mode = self._agent.settings.audio.mode
             hint = "r to stop" if mode == "push_to_talk" else mode

@@ -67,7 +67,7 @@ def _delivered_capture(settings: EdgeSettings, part_id: str) -> str:
             (64, 48),
         )
     )
-    spool.mark_delivered(request_id)
+    spool.mark_sent(request_id, resend_at=time.time() + 3600)
     spool.close()
     return request_id
 
