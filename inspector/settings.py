@@ -54,7 +54,10 @@ class BrokerSettings(_Section):
     tls: TlsSettings = Field(default_factory=TlsSettings, title="TLS options")
     keepalive_s: int = Field(30, title="MQTT keepalive in seconds", ge=5, le=3600)
     session_expiry_s: int = Field(
-        86400, title="How long the broker keeps a disconnected session", ge=0
+        86400,
+        title="How long the broker keeps a disconnected session (workers use "
+        "worker.session_expiry_s)",
+        ge=0,
     )
     connect_timeout_s: float = Field(10.0, title="Give up one connection attempt after", gt=0)
 
@@ -159,6 +162,13 @@ class WorkerSettings(_Section):
     max_wait_ms: float = Field(20.0, title="Longest wait to fill a batch", ge=0)
     queue_size: int = Field(256, title="Requests held in memory before pausing intake", ge=1)
     receive_maximum: int = Field(64, title="Unacked messages the broker may send", ge=1, le=65535)
+    session_expiry_s: int = Field(
+        120,
+        title="How long the broker keeps a stopped worker's session, and with it the requests "
+        "it was handed (used instead of broker.session_expiry_s); short, so a worker that "
+        "is gone for good stops stranding requests: stations re-send what it never answered",
+        ge=0,
+    )
     validation_threads: int = Field(2, title="Threads decoding media", ge=1, le=64)
     metrics_port: int = Field(9464, title="Prometheus port (0 turns metrics off)", ge=0, le=65535)
     metrics_host: str = Field("127.0.0.1", title="Prometheus bind address")

@@ -18,11 +18,15 @@ log = logging.getLogger(__name__)
 
 
 def worker_transport(settings: Settings) -> MqttTransport:
-    """The worker's MQTT client: persistent session, manual acks, last will 'offline'."""
+    """The worker's MQTT client: persistent session, manual acks, last will 'offline'.
+
+    The session outlives a restart by `worker.session_expiry_s` only: while it exists,
+    Mosquitto keeps handing it a share of the requests even with the worker gone.
+    """
     ws = settings.worker
     offline = status_message(ws.worker_id, "offline", None).to_payload()
     return MqttTransport(
-        settings.broker,
+        settings.broker.model_copy(update={"session_expiry_s": ws.session_expiry_s}),
         client_id=f"inspector-worker-{ws.worker_id}",
         clean_start=False,
         will=Will(status_topic(ws.worker_id), offline),
