@@ -40,6 +40,7 @@ blob_dir = "{tmp_path / "blobs"}"
 path = "{tiny_model_dir}"
 device = "cpu"
 [worker]
+session_expiry_s = 300
 worker_id = "{unique}"
 group = "{unique}"
 sites = ["{unique}"]
