@@ -204,15 +204,14 @@ class DefectFinding(_Message):
     where: str | None = Field(None, max_length=200)
 
 
-class VerdictMessage(_Message):
-    """Worker → edge: the decision on one inspection, published after it is committed."""
+class Judgement(_Message):
+    """What the model decided about one inspection: the verdict's fields, defined only here.
 
-    schema_: Literal["inspector.verdict/v1"] = Field(VERDICT_SCHEMA, alias="schema")
-    request_id: UUID
-    site: Slug
-    line: Slug
-    station: Slug
-    part_id: str
+    The engine's result, the wire message, the `verdicts` table, the store's query results
+    and every verdict the CLI prints carry these fields under these names, so a new field is
+    one line here plus one migration.
+    """
+
     verdict: Decision
     confidence: float = Field(ge=0, le=1, title="max(P(PASS), P(FAIL)) from the verdict token")
     p_pass: float = Field(ge=0, le=1, title="P(PASS) normalised over PASS and FAIL")
@@ -223,6 +222,25 @@ class VerdictMessage(_Message):
     adapter: str
     adapter_fallback: bool = Field(False, title="The requested adapter was unknown")
     prompt_version: str
+
+
+class PartKey(_Message):
+    """Which inspection a verdict is about: the request and the station's part."""
+
+    request_id: UUID
+    site: Slug
+    line: Slug
+    station: Slug
+    part_id: str
+
+
+class _VerdictSchema(_Message):
+    schema_: Literal["inspector.verdict/v1"] = Field(VERDICT_SCHEMA, alias="schema")
+
+
+class VerdictMessage(Judgement, PartKey, _VerdictSchema):
+    """Worker → edge: the decision on one inspection, published after it is committed."""
+
     worker_id: str
     latency_ms: float = Field(ge=0)
     decided_at: AwareDatetime
@@ -232,6 +250,16 @@ class VerdictMessage(_Message):
     def to_payload(self) -> bytes:
         """The message as UTF-8 JSON, ready to publish."""
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+# What a stored verdict row holds besides its inspection: the judgement and who made it when.
+VERDICT_FIELDS: tuple[str, ...] = (*Judgement.model_fields, "worker_id", "latency_ms", "decided_at")
+PART_FIELDS: tuple[str, ...] = tuple(PartKey.model_fields)
+
+
+def judgement_of(source: object) -> dict[str, Any]:
+    """The judgement fields read from any object that carries them (a result, a row)."""
+    return {name: getattr(source, name) for name in Judgement.model_fields}
 
 
 class RejectionMessage(_Message):

@@ -43,7 +43,7 @@ class InstantEngine:
         return [
             EngineResult(
                 request_id=r.request_id,
-                decision=Decision.PASS,
+                verdict=Decision.PASS,
                 confidence=1.0,
                 p_pass=1.0,
                 rationale="instant",

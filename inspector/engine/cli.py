@@ -5,9 +5,7 @@ torch is imported inside the commands only, so `inspector --help` stays fast.
 
 from __future__ import annotations
 
-import json
 import uuid
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -84,7 +82,4 @@ def infer(
         raise _fail(exc.message) from None
     except OSError as exc:
         raise _fail(f"cannot read {exc.filename}: {exc.strerror}") from None
-    body = asdict(result)
-    body["decision"] = result.decision.value
-    body["defects"] = [d.model_dump(exclude_none=True) for d in result.defects]
-    console.print_json(json.dumps(body, ensure_ascii=False))
+    console.print_json(result.model_dump_json())

@@ -182,7 +182,7 @@ class PhiEngine:
             results.append(
                 EngineResult(
                     request_id=request.request_id,
-                    decision=score.decision,
+                    verdict=score.decision,
                     confidence=score.confidence,
                     p_pass=score.p_pass,
                     rationale=rationale,

@@ -6,14 +6,15 @@ Imports no torch, so the worker, benchmarks and tests can type against it cheapl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import Field
 
 from inspector.errors import InspectorError
-from inspector.protocol import Decision, DefectFinding
+from inspector.protocol import Judgement
 
 # Adapter names of the checkpoint's own LoRAs; site adapters may not reuse them.
 VISION_ADAPTER = "vision"
@@ -33,26 +34,15 @@ class EngineRequest:
     adapter: str | None = None  # requested adapter name, or None for the site default
 
 
-@dataclass(frozen=True)
-class EngineResult:
-    """The verdict on one request, with everything the store keeps about how it was made."""
+class EngineResult(Judgement):
+    """The verdict on one request (the judgement's fields), plus how it was computed."""
 
     request_id: str
-    decision: Decision
-    confidence: float  # max(p_pass, 1 - p_pass)
-    p_pass: float  # P(PASS) / (P(PASS) + P(FAIL)) from the verdict token's logits
-    rationale: str
-    transcript: str | None
-    defects: list[DefectFinding]
-    model: str
-    adapter: str
-    adapter_fallback: bool  # the requested (or site default) adapter was not loaded
-    prompt_version: str
     prompt_tokens: int = 0  # after the photo and voice placeholders are expanded
     rationale_tokens: int = 0
     # Host-side milliseconds of the whole batch this request ran in, by stage: encode
     # (preprocessing and the vision/audio towers), prefill, decode, transcribe.
-    timings_ms: dict[str, float] = field(default_factory=dict)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
 
 
 class EngineFailed(InspectorError):

@@ -10,29 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from inspector.protocol import PART_FIELDS, VERDICT_FIELDS
 from inspector.store.models import Inspection, Verdict
 
-EXPORT_COLUMNS = (
-    "request_id",
-    "site",
-    "line",
-    "station",
-    "part_id",
-    "captured_at",
-    "verdict",
-    "confidence",
-    "p_pass",
-    "rationale",
-    "transcript",
-    "defects",
-    "model",
-    "adapter",
-    "adapter_fallback",
-    "prompt_version",
-    "worker_id",
-    "latency_ms",
-    "decided_at",
-)
+# The part, when it was captured, then the verdict's own fields in their defined order.
+EXPORT_COLUMNS: tuple[str, ...] = (*PART_FIELDS, "captured_at", *VERDICT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,27 +69,11 @@ def _iso(value: datetime) -> str:
 def export_row(row: Verdict) -> dict[str, Any]:
     """A verdict with its inspection as one flat record."""
     insp = row.inspection
-    return {
-        "request_id": insp.request_id,
-        "site": insp.site,
-        "line": insp.line,
-        "station": insp.station,
-        "part_id": insp.part_id,
-        "captured_at": _iso(insp.captured_at),
-        "verdict": row.verdict,
-        "confidence": row.confidence,
-        "p_pass": row.p_pass,
-        "rationale": row.rationale,
-        "transcript": row.transcript,
-        "defects": row.defects,
-        "model": row.model,
-        "adapter": row.adapter,
-        "adapter_fallback": row.adapter_fallback,
-        "prompt_version": row.prompt_version,
-        "worker_id": row.worker_id,
-        "latency_ms": row.latency_ms,
-        "decided_at": _iso(row.decided_at),
-    }
+    record: dict[str, Any] = {name: getattr(insp, name) for name in PART_FIELDS}
+    record["captured_at"] = _iso(insp.captured_at)
+    record.update((name, getattr(row, name)) for name in VERDICT_FIELDS)
+    record["decided_at"] = _iso(row.decided_at)
+    return record
 
 
 def iter_export(

@@ -17,8 +17,7 @@ from sqlalchemy.orm import Session
 
 from inspector.errors import DuplicateConflict, InspectorError, NotFound
 from inspector.protocol import (
-    Decision,
-    DefectFinding,
+    VERDICT_FIELDS,
     InspectionRequest,
     RejectionMessage,
     VerdictMessage,
@@ -198,22 +197,11 @@ def record_verdicts(session: Session, messages: Sequence[VerdictMessage]) -> lis
 
 
 def _verdict_row(inspection_id: int, message: VerdictMessage) -> dict[str, object]:
-    return {
-        "inspection_id": inspection_id,
-        "verdict": message.verdict.value,
-        "confidence": message.confidence,
-        "p_pass": message.p_pass,
-        "rationale": message.rationale,
-        "transcript": message.transcript,
-        "defects": [d.model_dump(exclude_none=True) for d in message.defects],
-        "model": message.model,
-        "adapter": message.adapter,
-        "adapter_fallback": message.adapter_fallback,
-        "prompt_version": message.prompt_version,
-        "worker_id": message.worker_id,
-        "latency_ms": message.latency_ms,
-        "decided_at": message.decided_at,
-    }
+    row: dict[str, object] = {"inspection_id": inspection_id}
+    row.update((name, getattr(message, name)) for name in VERDICT_FIELDS)
+    row["verdict"] = message.verdict.value
+    row["defects"] = [d.model_dump(exclude_none=True) for d in message.defects]
+    return row
 
 
 def record_verdict(session: Session, message: VerdictMessage) -> tuple[Verdict, bool]:
@@ -238,25 +226,15 @@ def latest_verdict(session: Session, request_id: UUID | str) -> Verdict | None:
 def verdict_message(row: Verdict) -> VerdictMessage:
     """The wire message for a stored verdict (for re-publishing on redelivery)."""
     insp = row.inspection
+    fields = {name: getattr(row, name) for name in VERDICT_FIELDS}
+    fields["decided_at"] = _aware(row.decided_at)
     return VerdictMessage(
         request_id=UUID(insp.request_id),
         site=insp.site,
         line=insp.line,
         station=insp.station,
         part_id=insp.part_id,
-        verdict=Decision(row.verdict),
-        confidence=row.confidence,
-        p_pass=row.p_pass,
-        rationale=row.rationale,
-        transcript=row.transcript,
-        defects=[DefectFinding.model_validate(d) for d in row.defects],
-        model=row.model,
-        adapter=row.adapter,
-        adapter_fallback=row.adapter_fallback,
-        prompt_version=row.prompt_version,
-        worker_id=row.worker_id,
-        latency_ms=row.latency_ms,
-        decided_at=_aware(row.decided_at),
+        **fields,
     )
 
 

@@ -29,6 +29,7 @@ from inspector.protocol import (
     VerdictMessage,
     WorkerState,
     WorkerStatus,
+    judgement_of,
     sha256_hex,
     shared_request_subscription,
     status_topic,
@@ -380,23 +381,14 @@ class Worker:
         return out
 
     def _verdict(self, decided: Decided) -> VerdictMessage:
-        req, res = decided.item.request, decided.result
+        req = decided.item.request
         return VerdictMessage(
             request_id=req.request_id,
             site=req.site,
             line=req.line,
             station=req.station,
             part_id=req.part_id,
-            verdict=res.decision,
-            confidence=res.confidence,
-            p_pass=res.p_pass,
-            rationale=res.rationale,
-            transcript=res.transcript,
-            defects=res.defects,
-            model=res.model,
-            adapter=res.adapter,
-            adapter_fallback=res.adapter_fallback,
-            prompt_version=res.prompt_version,
+            **judgement_of(decided.result),
             worker_id=self.worker_id,
             latency_ms=(time.monotonic() - decided.item.received) * 1000,
             decided_at=utcnow(),

@@ -56,7 +56,7 @@ def test_infer_prints_the_verdict_json(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     verdict = json.loads(result.stdout)
-    assert verdict["decision"] == "REVIEW"  # plant-a's threshold of 1.0 sends all to a person
+    assert verdict["verdict"] == "REVIEW"  # plant-a's threshold of 1.0 sends all to a person
     assert 0 < verdict["p_pass"] < 1
     assert verdict["adapter"] == "vision" and verdict["adapter_fallback"] is False
     assert verdict["prompt_version"] == "inspect-v1"

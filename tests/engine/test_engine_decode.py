@@ -83,7 +83,7 @@ def test_engine_results_do_not_depend_on_the_decode_path(engine: PhiEngine) -> N
     engine.static_decode = False
     eager = engine.infer(batch())
     for a, b in zip(static, eager, strict=True):
-        assert (a.decision, a.p_pass, a.adapter) == (b.decision, b.p_pass, b.adapter)
+        assert (a.verdict, a.p_pass, a.adapter) == (b.verdict, b.p_pass, b.adapter)
         assert (a.rationale, a.transcript) == (b.rationale, b.transcript)
     assert static[0].adapter == "plant-a" and static[1].adapter == "vision"
     assert static[1].transcript is not None

@@ -55,7 +55,7 @@ def request(
 
 def same_verdict(a: EngineResult, b: EngineResult) -> None:
     assert a.request_id == b.request_id
-    assert a.decision == b.decision
+    assert a.verdict == b.verdict
     assert a.p_pass == pytest.approx(b.p_pass, abs=1e-5)
     assert a.rationale == b.rationale
     assert a.transcript == b.transcript
@@ -64,7 +64,7 @@ def same_verdict(a: EngineResult, b: EngineResult) -> None:
 
 def test_single_photo_gives_a_scored_verdict(engine: PhiEngine) -> None:
     [result] = engine.infer([request("r1", photo(48, 64, 1))])
-    assert result.decision in (Decision.PASS, Decision.FAIL)
+    assert result.verdict in (Decision.PASS, Decision.FAIL)
     assert 0.0 < result.p_pass < 1.0
     assert result.confidence == pytest.approx(max(result.p_pass, 1 - result.p_pass))
     assert result.model == engine.settings.path.name
@@ -138,8 +138,8 @@ def test_repeat_runs_are_identical(engine: PhiEngine) -> None:
     batch = mixed_batch()[:3]
     first, second = engine.infer(batch), engine.infer(batch)
     for a, b in zip(first, second, strict=True):
-        assert (a.decision, a.p_pass, a.rationale, a.transcript, a.defects) == (
-            b.decision,
+        assert (a.verdict, a.p_pass, a.rationale, a.transcript, a.defects) == (
+            b.verdict,
             b.p_pass,
             b.rationale,
             b.transcript,
@@ -151,8 +151,8 @@ def test_site_threshold_turns_low_confidence_into_review(engine: PhiEngine) -> N
     image = photo(48, 64, 20)
     [lenient] = engine.infer([request("t1", image)])
     [strict] = engine.infer([request("t1", image, site="strict")])
-    assert lenient.decision in (Decision.PASS, Decision.FAIL)
-    assert strict.decision is Decision.REVIEW
+    assert lenient.verdict in (Decision.PASS, Decision.FAIL)
+    assert strict.verdict is Decision.REVIEW
     assert strict.p_pass == pytest.approx(lenient.p_pass)
 
 
