@@ -8,7 +8,7 @@ _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class WorkerMetrics:
-    """Requests, rejections by reason, batch sizes, queue depth and latency histograms."""
+    """Requests, verdicts, rejections by reason, batch sizes, queue depth and latency histograms."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -18,6 +18,10 @@ class WorkerMetrics:
         )
         self.rejections = Counter(
             "inspector_rejections_total", "Requests rejected, by reason code", ["code"], registry=r
+        )
+        # Per site and verdict word: the REVIEW share per site is what an adapter changes.
+        self.verdicts = Counter(
+            "inspector_verdicts_total", "Verdicts decided, by site", ["site", "verdict"], registry=r
         )
         self.batch_size = Histogram(
             "inspector_batch_size",

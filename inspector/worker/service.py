@@ -377,6 +377,10 @@ class Worker:
                 topic = outcome.item.request.station_key.topic(TopicKind.VERDICT)
                 kind = "judged" if isinstance(outcome, Decided) else "duplicate"
                 self.metrics.requests.labels(outcome=kind).inc()
+                if isinstance(outcome, Decided):
+                    self.metrics.verdicts.labels(
+                        site=outcome.item.request.site, verdict=outcome.result.verdict
+                    ).inc()
             out.append((topic, payloads[id(outcome)], outcome))
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -17,21 +18,32 @@ import pytest
 
 from inspector.mqtt import ConnectionEvent, Message, MqttTransport, PublishRefused
 from inspector.protocol import (
+    TOPIC_ROOT,
     StationKey,
     TopicKind,
+    adapter_control_filter,
+    adapter_control_topic,
     shared_request_subscription,
     status_topic,
 )
 from inspector.settings import BrokerSettings, TlsSettings
 from tests.fixtures.edge import wait_until
-from tests.fixtures.tls import PrivateBroker, make_certificates, run_tool
+from tests.fixtures.tls import PrivateBroker, run_tool
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy" / "mosquitto"
+MAKE_CERTS = ROOT / "deploy" / "make-certs.sh"
 ETC = "/etc/mosquitto/inspector/"
 STATION = StationKey("plant-a", "line-1", "station-3")  # the station the shipped ACL names
 NEIGHBOUR = StationKey("plant-a", "line-1", "station-4")
 STATION_USER = "edge-plant-a-line-1-station-3"
-PASSWORDS = {"worker": "w-secret", STATION_USER: "s-secret"}
+PASSWORDS = {
+    "worker": "w-secret",
+    STATION_USER: "s-secret",
+    "registry": "r-secret",
+    "review": "v-secret",
+}
+CONTROL = adapter_control_topic("plant-a")
 
 _TOOLS = ("mosquitto", "mosquitto_passwd", "openssl")
 pytestmark = pytest.mark.skipif(
@@ -39,25 +51,41 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def shipped_config(port: int, root: Path) -> str:
+def shipped_config(port: int, root: Path, mutual_tls: bool = False) -> str:
     """deploy/mosquitto/mosquitto.conf with its port and absolute paths moved under `root`."""
     text = (DEPLOY / "mosquitto.conf").read_text()
     moved = text.replace(ETC, f"{root}/").replace("/var/lib/mosquitto/", f"{root}/data/")
     moved, listeners = re.subn(r"(?m)^listener 8883$", f"listener {port} 127.0.0.1", moved)
     # The test must notice when the shipped file changes shape, not run something else.
     assert listeners == 1 and ETC not in moved and "/var/lib/mosquitto" not in moved
+    if mutual_tls:
+        # Exactly what the file's comment tells an operator to uncomment.
+        moved, switched = re.subn(
+            r"(?m)^#(require_certificate true|use_identity_as_username true)$", r"\1", moved
+        )
+        assert switched == 2
     if os.geteuid() == 0:
         # Run as root, Mosquitto would switch to the `mosquitto` user, who cannot read root.
         moved += "\nuser root\n"
     return moved
 
 
-@pytest.fixture
-def deploy_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    """A Mosquitto running the shipped config and ACL, with test certificates and passwords."""
+@pytest.fixture(scope="module")
+def deploy_certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CA, broker and client certificates, made once by the shipped deploy/make-certs.sh."""
+    tls = tmp_path_factory.mktemp("tls")
+    clients = [arg for user in PASSWORDS for arg in ("--client", user)]
+    run_tool("sh", MAKE_CERTS, "-o", tls, "--broker", "127.0.0.1", "--days", "2", *clients)
+    return tls
+
+
+@contextlib.contextmanager
+def running_deploy_broker(
+    tmp_path: Path, certificates: Path, mutual_tls: bool = False
+) -> Iterator[PrivateBroker]:
+    """A Mosquitto running the shipped config and ACL, with deploy certificates and passwords."""
     tls = tmp_path / "tls"
-    tls.mkdir()
-    make_certificates(tls)
+    shutil.copytree(certificates, tls)
     (tmp_path / "data").mkdir()
     shutil.copy(DEPLOY / "acl", tmp_path / "acl")
     for user, password in PASSWORDS.items():
@@ -67,7 +95,7 @@ def deploy_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     conf = tmp_path / "mosquitto.conf"
-    conf.write_text(shipped_config(port, tmp_path))
+    conf.write_text(shipped_config(port, tmp_path, mutual_tls))
     log = (tmp_path / "mosquitto.log").open("wb")
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -91,16 +119,40 @@ def deploy_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
         log.close()
 
 
+@pytest.fixture
+def deploy_broker(tmp_path: Path, deploy_certificates: Path) -> Iterator[PrivateBroker]:
+    """The shipped broker config with passwords."""
+    with running_deploy_broker(tmp_path, deploy_certificates) as broker:
+        yield broker
+
+
+@pytest.fixture
+def mtls_broker(tmp_path: Path, deploy_certificates: Path) -> Iterator[PrivateBroker]:
+    """The shipped broker config with its mutual-TLS lines switched on."""
+    with running_deploy_broker(tmp_path, deploy_certificates, mutual_tls=True) as broker:
+        yield broker
+
+
 def client(
-    broker: PrivateBroker, user: str | None, client_id: str, clean_start: bool = False
+    broker: PrivateBroker,
+    user: str | None,
+    client_id: str,
+    clean_start: bool = False,
+    certificate: str | None = None,
 ) -> MqttTransport:
-    """A TLS client of the private broker, logged in as `user`."""
+    """A TLS client of the private broker, logged in as `user` or by its client certificate."""
+    clients = broker.ca.parent / "clients"
     settings = BrokerSettings(
         host="127.0.0.1",
         port=broker.port,
         username=user,
         password=PASSWORDS[user] if user else None,
-        tls=TlsSettings(enabled=True, ca_certs=broker.ca),
+        tls=TlsSettings(
+            enabled=True,
+            ca_certs=broker.ca,
+            certfile=clients / f"{certificate}.crt" if certificate else None,
+            keyfile=clients / f"{certificate}.key" if certificate else None,
+        ),
         connect_timeout_s=5,
         session_expiry_s=300,
     )
@@ -202,3 +254,74 @@ def test_a_stopped_workers_session_keeps_every_request_past_the_default_queue_li
     with again:
         got = requests.wait_for(count, 30)
     assert sorted(int(m.payload) for m in got) == list(range(count))
+
+
+def test_only_the_registry_writes_the_adapter_control_topic_and_workers_read_it(
+    deploy_broker: PrivateBroker,
+) -> None:
+    got = Inbox()
+    registry = client(deploy_broker, "registry", "inspector-registry", clean_start=True)
+    worker = client(deploy_broker, "worker", "inspector-worker-gpu0", clean_start=True)
+    station = client(deploy_broker, STATION_USER, STATION_USER, clean_start=True)
+    review = client(deploy_broker, "review", "inspector-review", clean_start=True)
+    with registry, worker, station, review:
+        assert registry.wait_connected(10) and station.wait_connected(10)
+        assert review.wait_connected(10)
+        registry.publish_and_wait(CONTROL, b"plant-a-v2", timeout=10, retain=True)
+        # Retained: a worker subscribing afterwards gets the active adapter at once.
+        worker.subscribe(adapter_control_filter(), got)
+        assert worker.wait_subscribed(10)
+        assert [m.payload for m in got.wait_for(1, 10)] == [b"plant-a-v2"]
+        for who in (station, worker, review):
+            with pytest.raises(PublishRefused, match="Not authorized"):
+                who.publish_and_wait(CONTROL, b"forged", timeout=10)
+    # The retained announcement is still the registry's.
+    again = Inbox()
+    late = client(deploy_broker, "worker", "inspector-worker-gpu1", clean_start=True)
+    late.subscribe(CONTROL, again)
+    with late:
+        assert [m.payload for m in again.wait_for(1, 10)] == [b"plant-a-v2"]
+
+
+def test_station_reads_no_other_stations_verdicts_or_requests(
+    deploy_broker: PrivateBroker,
+) -> None:
+    seen = Inbox()
+    worker = client(deploy_broker, "worker", "inspector-worker-gpu0", clean_start=True)
+    station = client(deploy_broker, STATION_USER, STATION_USER, clean_start=True)
+    station.subscribe(f"{TOPIC_ROOT}/+/+/+/+", seen)
+    station.subscribe(STATION.topic(TopicKind.VERDICT), seen)
+    with worker, station:
+        assert worker.wait_connected(10) and station.wait_subscribed(10)
+        # A wildcard subscription is granted, but only the station's own topics deliver.
+        for kind in (TopicKind.VERDICT, TopicKind.REJECTED):
+            worker.publish_and_wait(NEIGHBOUR.topic(kind), b"theirs", timeout=10)
+        worker.publish_and_wait(status_topic("gpu0"), b"online", timeout=10)
+        worker.publish_and_wait(STATION.topic(TopicKind.VERDICT), b"ours", timeout=10)
+        got = seen.wait_for(1, 10)
+        assert {m.topic for m in got} == {STATION.topic(TopicKind.VERDICT)}
+        assert all(m.payload == b"ours" for m in got)
+
+
+def test_with_mutual_tls_the_certificate_names_the_user_and_its_acl_applies(
+    mtls_broker: PrivateBroker,
+) -> None:
+    seen = Inbox()
+    worker = client(mtls_broker, None, "inspector-worker-gpu0", True, certificate="worker")
+    station = client(mtls_broker, None, STATION_USER, True, certificate=STATION_USER)
+    station.subscribe(STATION.topic(TopicKind.VERDICT), seen)
+    with worker, station:
+        assert worker.wait_connected(10) and station.wait_subscribed(10)
+        worker.publish_and_wait(STATION.topic(TopicKind.VERDICT), b"ours", timeout=10)
+        assert [m.payload for m in seen.wait_for(1, 10)] == [b"ours"]
+        with pytest.raises(PublishRefused, match="Not authorized"):
+            station.publish_and_wait(NEIGHBOUR.topic(TopicKind.REQUEST), b"x", timeout=10)
+        with pytest.raises(PublishRefused, match="Not authorized"):
+            station.publish_and_wait(CONTROL, b"x", timeout=10)
+    # A password alone is no longer enough.
+    events: queue.Queue[ConnectionEvent] = queue.Queue()
+    password_only = client(mtls_broker, STATION_USER, "pw-only", clean_start=True)
+    password_only.on_connection(events.put)
+    with password_only:
+        event = events.get(timeout=10)
+    assert not event.connected

@@ -71,6 +71,8 @@ def test_submit_prints_the_verdict_and_metrics_count_it(
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         metrics = resp.read().decode()
     assert 'inspector_requests_total{outcome="judged"} 1.0' in metrics
+    site_verdict = f'inspector_verdicts_total{{site="{unique}",verdict="{verdict["verdict"]}"}} 1.0'
+    assert site_verdict in metrics
     assert "inspector_batch_size_count 1.0" in metrics
     assert "inspector_end_to_end_seconds_bucket" in metrics
 
