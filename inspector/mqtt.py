@@ -144,7 +144,7 @@ class MqttTransport:
         self._receive_maximum = receive_maximum
         # MQTT 3.1.1 only for brokers without v5 (the embedded demo broker): no session
         # expiry, no reason codes in PUBACK, no receive maximum; persistence via clean_session.
-        self._v311 = v311
+        self._v311 = v311 or settings.protocol == "3.1.1"
         self._client = self._build(will, manual_ack, max_inflight, reconnect_min_s, reconnect_max_s)
 
     # --- construction ------------------------------------------------------------------

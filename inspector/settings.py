@@ -60,6 +60,11 @@ class BrokerSettings(_Section):
         ge=0,
     )
     connect_timeout_s: float = Field(10.0, title="Give up one connection attempt after", gt=0)
+    protocol: Literal["5", "3.1.1"] = Field(
+        "5",
+        title="MQTT version: 3.1.1 only for a broker without v5 (the demo's embedded one): no "
+        "shared subscriptions, so one worker; no refusal reasons in PUBACK",
+    )
 
     @model_validator(mode="after")
     def _password_needs_user(self) -> BrokerSettings:

@@ -8,7 +8,6 @@ the demo worker never takes another site's requests and no other worker takes th
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import threading
@@ -37,11 +36,12 @@ from inspector.protocol import utcnow
 from inspector.settings import BrokerSettings, Settings
 from inspector.store import upgrade
 
+from .broker import DemoBroker, choose_broker
 from .model import ensure_model
+from .notes import spoken_note
 from .samples import draw_part, kind_for, voice_note_wav, write_photo
 from .worker_process import WorkerProcess
 
-BROKER_PROBE_S = 3.0
 _FINAL = frozenset({"PASS", "FAIL", "REVIEW", "REJECTED"})
 
 
@@ -99,20 +99,6 @@ class OutcomeTally:
         return ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
 
 
-def check_broker(broker: BrokerSettings) -> None:
-    """Fail with what to do when nothing answers on the broker's address."""
-    try:
-        with socket.create_connection((broker.host, broker.port), timeout=BROKER_PROBE_S):
-            return
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-    raise InspectorError(
-        f"no MQTT broker answers on {broker.host}:{broker.port} ({reason}). Start the local "
-        "Mosquitto with `mosquitto -d` (or point broker.host / broker.port, e.g. "
-        "INSPECTOR_BROKER__HOST, at a running broker) and run the demo again."
-    )
-
-
 def edge_settings(
     settings: Settings, options: DemoOptions, inbox: Path, note: Path
 ) -> EdgeSettings:
@@ -141,23 +127,64 @@ def worker_env(options: DemoOptions, model: Path) -> dict[str, str]:
     }
 
 
+def broker_env(broker: BrokerSettings) -> dict[str, str]:
+    """Where the demo worker connects: the broker the demo chose (maybe its embedded one)."""
+    return {
+        "INSPECTOR_BROKER__HOST": broker.host,
+        "INSPECTOR_BROKER__PORT": str(broker.port),
+        "INSPECTOR_BROKER__PROTOCOL": broker.protocol,
+    }
+
+
 def part_ids(count: int) -> list[str]:
     """Part ids for one run: unique per run, naming the defect drawn on each part."""
     stamp = utcnow().strftime("%H%M%S")
     return [f"P{stamp}-{i + 1:02d}-{kind_for(i)}" for i in range(count)]
 
 
-def drop_photos(inbox: Path, parts: list[str], console: Console) -> None:
-    """Write one drawn part per id into the watched folder."""
+def feed_parts(agent: EdgeAgent, folder: Path, parts: list[str], console: Console) -> None:
+    """Draw each part, and hand it to the station with its operator's spoken note."""
     seed = time.time_ns() % 2**32
+    folder.mkdir(parents=True, exist_ok=True)
+    sources: set[str] = set()
     for i, part in enumerate(parts):
-        write_photo(inbox / f"{part}.jpg", draw_part(kind_for(i), seed + i))
-    console.print(f"dropped {len(parts)} photo(s) into [bold]{inbox}[/]: {', '.join(parts)}")
+        kind = kind_for(i)
+        photo = write_photo(folder / f"{part}.jpg", draw_part(kind, seed + i))
+        note, source = spoken_note(kind, i + 1)
+        sources.add(source)
+        agent.capture_file(photo, audio_wav=note)
+    spoken = "espeak-ng" if sources == {"espeak-ng"} else "notes shipped with Inspector"
+    console.print(
+        f"fed {len(parts)} drawn part(s) from [bold]{folder}[/] with voice notes ({spoken})"
+    )
+
+
+def start_broker(settings: Settings, console: Console) -> DemoBroker:
+    """The configured (local) broker, or an embedded one where it should be, said plainly."""
+    broker = choose_broker(settings.broker)
+    where = f"{broker.settings.host}:{broker.settings.port}"
+    if broker.embedded is None:
+        console.print(f"broker: the MQTT broker on {where} (MQTT 5)")
+    else:
+        console.print(
+            f"broker: nothing answers on {where}, so the demo runs an embedded MQTT broker "
+            "(amqtt) there. It speaks MQTT 3.1.1 only: for this run every client uses 3.1.1, "
+            "with one worker on a plain subscription. Start Mosquitto (`mosquitto -d`) for "
+            "MQTT 5 as in production."
+        )
+    return broker
 
 
 def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None:
     """Run the whole line once (or until interrupted with keep_running), then list verdicts."""
-    check_broker(settings.broker)
+    broker = start_broker(settings, console)
+    try:
+        _run_line(settings.model_copy(update={"broker": broker.settings}), options, console)
+    finally:
+        broker.stop()
+
+
+def _run_line(settings: Settings, options: DemoOptions, console: Console) -> None:
     model = ensure_model(options.model or settings.model.path, console)
     revision = upgrade(settings.store.url)
     console.print(f"database at revision {revision}")
@@ -172,7 +199,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
         settings.broker,
         options.workdir / "worker.log",
         options.config,
-        worker_env(options, model),
+        {**worker_env(options, model), **broker_env(settings.broker)},
     )
     console.print(
         f"starting worker [bold]{options.worker_id}[/] for site {options.site} "
@@ -215,7 +242,7 @@ def _run_station(
         console.print(
             f"[bold]edge agent[/] {options.site}/{options.line}/{options.station} watching {inbox}"
         )
-        drop_photos(inbox, parts, console)
+        feed_parts(agent, options.workdir / "parts", parts, console)
         if not tally.wait(options.verdict_timeout_s):
             missing = sorted(tally.awaited - tally.outcomes.keys())
             raise InspectorError(

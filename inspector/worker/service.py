@@ -30,6 +30,7 @@ from inspector.protocol import (
     WorkerState,
     WorkerStatus,
     judgement_of,
+    request_filter,
     sha256_hex,
     shared_request_subscription,
     status_topic,
@@ -123,10 +124,13 @@ class Worker:
                 ws.metrics_port, addr=ws.metrics_host, registry=self.metrics.registry
             )
         self.transport.on_connection(self._on_connection)
+        # MQTT 3.1.1 has no shared subscriptions: such a broker serves one worker, plainly.
+        shared = self.settings.broker.protocol == "5"
         for site in ws.sites or (None,):
-            self.transport.subscribe(
-                shared_request_subscription(ws.group, site), self._on_message, qos=1
+            topic_filter = (
+                shared_request_subscription(ws.group, site) if shared else request_filter(site)
             )
+            self.transport.subscribe(topic_filter, self._on_message, qos=1)
         for name, target in (("engine", self._engine_loop), ("commit", self._commit_loop)):
             thread = threading.Thread(target=target, name=f"worker-{name}", daemon=True)
             thread.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,12 +19,22 @@ import pytest
 import soundfile as sf
 import sqlalchemy as sa
 
-from inspector.demo.samples import HEIGHT, WIDTH, draw_part, voice_note_wav, write_photo
+from inspector.demo.notes import shipped_note, spoken_note
+from inspector.demo.samples import (
+    HEIGHT,
+    WIDTH,
+    PartKind,
+    draw_part,
+    voice_note_wav,
+    write_photo,
+)
+from inspector.media import decode_audio
 from inspector.mqtt import MqttTransport
 from inspector.protocol import status_topic
-from inspector.settings import BrokerSettings
+from inspector.settings import BrokerSettings, LimitSettings
 from inspector.store import Store
 from inspector.store.models import Inspection, Verdict
+from tests.fixtures.services import free_port
 from tests.worker.conftest import forget_session
 
 DEMO_TIMEOUT_S = 90
@@ -143,8 +154,8 @@ def test_demo_runs_the_line_and_lists_three_verdicts(
         assert f"part {part}" in live and f"request {request_id}" in live
         assert request_id in listing and part in listing and verdict in listing
     assert "3 verdict(s)" in listing
-    assert (tmp_path / "var" / "demo" / "inbox" / "done").is_dir()
-    assert len(list((tmp_path / "var" / "demo" / "inbox" / "done").iterdir())) == 3
+    assert len(list((tmp_path / "var" / "demo" / "parts").glob("*.jpg"))) == 3
+    assert "with voice notes (" in live
     assert "received SIGTERM" in (tmp_path / "var" / "demo" / "worker.log").read_text()
 
 
@@ -192,14 +203,48 @@ def test_demo_keep_running_judges_dropped_photos_until_sigterm(
     assert "received SIGTERM" in log and "stopped" in log
 
 
-def test_demo_without_a_broker_says_how_to_start_mosquitto(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_demo_without_a_local_broker_runs_its_own_on_mqtt_3_1_1(
+    tmp_path: Path, tiny_model_dir: Path, unique: str
+) -> None:
+    port = free_port()  # nothing listens here: the demo starts its embedded broker on it
+    done = _demo(
+        tmp_path,
+        "--count",
+        "2",
+        "--site",
+        unique,
+        "--start-timeout",
+        "60",
+        "--timeout",
+        "60",
+        INSPECTOR_BROKER__PORT=str(port),
+        INSPECTOR_MODEL__PATH=str(tiny_model_dir),
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "embedded MQTT broker (amqtt)" in out and "MQTT 3.1.1" in out
+    assert f"127.0.0.1:{port}" in out
+    rows = _stored(tmp_path / "var" / "inspector.db")
+    assert sorted(part.rsplit("-", 1)[1] for _, part, _, _ in rows) == ["ok", "scratch"]
+    assert "2 verdict(s)" in done.stdout.split("$ inspector verdicts list", 1)[1]
+    # The embedded broker stopped with the demo: the port is free again.
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    # The port was free a moment ago and nothing listens on it now: connections are refused.
-    done = _demo(tmp_path, "--count", "1", INSPECTOR_BROKER__PORT=str(port))
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_demo_with_a_configured_remote_broker_down_says_so(tmp_path: Path) -> None:
+    port = free_port()
+    # Not this host's default address: the demo must not quietly run a broker of its own.
+    done = _demo(
+        tmp_path,
+        "--count",
+        "1",
+        INSPECTOR_BROKER__HOST="127.0.0.2",
+        INSPECTOR_BROKER__PORT=str(port),
+    )
     assert done.returncode == 1
-    assert f"127.0.0.1:{port}" in done.stderr and "mosquitto -d" in done.stderr
+    assert f"127.0.0.2:{port}" in done.stderr and "mosquitto -d" in done.stderr
     assert not (tmp_path / "var" / "models").exists(), "nothing should be built without a broker"
 
 
@@ -221,3 +266,23 @@ def test_demo_voice_note_is_a_16khz_mono_wav_with_pauses() -> None:
     assert rate == 16000 and samples.ndim == 1 and len(samples) == 32000
     loud = np.abs(samples).reshape(-1, 400).max(axis=1) > 0.05  # 25 ms frames
     assert 0.3 < loud.mean() < 0.9, "speech-like: syllables with gaps, not a steady tone"
+
+
+@pytest.mark.parametrize("kind", ["ok", "scratch", "dent"])
+def test_demo_shipped_voice_notes_are_speech_a_station_would_send(kind: PartKind) -> None:
+    wav = shipped_note(kind)
+    samples, rate = sf.read(io.BytesIO(wav))
+    assert rate == 16000 and samples.ndim == 1 and len(samples) == 5 * rate
+    assert np.abs(samples[: 2 * rate]).max() > 0.1, "speech, not silence"
+    decoded = decode_audio(wav, "audio/wav", LimitSettings())  # what a worker accepts
+    assert decoded is not None
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+def test_demo_speaks_each_part_number_with_espeak_ng() -> None:
+    first, source = spoken_note("dent", 1)
+    second, _ = spoken_note("dent", 2)
+    assert source == "espeak-ng" and first != second
+    info = sf.info(io.BytesIO(first))
+    assert info.samplerate == 16000 and info.frames == sf.info(io.BytesIO(second)).frames
+    assert spoken_note("dent", 1, use_tts=False) == (shipped_note("dent"), "shipped")
