@@ -59,6 +59,14 @@ COMMANDS: dict[str, Entry] = {
         "inspector.demo.cli:demo",
         "Run the demo line: worker + edge agent on the local broker, drawn parts, verdicts.",
     ),
+    "doctor": Entry(
+        "inspector.doctor.cli:doctor",
+        "Check this host's settings against the broker, store, model, GPU, disk and clocks.",
+    ),
+    "retention": Entry(
+        "inspector.store.retention_cli:retention",
+        "Remove old photo and voice-note blobs; inspections, verdicts and reviews stay.",
+    ),
 }
 
 

@@ -61,6 +61,18 @@ class BlobStore:
             _fsync_dir(directory)
         return out
 
+    def remove(self, sha256: str) -> bool:
+        """Delete the blob's file; False when it was not there."""
+        try:
+            self.path_for(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def present(self, sha256: str) -> bool:
+        """Whether the blob's file is on disk."""
+        return self.path_for(sha256).is_file()
+
     def get(self, sha256: str) -> bytes:
         """The blob's bytes, verified against its hash."""
         data = self.path_for(sha256).read_bytes()

@@ -241,3 +241,35 @@ class Rejection(Base):
     payload: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     worker_id: Mapped[str] = mapped_column(sa.String(64))
     rejected_at: Mapped[datetime]
+
+
+class RetentionRun(Base):
+    """One `inspector retention --apply`: the cut-off, who ran it, and what it removed."""
+
+    __tablename__ = "retention_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cutoff: Mapped[datetime]
+    include_snapshots: Mapped[bool]
+    media_removed: Mapped[int]
+    bytes_removed: Mapped[int] = mapped_column(sa.BigInteger)
+    media_kept_for_snapshots: Mapped[int]
+    actor: Mapped[str] = mapped_column(sa.String(128))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class RemovedMedia(Base):
+    """A blob whose bytes a retention run deleted; its media row and links stay."""
+
+    __tablename__ = "removed_media"
+
+    run_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("retention_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    sha256: Mapped[str] = mapped_column(sa.ForeignKey("media.sha256"), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    # The newest inspection that referenced it: why it counted as old.
+    last_used_at: Mapped[datetime]
+    removed_at: Mapped[datetime]

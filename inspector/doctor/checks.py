@@ -1,0 +1,388 @@
+"""Each check looks at one thing a worker host needs and says what to do when it is wrong.
+
+A check returns a `Finding`; FAIL means the worker (or the review app) cannot do its job
+until it is fixed, WARN that it runs but something is off, SKIP that it could not be
+judged from here. Checks never change anything: a missing SQLite file stays missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import socket
+import ssl
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from inspector.errors import ConfigError, InspectorError, ModelLoadError, StoreUnavailable
+from inspector.settings import BrokerSettings, Settings
+
+GiB = 1024**3
+TINY_HIDDEN_LIMIT = 512  # Phi-4-multimodal has 3072; the tiny test model a few dozen
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one check found and, when it is not OK, what to do about it."""
+
+    check: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class DoctorOptions:
+    """Limits the checks judge by."""
+
+    timeout_s: float = 5.0
+    max_clock_skew_s: float = 2.0
+    min_free_bytes: int = 2 * GiB
+    clock_window: timedelta = timedelta(days=1)
+
+
+Check = Callable[[Settings, DoctorOptions], Finding]
+
+
+# --- broker --------------------------------------------------------------------------------
+
+
+def _tls_context(broker: BrokerSettings) -> ssl.SSLContext:
+    tls = broker.tls
+    context = ssl.create_default_context(cafile=str(tls.ca_certs) if tls.ca_certs else None)
+    if tls.certfile is not None and tls.keyfile is not None:
+        context.load_cert_chain(str(tls.certfile), str(tls.keyfile))
+    if tls.insecure:
+        context.check_hostname = False
+    return context
+
+
+def _probe_tls(broker: BrokerSettings, sock: socket.socket) -> Finding | None:
+    """A TLS handshake of our own, so a certificate problem is named, not just 'cannot connect'."""
+    where = f"{broker.host}:{broker.port}"
+    try:
+        context = _tls_context(broker)
+    except (OSError, ssl.SSLError) as exc:
+        return Finding(
+            "broker",
+            Status.FAIL,
+            f"cannot load the TLS files in broker.tls: {exc}",
+            "point broker.tls.ca_certs (and certfile / keyfile for mutual TLS) at readable "
+            "PEM files, e.g. those deploy/make-certs.sh wrote",
+        )
+    try:
+        with context.wrap_socket(sock, server_hostname=broker.host):
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        return Finding(
+            "broker",
+            Status.FAIL,
+            f"the broker's certificate at {where} is not trusted: {exc.verify_message}",
+            "broker.tls.ca_certs must be the CA that signed the broker's certificate "
+            "(deploy/make-certs.sh: ca.crt), and that certificate must name "
+            f"{broker.host} in its subjectAltName (make-certs.sh --broker {broker.host})",
+        )
+    except (ssl.SSLError, OSError) as exc:
+        return Finding(
+            "broker",
+            Status.FAIL,
+            f"no TLS handshake with {where}: {exc}",
+            "use the broker's TLS listener (8883 in deploy/mosquitto/mosquitto.conf), or "
+            "set broker.tls.enabled = false for a plain listener",
+        )
+
+
+def check_broker(settings: Settings, options: DoctorOptions) -> Finding:
+    """TCP, then TLS when configured, then an MQTT login with the configured credentials."""
+    from inspector.mqtt import ConnectionEvent, MqttTransport
+
+    broker = settings.broker
+    where = f"{broker.host}:{broker.port}"
+    try:
+        sock = socket.create_connection((broker.host, broker.port), timeout=options.timeout_s)
+    except OSError as exc:
+        return Finding(
+            "broker",
+            Status.FAIL,
+            f"nothing answers on {where} ({exc.strerror or exc})",
+            "start the broker (systemctl start mosquitto, or `mosquitto -d` for a local "
+            "one), or set broker.host / broker.port (INSPECTOR_BROKER__HOST, "
+            "INSPECTOR_BROKER__PORT) to where it listens",
+        )
+    with sock:
+        if broker.tls.enabled and (refused := _probe_tls(broker, sock)) is not None:
+            return refused
+    events: queue.Queue[ConnectionEvent] = queue.Queue()
+    # Session expiry 0 and a random id: the check leaves no session behind on the broker.
+    probe = broker.model_copy(update={"session_expiry_s": 0})
+    try:
+        client = MqttTransport(probe, f"inspector-doctor-{uuid.uuid4().hex[:12]}", clean_start=True)
+    except ConfigError as exc:
+        return Finding("broker", Status.FAIL, exc.message, "fix the broker.tls file paths")
+    client.on_connection(events.put)
+    with client:
+        try:
+            event = events.get(timeout=options.timeout_s + broker.connect_timeout_s)
+        except queue.Empty:
+            return Finding(
+                "broker",
+                Status.FAIL,
+                f"{where} accepts connections but gave no MQTT answer within "
+                f"{options.timeout_s + broker.connect_timeout_s:g} s",
+                "check that this port is the broker's MQTT listener, and whether it is a "
+                "TLS one (broker.tls.enabled)",
+            )
+    who = f"as {broker.username}" if broker.username else "anonymously"
+    if not event.connected:
+        return Finding(
+            "broker",
+            Status.FAIL,
+            f"{where} refused the login {who}: {event.reason}",
+            "check broker.username and its password (INSPECTOR_BROKER__PASSWORD) against "
+            "the broker's password file (mosquitto_passwd), and that the user has an "
+            "ACL block (deploy/mosquitto/acl)",
+        )
+    over = "TLS" if broker.tls.enabled else "plain TCP (no TLS)"
+    return Finding("broker", Status.OK, f"logged in to {where} {who} over {over}")
+
+
+# --- store ---------------------------------------------------------------------------------
+
+
+def check_schema(settings: Settings, options: DoctorOptions) -> Finding:
+    """The database answers and carries every migration this version ships."""
+    from inspector.store.database import safe_url
+    from inspector.store.health import schema_status
+
+    url = settings.store.url
+    try:
+        status = schema_status(url)
+    except StoreUnavailable as exc:
+        return Finding(
+            "migrations",
+            Status.FAIL,
+            f"{exc.message} ({safe_url(url)})",
+            "check store.url (INSPECTOR_STORE__URL) and that the database server runs",
+        )
+    if not status.known:
+        return Finding(
+            "migrations",
+            Status.FAIL,
+            f"the database is at revision {status.current}, which this version of Inspector "
+            "does not know (a newer version migrated it)",
+            "install the Inspector version that migrated this database on this host",
+        )
+    if status.pending:
+        at = f"revision {status.current}" if status.current else "an empty schema"
+        return Finding(
+            "migrations",
+            Status.FAIL,
+            f"{len(status.pending)} migration(s) pending ({', '.join(status.pending)}); "
+            f"the database is at {at}",
+            "run `inspector db upgrade` (once per release, before starting the workers)",
+        )
+    return Finding("migrations", Status.OK, f"at the newest revision {status.head}")
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_blob_disk(settings: Settings, options: DoctorOptions) -> Finding:
+    """The media blob directory is writable and its disk has room."""
+    blob_dir = settings.store.blob_dir
+    existing = _nearest_existing(blob_dir)
+    if not os.access(existing, os.W_OK):
+        return Finding(
+            "blob disk",
+            Status.FAIL,
+            f"{existing} is not writable by this user (store.blob_dir = {blob_dir})",
+            "give the service's user write access, or set store.blob_dir to a directory it owns",
+        )
+    usage = shutil.disk_usage(existing)
+    free = f"{usage.free / GiB:.1f} GiB free of {usage.total / GiB:.1f} GiB"
+    where = f"{blob_dir}" + ("" if existing == blob_dir.absolute() else " (not created yet)")
+    fix = (
+        "free space, move store.blob_dir to a larger disk, or remove old media with "
+        "`inspector retention --older-than 90d --apply`"
+    )
+    if usage.free < options.min_free_bytes:
+        return Finding("blob disk", Status.FAIL, f"{free} at {where}", fix)
+    if usage.free < usage.total * 0.1:
+        return Finding("blob disk", Status.WARN, f"{free} at {where}: under 10 %", fix)
+    return Finding("blob disk", Status.OK, f"{free} at {where}")
+
+
+def check_clock(settings: Settings, options: DoctorOptions) -> Finding:
+    """Station capture stamps against worker receipt stamps, per station, in the store."""
+    from inspector.protocol import utcnow
+    from inspector.store import Database
+    from inspector.store.health import database_exists, station_clocks
+
+    if not database_exists(settings.store.url):
+        return Finding("clock skew", Status.SKIP, "no database yet, so no inspections to compare")
+    db = Database(settings.store.url)
+    try:
+        clocks = station_clocks(db, utcnow() - options.clock_window)
+    except StoreUnavailable as exc:  # e.g. no schema yet: the migrations check says what to do
+        return Finding("clock skew", Status.SKIP, exc.message)
+    finally:
+        db.dispose()
+    if not clocks:
+        return Finding(
+            "clock skew", Status.SKIP, "no inspections in the last day to compare clocks with"
+        )
+    off = [c for c in clocks if abs(c.offset_s) > options.max_clock_skew_s]
+    if not off:
+        worst = max(clocks, key=lambda c: abs(c.offset_s))
+        return Finding(
+            "clock skew",
+            Status.OK,
+            f"{len(clocks)} station(s) within {options.max_clock_skew_s:g} s of the workers "
+            f"(largest {worst.offset_s:+.2f} s at {worst.site}/{worst.line}/{worst.station})",
+        )
+    described = "; ".join(
+        f"{c.site}/{c.line}/{c.station} {abs(c.offset_s):.1f} s "
+        f"{'ahead of' if c.offset_s < 0 else 'behind'} the workers ({c.samples} inspections)"
+        for c in off
+    )
+    return Finding(
+        "clock skew",
+        Status.FAIL,
+        described,
+        "run NTP on stations and workers from one time source (chrony or "
+        "systemd-timesyncd): capture times order the review queue and the training split",
+    )
+
+
+# --- model ---------------------------------------------------------------------------------
+
+
+def _hidden_size(path: Path) -> int:
+    try:
+        value = json.loads((path / "config.json").read_text()).get("hidden_size", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return value if isinstance(value, int) else 0
+
+
+def check_model(settings: Settings, options: DoctorOptions) -> Finding:
+    """model.path holds a complete Phi4Multimodal checkpoint with its LoRAs."""
+    from inspector.engine.checkpoint import check_model_dir
+
+    path = settings.model.path
+    try:
+        check_model_dir(path, need_speech=settings.model.transcribe)
+    except ModelLoadError as exc:
+        return Finding(
+            "model",
+            Status.FAIL,
+            exc.message,
+            "set model.path (INSPECTOR_MODEL__PATH) to a local Phi-4-multimodal-instruct "
+            "directory with vision-lora/ and speech-lora/, or build the test model with "
+            f"`inspector model tiny {path}`",
+        )
+    hidden = _hidden_size(path)
+    if 0 < hidden < TINY_HIDDEN_LIMIT:
+        return Finding(
+            "model",
+            Status.WARN,
+            f"{path} is the tiny test model (random weights): its verdicts are random until a "
+            "site adapter is trained on reviews",
+            "for real verdicts point model.path at Phi-4-multimodal-instruct",
+        )
+    return Finding("model", Status.OK, f"{path} is complete (hidden size {hidden})")
+
+
+def check_gpu(settings: Settings, options: DoctorOptions) -> Finding:
+    """Whether torch sees a CUDA GPU, and what the configured model.device makes of that."""
+    import torch
+
+    if torch.cuda.is_available():
+        names = [
+            f"{torch.cuda.get_device_name(i)} "
+            f"({torch.cuda.get_device_properties(i).total_memory / GiB:.0f} GiB)"
+            for i in range(torch.cuda.device_count())
+        ]
+        return Finding("gpu", Status.OK, f"{len(names)} visible: {', '.join(names)}")
+    why = (
+        "this torch build has no CUDA (a CPU-only wheel)"
+        if torch.version.cuda is None
+        else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no device"
+    )
+    if settings.model.device == "cpu":
+        return Finding("gpu", Status.OK, f"none, and model.device is 'cpu' ({why})")
+    if settings.model.device == "cuda":
+        return Finding(
+            "gpu",
+            Status.FAIL,
+            f"model.device is 'cuda' but {why}",
+            "check `nvidia-smi`, the driver, CUDA_VISIBLE_DEVICES and the torch build "
+            "(pip install 'inspector[worker]' brings a CUDA one on Linux x86-64)",
+        )
+    tiny = 0 < _hidden_size(settings.model.path) < TINY_HIDDEN_LIMIT
+    if tiny:
+        return Finding(
+            "gpu", Status.OK, f"none: {why}; the tiny test model runs on the CPU in seconds"
+        )
+    return Finding(
+        "gpu",
+        Status.WARN,
+        f"none: {why}; the worker would run Phi-4-multimodal on the CPU in float32, "
+        "minutes per inspection",
+        "run workers on a host with an NVIDIA GPU (see `nvidia-smi`), or set "
+        "model.device = 'cpu' to accept CPU speed",
+    )
+
+
+CHECKS: dict[str, Check] = {
+    "broker": check_broker,
+    "migrations": check_schema,
+    "model": check_model,
+    "gpu": check_gpu,
+    "blob disk": check_blob_disk,
+    "clock skew": check_clock,
+}
+
+
+def run_checks(
+    load: Callable[[], Settings], options: DoctorOptions, skip: frozenset[str] = frozenset()
+) -> list[Finding]:
+    """The config first (nothing else can be judged without it), then every other check."""
+    try:
+        settings = load()
+    except ConfigError as exc:
+        return [
+            Finding(
+                "config",
+                Status.FAIL,
+                exc.message,
+                "fix the named key in the file or the environment variable",
+            )
+        ]
+    findings = [Finding("config", Status.OK, "settings are valid")]
+    for name, check in CHECKS.items():
+        if name in skip:
+            findings.append(Finding(name, Status.SKIP, "skipped (--skip)"))
+            continue
+        try:
+            findings.append(check(settings, options))
+        except InspectorError as exc:
+            findings.append(Finding(name, Status.FAIL, exc.message))
+    return findings

@@ -1,0 +1,178 @@
+"""`inspector doctor` as an operator runs it: each broken thing named, with what to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from inspector.protocol import utcnow
+from inspector.store import Store, record_inspection
+from inspector.store.database import alembic_config
+from inspector.store.models import Inspection
+from tests.core.helpers import make_request
+from tests.fixtures.services import free_port
+
+# The model and GPU checks load torch (seconds); tests about other checks leave them out.
+NO_TORCH = ("--skip", "model", "--skip", "gpu")
+
+
+def _config(tmp_path: Path, broker: tuple[str, int], model: Path, **over: Any) -> Path:
+    values = {
+        "broker_port": broker[1],
+        "url": f"sqlite:///{tmp_path / 'inspector.db'}",
+        "blobs": tmp_path / "blobs",
+        "model": model,
+    }
+    values.update(over)
+    path = tmp_path / "inspector.toml"
+    path.write_text(
+        f'[broker]\nhost = "{broker[0]}"\nport = {values["broker_port"]}\nconnect_timeout_s = 3\n'
+        f'[store]\nurl = "{values["url"]}"\nblob_dir = "{values["blobs"]}"\n'
+        f'[model]\npath = "{values["model"]}"\n'
+    )
+    return path
+
+
+def _doctor(config: Path, *args: str) -> tuple[int, dict[str, dict[str, str]]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSPECTOR_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "inspector", "--config", str(config), "doctor", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    found = {}
+    for line in done.stdout.splitlines():
+        record = json.loads(line)
+        found[record["check"]] = record
+    assert found, done.stdout + done.stderr
+    return done.returncode, found
+
+
+def _upgraded(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'inspector.db'}"
+    Store(url, tmp_path / "blobs").upgrade()
+    return url
+
+
+@pytest.mark.timeout(300)  # builds the tiny model and loads torch in a fresh process
+def test_doctor_passes_on_a_ready_host_and_says_the_tiny_model_is_random(
+    tmp_path: Path, broker: tuple[str, int], tiny_model_dir: Path
+) -> None:
+    _upgraded(tmp_path)
+    code, found = _doctor(_config(tmp_path, broker, tiny_model_dir))
+    assert code == 0, found
+    assert {k: v["status"] for k, v in found.items()} == {
+        "config": "ok",
+        "broker": "ok",
+        "migrations": "ok",
+        "model": "warn",
+        "gpu": "ok",
+        "blob disk": "ok",
+        "clock skew": "skip",
+    }
+    assert "random" in found["model"]["detail"]
+    assert "anonymously over plain TCP" in found["broker"]["detail"]
+
+
+def test_doctor_names_a_wrong_broker_port(
+    tmp_path: Path, broker: tuple[str, int], tiny_model_dir: Path
+) -> None:
+    _upgraded(tmp_path)
+    port = free_port()
+    config = _config(tmp_path, broker, tiny_model_dir, broker_port=port)
+    code, found = _doctor(config, *NO_TORCH)
+    assert code == 1
+    assert found["broker"]["status"] == "fail"
+    assert f"127.0.0.1:{port}" in found["broker"]["detail"]
+    assert "broker.port" in found["broker"]["fix"]
+    assert found["migrations"]["status"] == "ok"  # one failure does not hide the others
+
+
+def test_doctor_names_a_missing_model_directory(tmp_path: Path, broker: tuple[str, int]) -> None:
+    _upgraded(tmp_path)
+    missing = tmp_path / "models" / "phi-4"
+    code, found = _doctor(_config(tmp_path, broker, missing), "--skip", "broker", "--skip", "gpu")
+    assert code == 1
+    assert found["model"]["status"] == "fail"
+    assert str(missing) in found["model"]["detail"] and "does not exist" in found["model"]["detail"]
+    assert "model.path" in found["model"]["fix"]
+    assert found["broker"]["status"] == "skip"
+
+
+def test_doctor_names_pending_migrations_without_creating_the_database(
+    tmp_path: Path, broker: tuple[str, int], tiny_model_dir: Path
+) -> None:
+    config = _config(tmp_path, broker, tiny_model_dir)
+    code, found = _doctor(config, "--skip", "broker", *NO_TORCH)
+    assert code == 1 and found["migrations"]["status"] == "fail"
+    assert "empty schema" in found["migrations"]["detail"]
+    assert "inspector db upgrade" in found["migrations"]["fix"]
+    assert not (tmp_path / "inspector.db").exists()
+
+    # A database one release behind: the first migration only.
+    url = f"sqlite:///{tmp_path / 'inspector.db'}"
+    command.upgrade(alembic_config(url), "0001")
+    code, found = _doctor(config, "--skip", "broker", *NO_TORCH)
+    assert code == 1 and "revision 0001" in found["migrations"]["detail"]
+    assert "pending" in found["migrations"]["detail"]
+
+
+def test_doctor_names_a_station_whose_clock_runs_ahead(
+    tmp_path: Path, broker: tuple[str, int], tiny_model_dir: Path
+) -> None:
+    url = _upgraded(tmp_path)
+    store = Store(url, tmp_path / "blobs")
+    try:
+        with store.db.write() as s:
+            for station, ahead_s in (("s1", 0.0), ("s2", 30.0)):
+                for _ in range(3):
+                    req = make_request(
+                        station=station, captured_at=utcnow() + timedelta(seconds=ahead_s)
+                    )
+                    record_inspection(s, store.blobs, req)
+        with store.db.read() as s:
+            assert s.scalar(sa.select(sa.func.count()).select_from(Inspection)) == 6
+    finally:
+        store.close()
+    code, found = _doctor(_config(tmp_path, broker, tiny_model_dir), "--skip", "broker", *NO_TORCH)
+    assert code == 1 and found["clock skew"]["status"] == "fail"
+    assert "osaka/l1/s2" in found["clock skew"]["detail"]
+    assert "ahead of" in found["clock skew"]["detail"]
+    assert "osaka/l1/s1" not in found["clock skew"]["detail"]
+    assert "NTP" in found["clock skew"]["fix"]
+
+
+def test_doctor_refuses_an_unknown_check_name(
+    tmp_path: Path, broker: tuple[str, int], tiny_model_dir: Path
+) -> None:
+    config = _config(tmp_path, broker, tiny_model_dir)
+    done = subprocess.run(
+        [sys.executable, "-m", "inspector", "--config", str(config), "doctor", "--skip", "gpus"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "gpus" in done.stderr
+
+
+@pytest.mark.parametrize("bad", ["port = 0", 'url = "mysql://x"'])
+def test_doctor_reports_an_invalid_config_and_stops_there(tmp_path: Path, bad: str) -> None:
+    config = tmp_path / "bad.toml"
+    section = "[broker]" if "port" in bad else "[store]"
+    config.write_text(f"{section}\n{bad}\n")
+    code, found = _doctor(config)
+    assert code == 1 and list(found) == ["config"]
+    assert found["config"]["status"] == "fail"
