@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
@@ -19,7 +20,9 @@ from inspector.store import Store, record_inspection
 from inspector.store.database import alembic_config
 from inspector.store.models import Inspection
 from tests.core.helpers import make_request
+from tests.deploy.test_deploy_broker import MAKE_CERTS, PASSWORDS, running_deploy_broker
 from tests.fixtures.services import free_port
+from tests.fixtures.tls import run_tool
 
 # The model and GPU checks load torch (seconds); tests about other checks leave them out.
 NO_TORCH = ("--skip", "model", "--skip", "gpu")
@@ -42,14 +45,16 @@ def _config(tmp_path: Path, broker: tuple[str, int], model: Path, **over: Any) -
     return path
 
 
-def _doctor(config: Path, *args: str) -> tuple[int, dict[str, dict[str, str]]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSPECTOR_")}
+def _doctor(
+    config: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, dict[str, str]]]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("INSPECTOR_")}
     done = subprocess.run(
         [sys.executable, "-m", "inspector", "--config", str(config), "doctor", "--json", *args],
         capture_output=True,
         text=True,
         timeout=120,
-        env=env,
+        env={**clean, **(env or {})},
         check=False,
     )
     found = {}
@@ -176,3 +181,50 @@ def test_doctor_reports_an_invalid_config_and_stops_there(tmp_path: Path, bad: s
     code, found = _doctor(config)
     assert code == 1 and list(found) == ["config"]
     assert found["config"]["status"] == "fail"
+
+
+@pytest.fixture(scope="module")
+def plant_certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The broker's and clients' certificates, by deploy/make-certs.sh."""
+    tls = tmp_path_factory.mktemp("tls")
+    clients = [arg for user in PASSWORDS for arg in ("--client", user)]
+    run_tool("sh", MAKE_CERTS, "-o", tls, "--broker", "127.0.0.1", "--days", "2", *clients)
+    return tls
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA of another plant: it did not sign the test broker's certificate."""
+    tls = tmp_path_factory.mktemp("other-tls")
+    run_tool("sh", MAKE_CERTS, "-o", tls, "--broker", "127.0.0.1", "--days", "2")
+    return tls / "ca.crt"
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("mosquitto", "mosquitto_passwd", "openssl")),
+    reason="needs mosquitto, mosquitto_passwd and openssl",
+)
+def test_doctor_logs_in_over_tls_and_names_a_wrong_password_and_a_foreign_ca(
+    tmp_path: Path, plant_certificates: Path, other_ca: Path
+) -> None:
+    with running_deploy_broker(tmp_path / "broker", plant_certificates) as broker:
+        _upgraded(tmp_path)
+
+        def doctor(password: str, ca: Path) -> dict[str, str]:
+            config = _config(tmp_path, ("127.0.0.1", broker.port), tmp_path / "model")
+            text = config.read_text().replace(
+                "connect_timeout_s = 3\n", 'connect_timeout_s = 3\nusername = "worker"\n'
+            )
+            config.write_text(text + f'[broker.tls]\nenabled = true\nca_certs = "{ca}"\n')
+            env = {"INSPECTOR_BROKER__PASSWORD": password}
+            _, found = _doctor(config, *NO_TORCH, "--skip", "migrations", env=env)
+            return found["broker"]
+
+        good = doctor(PASSWORDS["worker"], broker.ca)
+        assert good["status"] == "ok" and "as worker over TLS" in good["detail"], good
+        wrong = doctor("not-the-password", broker.ca)
+        assert wrong["status"] == "fail" and "refused the login as worker" in wrong["detail"]
+        assert "INSPECTOR_BROKER__PASSWORD" in wrong["fix"]
+        foreign = doctor(PASSWORDS["worker"], other_ca)
+        assert foreign["status"] == "fail" and "not trusted" in foreign["detail"], foreign
+        assert "broker.tls.ca_certs" in foreign["fix"]
