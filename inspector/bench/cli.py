@@ -15,48 +15,85 @@ console = Console()
 app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
 
 
+def _image_size(value: str) -> tuple[int, int]:
+    width, sep, height = value.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or not int(width) or not int(height):
+        raise typer.BadParameter(f"{value!r} is not WIDTHxHEIGHT, e.g. 640x480")
+    return int(width), int(height)
+
+
 @app.command("engine")
 def bench_engine(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSON.")] = Path(
         "var/bench/engine.json"
     ),
-    batch_size: Annotated[int, typer.Option(help="Requests per engine batch.")] = 32,
-    batches: Annotated[int, typer.Option(help="Timed engine batches.")] = 3,
-    rationale_tokens: Annotated[int, typer.Option(help="Rationale token bound.")] = 48,
-    seed_requests: Annotated[int, typer.Option(help="Timed seed-recipe requests.")] = 4,
+    image_size: Annotated[
+        list[str] | None,
+        typer.Option(help="Photo size WxH; repeat to measure several sizes in one run."),
+    ] = None,
+    audio_s: Annotated[float, typer.Option(min=0.5, max=60, help="Voice note seconds.")] = 8.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Requests per engine batch.")] = 32,
+    batches: Annotated[int, typer.Option(min=1, help="Timed engine batches.")] = 3,
+    rationale_tokens: Annotated[int, typer.Option(min=0, help="Rationale token bound.")] = 48,
+    baseline: Annotated[
+        bool, typer.Option("--baseline/--no-baseline", help="Time the seed recipe too.")
+    ] = True,
+    seed_requests: Annotated[int, typer.Option(min=1, help="Timed seed-recipe requests.")] = 4,
+    profile_runs: Annotated[
+        int, typer.Option(min=0, help="Stage-by-stage profile runs (0: none).")
+    ] = 3,
     attn: Annotated[str, typer.Option(help="Engine attention: auto, sdpa, eager...")] = "auto",
-    skip_seed: Annotated[bool, typer.Option(help="Measure the engine only.")] = False,
 ) -> None:
     """Full-size Phi4Multimodal (random bf16 weights) on CUDA: engine vs seed recipe."""
     from inspector.bench.engine import EngineBenchConfig, run_engine_bench
 
+    sizes = [_image_size(v) for v in image_size or ["640x480"]]
     cfg = EngineBenchConfig(
         batch_size=batch_size,
         batches=batches,
+        width=sizes[0][0],
+        height=sizes[0][1],
+        audio_seconds=audio_s,
         rationale_tokens=rationale_tokens,
         seed_requests=seed_requests,
         attn_implementation=attn,
-        skip_seed=skip_seed,
+        baseline=baseline,
+        profile_runs=profile_runs,
     )
-    report = run_engine_bench(cfg)
+    report = run_engine_bench(cfg, sizes)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2))
-    table = Table(title=f"{report['device']}: {report['workload']}")
-    for column in ("path", "dtype", "attention", "batch", "inspections/s"):
+    table = Table(title=f"{report['device']}: engine vs seed recipe")
+    for column in ("photo", "path", "batch", "inspections/s", "batch p95 s", "peak GiB", "×seed"):
         table.add_column(column)
-    for name in ("seed", "engine"):
-        if name in report:
-            row = report[name]
-            table.add_row(
-                name,
-                row["dtype"],
-                row["attn_implementation"],
-                str(row["batch_size"]),
-                f"{row['inspections_per_s']:.2f}",
-            )
+    for run in report["runs"]:
+        image = run["workload"]["image"]
+        engine = run["engine"]
+        table.add_row(
+            image,
+            f"engine ({engine['dtype']}, {engine['attn_implementation']})",
+            str(engine["batch_size"]),
+            f"{engine['inspections_per_s']:.2f}",
+            f"{engine['batch_latency_s']['p95']:.3f}",
+            f"{engine['peak_memory_gib']:.1f}",
+            f"{run['speedup']:.1f}" if "speedup" in run else "",
+        )
+        if "seed" in run:
+            seed = run["seed"]
+            table.add_row(image, "seed recipe", "1", f"{seed['inspections_per_s']:.2f}", "", "", "")
     console.print(table)
-    if "speedup" in report:
-        console.print(f"engine / seed: {report['speedup']:.1f}×  (JSON: {output})")
+    for run in report["runs"]:
+        prof = run["engine"].get("profile")
+        if prof:
+            ms = prof["stage_ms"]
+            console.print(
+                f"{run['workload']['image']}: preprocess {ms['preprocess']:.0f} ms, towers "
+                f"{ms['towers']:.0f} ms (MFU {prof['mfu_towers']:.0%}), prefill "
+                f"{ms['prefill']:.0f} ms (MFU {prof['mfu_prefill']:.0%}), decode "
+                f"{prof['decode_ms_per_step']:.1f} ms/step (floor "
+                f"{prof['decode_floor_ms_per_step']:.1f})"
+            )
+    console.print(f"JSON: {output}")
 
 
 @app.command("pipeline")
@@ -110,4 +147,78 @@ def bench_pipeline(
         )
     if not report["complete"] or (report["drain"] and not report["drain"]["complete"]):
         console.print("[red]not every request got a verdict in time[/]")
+        raise typer.Exit(1)
+
+
+@app.command("line")
+def bench_line(
+    rate: Annotated[float, typer.Option(min=0.1, help="Offered requests per second.")] = 25.0,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of timed load.")] = 60.0,
+    warmup: Annotated[float, typer.Option(min=0, help="Seconds of untimed load first.")] = 10.0,
+    stations: Annotated[int, typer.Option(min=1, max=256, help="Simulated stations.")] = 8,
+    image_size: Annotated[str, typer.Option(help="Photo size WxH.")] = "640x480",
+    audio_s: Annotated[float, typer.Option(min=0.5, max=60, help="Voice note seconds.")] = 8.0,
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Model directory the worker loads.")
+    ] = Path("var/models/tiny"),
+    random_full: Annotated[
+        bool,
+        typer.Option(help="Serve the full-size architecture with random weights (GPU)."),
+    ] = False,
+    device: Annotated[str, typer.Option(help="Worker model device: auto, cpu, cuda.")] = "auto",
+    rationale_tokens: Annotated[int, typer.Option(min=0, help="Rationale token bound.")] = 48,
+    max_batch: Annotated[int, typer.Option(min=1, help="Worker batch bound.")] = 32,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="Worker batch wait bound.")] = 20.0,
+    store_url: Annotated[
+        str | None, typer.Option(help="Database URL (default: a temporary SQLite file).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Broker host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Broker port.")] = 1883,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSON.")] = Path(
+        "var/bench/line.json"
+    ),
+) -> None:
+    """Paced open-loop load from simulated stations through the broker and `inspector serve`."""
+    from inspector.bench.line import LineBenchConfig, run_line_bench
+    from inspector.errors import InspectorError
+    from inspector.settings import ModelSettings
+
+    width, height = _image_size(image_size)
+    if device not in ("auto", "cpu", "cuda"):
+        raise typer.BadParameter(f"{device!r} is not auto, cpu or cuda", param_hint="--device")
+    cfg = LineBenchConfig(
+        rate=rate,
+        duration_s=duration,
+        warmup_s=warmup,
+        stations=stations,
+        width=width,
+        height=height,
+        audio_seconds=audio_s,
+        model=ModelSettings.model_validate(
+            {"path": model, "device": device, "max_rationale_tokens": rationale_tokens}
+        ),
+        random_full=random_full,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        store_url=store_url,
+        host=host,
+        port=port,
+    )
+    try:
+        report = run_line_bench(cfg)
+    except InspectorError as exc:
+        console.print(f"[red]error:[/] {exc.message}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    m = report["measured"]
+    lat = m["latency_ms"]
+    console.print(
+        f"offered [bold]{m['offered_per_s']:.1f}/s[/], achieved [bold]{m['achieved_per_s']:.1f}/s"
+        f"[/]; publish→verdict p50 {lat.get('p50', 0):.0f} ms, p95 {lat.get('p95', 0):.0f} ms, "
+        f"p99 {lat.get('p99', 0):.0f} ms; {m['verdicts']}/{m['requests']} verdicts, "
+        f"mean batch {report['worker'].get('batch_mean', 0):.1f} → {output}"
+    )
+    if not m["complete"]:
+        console.print("[red]not every request got an answer in time[/]")
         raise typer.Exit(1)

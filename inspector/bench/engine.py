@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import gc
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,7 +56,12 @@ class EngineBenchConfig:
     attn_implementation: str = "auto"
     static_decode: bool = True  # False: one eager forward per decoded token (the old path)
     lora_rank: int = 256  # the public vision LoRA's rank
-    skip_seed: bool = False
+    baseline: bool = True  # also time the seed recipe, in the same process
+    profile_runs: int = 3  # stage-by-stage runs (each stage synchronised), minimum taken
+    # Ceilings the MFU and the decode floor are taken against: the bf16 matrix rate and the
+    # copy bandwidth measured on one H200 (a datasheet's numbers are higher).
+    peak_tflops: float = 790.0
+    bandwidth_tbs: float = 4.3
     # "tiny" on "cpu" runs the same code in seconds, to check the benchmark itself.
     architecture: Literal["full", "tiny"] = "full"
     device: Literal["cuda", "cpu"] = "cuda"
@@ -83,6 +89,11 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _reset_peak(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
 def _peak_gib(device: str) -> float:
     return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0
 
@@ -96,7 +107,12 @@ def _build(config: Any, dtype: torch.dtype, attn: str, device: str) -> Any:
     return model
 
 
-def build_bench_engine(cfg: EngineBenchConfig, processor: Any, config: Any) -> PhiEngine:
+def build_bench_engine(
+    cfg: EngineBenchConfig,
+    processor: Any,
+    config: Any,
+    sites: Mapping[str, SiteProfile] | None = None,
+) -> PhiEngine:
     """The engine over a freshly built random model with a vision-shaped LoRA."""
     runtime = resolve_runtime(
         ModelSettings(device=cfg.device, attn_implementation=cfg.attn_implementation)
@@ -114,30 +130,52 @@ def build_bench_engine(cfg: EngineBenchConfig, processor: Any, config: Any) -> P
         max_rationale_tokens=cfg.rationale_tokens,
     )
     return PhiEngine(
-        model, processor, settings, {"bench": BENCH_SITE}, static_decode=cfg.static_decode
+        model,
+        processor,
+        settings,
+        sites if sites is not None else {"bench": BENCH_SITE},
+        static_decode=cfg.static_decode,
     )
 
 
+def build_random_engine(cfg: EngineBenchConfig, sites: Mapping[str, SiteProfile]) -> PhiEngine:
+    """`cfg`'s architecture with random weights, tokenizer and processor, serving `sites`."""
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    processor = build_processor(tokenizer)
+    config = full_size_config(tokenizer) if cfg.architecture == "full" else tiny_config(tokenizer)
+    return build_bench_engine(cfg, processor, config, sites)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
 def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
-    """Throughput of `engine` on `cfg`'s workload: with the rationale, then the verdict alone."""
+    """Sustained throughput of `engine` on `cfg`'s workload, then the verdict alone."""
     settings = engine.settings.model_copy(update={"max_rationale_tokens": cfg.rationale_tokens})
     engine.settings = settings
     engine.static_decode = cfg.static_decode
-    engine.infer(_requests(cfg, cfg.batch_size, 0))  # warm-up: kernels, allocator
+    engine.infer(_requests(cfg, cfg.batch_size, 0))  # warm-up: kernels, allocator, graphs
     _sync(cfg.device)
+    _reset_peak(cfg.device)
+    # Batches back to back, as a loaded worker runs them: the sum of their walls is the
+    # sustained rate, each one's wall a batch latency.
+    inputs = [_requests(cfg, cfg.batch_size, b + 1) for b in range(cfg.batches)]
     walls, timings, rationale_tokens = [], [], []
-    for b in range(cfg.batches):
-        batch = _requests(cfg, cfg.batch_size, b + 1)
+    for batch in inputs:
         t0 = time.perf_counter()
         results = engine.infer(batch)
         _sync(cfg.device)
         walls.append(time.perf_counter() - t0)
         timings.append(results[0].timings_ms)
         rationale_tokens += [r.rationale_tokens for r in results]
+    peak = _peak_gib(cfg.device)
     # The verdict alone (no rationale): what one prefill costs per inspection.
     engine.settings = settings.model_copy(update={"max_rationale_tokens": 0})
+    verdict_batch = _requests(cfg, cfg.batch_size, 99)
     t0 = time.perf_counter()
-    results_v = engine.infer(_requests(cfg, cfg.batch_size, 99))
+    results_v = engine.infer(verdict_batch)
     _sync(cfg.device)
     verdict_wall = time.perf_counter() - t0
     engine.settings = settings
@@ -153,29 +191,162 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
         "mean_rationale_tokens": float(np.mean(rationale_tokens)),
         "prompt_tokens": results_v[0].prompt_tokens,
         "batch_seconds": walls,
+        "batch_latency_s": {"p50": _percentile(walls, 50), "p95": _percentile(walls, 95)},
         "inspections_per_s": cfg.batch_size * cfg.batches / sum(walls),
         "stage_ms_mean": stages,
         # Per token fed to a row: the verdict word, then up to the rationale bound.
         "decode_ms_per_step": stages["decode"] / (cfg.rationale_tokens + 1),
         "verdict_only_inspections_per_s": cfg.batch_size / verdict_wall,
-        "peak_memory_gib": _peak_gib(cfg.device),
+        "peak_memory_gib": peak,
     }
 
 
-def _bench_engine(cfg: EngineBenchConfig, processor: Any, config: Any) -> dict[str, Any]:
+class _Laps:
+    """Milliseconds between synchronised points: each lap ends once the device is idle."""
+
+    def __init__(self, device: str) -> None:
+        self._device = device
+        _sync(device)
+        self._last = time.perf_counter()
+
+    def lap(self) -> float:
+        _sync(self._device)
+        now = time.perf_counter()
+        ms, self._last = (now - self._last) * 1e3, now
+        return ms
+
+
+def _lm_step_bytes(engine: PhiEngine, batch: int, cache_len: int) -> float:
+    """Bytes one decode step must read at least: the language model's weights and KV cache."""
+    model: Any = engine.model.get_base_model()
+    cfg = model.config
+    towers = ("embed_tokens_extend", "embed_tokens.")
+    weights = sum(
+        p.numel() * p.element_size()
+        for name, p in model.named_parameters()
+        if not any(t in name for t in towers)
+    )
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * batch * cache_len
+    return float(weights + kv * model.dtype.itemsize)
+
+
+def profile_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
+    """One batch stage by stage, each stage synchronised: times, FLOPs and MFU.
+
+    Preprocessing (photos, voice notes, tokens), the vision and audio towers, the LM
+    prefill and the rationale decode, each the minimum over `profile_runs` runs.
+    """
+    from inspector.engine.decode import greedy_continue, prefill
+    from inspector.engine.inputs import embed, encode
+    from inspector.engine.prompt import verdict_prompt as prompt_for
+
+    device = engine.device
+    batch = _requests(cfg, cfg.batch_size, 500)
+    prompts = [
+        prompt_for(
+            BENCH_SITE,
+            len(r.images),
+            r.audio is not None,
+            r.note,
+            engine.processor.image_token,  # type: ignore[attr-defined]
+            engine.processor.audio_token,  # type: ignore[attr-defined]
+        )
+        for r in batch
+    ]
+    images = [image for r in batch for image in r.images]
+    audios = [r.audio for r in batch]
+    adapters = [VISION_ADAPTER] * len(batch)
+    forced = [engine._verdict.pass_ids] * len(batch)
+    model = engine.model
+    times: dict[str, list[float]] = {"preprocess": [], "towers": [], "prefill": [], "decode": []}
+    for _ in range(max(1, cfg.profile_runs)):
+        laps = _Laps(cfg.device)
+        inputs = encode(engine.processor, prompts, images, audios, device)
+        times["preprocess"].append(laps.lap())
+        embeds = embed(model, inputs)
+        times["towers"].append(laps.lap())
+        state = prefill(model, embeds, inputs.attention_mask, adapters)
+        times["prefill"].append(laps.lap())
+        # No stop tokens: every row decodes the whole bound.
+        greedy_continue(model, state, forced, cfg.rationale_tokens, [], engine._pad_id)
+        times["decode"].append(laps.lap())
+        del state, embeds
+    stage_ms = {k: min(v) for k, v in times.items()}
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        embeds = embed(model, inputs)
+    tower_flops = float(counter.get_total_flops())
+    counter = FlopCounterMode(display=False)
+    with counter:
+        prefill(model, embeds, inputs.attention_mask, adapters)
+    prefill_flops = float(counter.get_total_flops())
+    del embeds
+    peak = cfg.peak_tflops * 1e12
+    steps = cfg.rationale_tokens + len(forced[0])
+    prompt_len = int(inputs.attention_mask.shape[1])
+    floor_ms = (
+        _lm_step_bytes(engine, cfg.batch_size, prompt_len + steps)
+        / (cfg.bandwidth_tbs * 1e12)
+        * 1e3
+    )
+    decode_step = stage_ms["decode"] / steps
+    return {
+        "batch_size": cfg.batch_size,
+        "runs": max(1, cfg.profile_runs),
+        "stage_ms": stage_ms,
+        "stage_ms_all": times,
+        "towers_tflop": tower_flops / 1e12,
+        "prefill_tflop": prefill_flops / 1e12,
+        "towers_tflops_per_s": tower_flops / (stage_ms["towers"] / 1e3) / 1e12,
+        "prefill_tflops_per_s": prefill_flops / (stage_ms["prefill"] / 1e3) / 1e12,
+        "mfu_towers": tower_flops / (stage_ms["towers"] / 1e3) / peak,
+        "mfu_prefill": prefill_flops / (stage_ms["prefill"] / 1e3) / peak,
+        "decode_steps": steps,
+        "decode_ms_per_step": decode_step,
+        "decode_floor_ms_per_step": floor_ms,
+        "peak_tflops": cfg.peak_tflops,
+        "bandwidth_tbs": cfg.bandwidth_tbs,
+    }
+
+
+def _bench_engine(
+    cfg: EngineBenchConfig, sizes: list[tuple[int, int]], processor: Any, config: Any
+) -> list[dict[str, Any]]:
     started = time.perf_counter()
     engine = build_bench_engine(cfg, processor, config)
     build_s = time.perf_counter() - started
-    report = measure_engine(cfg, engine)
-    report["build_s"] = build_s
+    reports = []
+    for width, height in sizes:
+        sized = replace(cfg, width=width, height=height)
+        report = measure_engine(sized, engine)
+        report["build_s"] = build_s
+        if cfg.profile_runs > 0:
+            report["profile"] = profile_engine(sized, engine)
+        reports.append(report)
     del engine
-    return report
+    return reports
 
 
-def _bench_seed(cfg: EngineBenchConfig, processor: Any, config: Any) -> dict[str, Any]:
+def _bench_seed(
+    cfg: EngineBenchConfig, sizes: list[tuple[int, int]], processor: Any, config: Any
+) -> list[dict[str, Any]]:
     # fp16 as the seed recipe; a CPU check runs it in fp32, which CPUs handle everywhere.
     dtype = torch.float16 if cfg.device == "cuda" else torch.float32
     model = _build(config, dtype, "eager", cfg.device)
+    reports = [
+        _measure_seed(replace(cfg, width=w, height=h), model, dtype, processor) for w, h in sizes
+    ]
+    del model
+    return reports
+
+
+def _measure_seed(
+    cfg: EngineBenchConfig, model: Any, dtype: torch.dtype, processor: Any
+) -> dict[str, Any]:
+    _reset_peak(cfg.device)
     prompt = verdict_prompt(BENCH_SITE, 1, True, "checked ok")
     tokenizer = processor.tokenizer
 
@@ -213,36 +384,48 @@ def _bench_seed(cfg: EngineBenchConfig, processor: Any, config: Any) -> dict[str
         "inspections_per_s": len(walls) / sum(walls),
         "peak_memory_gib": _peak_gib(cfg.device),
     }
-    del model
     return report
 
 
-def run_engine_bench(cfg: EngineBenchConfig) -> dict[str, Any]:
-    """Measure the engine and the seed recipe on the full-size architecture (needs CUDA)."""
+def run_engine_bench(
+    cfg: EngineBenchConfig, sizes: list[tuple[int, int]] | None = None
+) -> dict[str, Any]:
+    """The engine, then the seed recipe, on each photo size (default: `cfg`'s), as one report.
+
+    One engine and one seed model serve every size, so each size's ratio compares the two
+    on the same photos and voice notes in the same process.
+    """
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("the engine benchmark needs a CUDA GPU")
+    sizes = sizes or [(cfg.width, cfg.height)]
     torch.manual_seed(0)
     tokenizer = build_tokenizer()
     processor = build_processor(tokenizer)
     config = full_size_config(tokenizer) if cfg.architecture == "full" else tiny_config(tokenizer)
-    report: dict[str, Any] = {
+    _free(cfg.device)
+    engines = _bench_engine(cfg, sizes, processor, config)
+    _free(cfg.device)
+    seeds = _bench_seed(cfg, sizes, processor, config) if cfg.baseline else [None] * len(sizes)
+    _free(cfg.device)
+    runs = []
+    for (width, height), engine, seed in zip(sizes, engines, seeds, strict=True):
+        run: dict[str, Any] = {
+            "workload": {
+                "image": f"{width}x{height}",
+                "audio_seconds": cfg.audio_seconds,
+                "images_per_request": 1,
+            },
+            "engine": engine,
+        }
+        if seed is not None:
+            run["seed"] = seed
+            run["speedup"] = engine["inspections_per_s"] / seed["inspections_per_s"]
+        runs.append(run)
+    return {
+        "benchmark": "engine",
         "device": torch.cuda.get_device_name() if cfg.device == "cuda" else "cpu",
         "torch": torch.__version__,
         "transformers": transformers.__version__,
-        "workload": {
-            "image": f"{cfg.width}x{cfg.height}",
-            "audio_seconds": cfg.audio_seconds,
-            "images_per_request": 1,
-        },
         "config": asdict(cfg),
+        "runs": runs,
     }
-    _free(cfg.device)
-    report["engine"] = _bench_engine(cfg, processor, config)
-    _free(cfg.device)
-    if not cfg.skip_seed:
-        report["seed"] = _bench_seed(cfg, processor, config)
-        _free(cfg.device)
-        report["speedup"] = (
-            report["engine"]["inspections_per_s"] / report["seed"]["inspections_per_s"]
-        )
-    return report
