@@ -169,6 +169,9 @@ def bench_line(
     rationale_tokens: Annotated[int, typer.Option(min=0, help="Rationale token bound.")] = 48,
     max_batch: Annotated[int, typer.Option(min=1, help="Worker batch bound.")] = 32,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="Worker batch wait bound.")] = 20.0,
+    drain_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for the last verdicts of a phase.")
+    ] = 60.0,
     store_url: Annotated[
         str | None, typer.Option(help="Database URL (default: a temporary SQLite file).")
     ] = None,
@@ -200,6 +203,7 @@ def bench_line(
         random_full=random_full,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
+        drain_timeout_s=drain_timeout,
         store_url=store_url,
         host=host,
         port=port,

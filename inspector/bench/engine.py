@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -216,6 +216,33 @@ class _Laps:
         return ms
 
 
+def _attention_flops(
+    query_shape: Sequence[int],
+    key_shape: Sequence[int],
+    value_shape: Sequence[int],
+    *_: Any,
+    **__: Any,
+) -> int:
+    """QKᵀ and PV of one attention call, counted dense; the query's heads may share K and V."""
+    batch, heads, queries, dim = query_shape
+    keys, value_dim = key_shape[-2], value_shape[-1]
+    return 2 * batch * heads * queries * keys * (dim + value_dim)
+
+
+def _flop_counter() -> Any:
+    """torch's FLOP counter, with attention counted for grouped-query shapes too."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    names = (
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_flash_attention_for_cpu",
+    )
+    kernels = [getattr(torch.ops.aten, n) for n in names if hasattr(torch.ops.aten, n)]
+    return FlopCounterMode(display=False, custom_mapping=dict.fromkeys(kernels, _attention_flops))
+
+
 def _lm_step_bytes(engine: PhiEngine, batch: int, cache_len: int) -> float:
     """Bytes one decode step must read at least: the language model's weights and KV cache."""
     model: Any = engine.model.get_base_model()
@@ -273,13 +300,11 @@ def profile_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
         times["decode"].append(laps.lap())
         del state, embeds
     stage_ms = {k: min(v) for k, v in times.items()}
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
+    counter = _flop_counter()
     with counter:
         embeds = embed(model, inputs)
     tower_flops = float(counter.get_total_flops())
-    counter = FlopCounterMode(display=False)
+    counter = _flop_counter()
     with counter:
         prefill(model, embeds, inputs.attention_mask, adapters)
     prefill_flops = float(counter.get_total_flops())
