@@ -35,6 +35,9 @@ class AdapterSet:
         self._model = model
         self._registry = registry
         self._sites: dict[str, _Loaded] = {}
+        # Bumped on every load and unload: whatever holds adapter weights (captured decode
+        # graphs) is stale once it moves.
+        self.generation = 0
 
     def names(self) -> list[str]:
         """Every adapter attached now, the checkpoint's own included."""
@@ -68,6 +71,7 @@ class AdapterSet:
         except Exception as exc:  # peft surfaces safetensors and shape errors as they come
             raise ModelLoadError(f"cannot load adapter {name!r} from {path}: {exc}") from None
         self._sites[name] = _Loaded(path, _stamp(path))
+        self.generation += 1
 
     def unload(self, name: str) -> None:
         """Detach site adapter `name`; unknown names are ignored."""
@@ -75,6 +79,7 @@ class AdapterSet:
             raise ModelLoadError(f"the checkpoint's own {name!r} LoRA cannot be unloaded")
         if self._sites.pop(name, None) is not None:
             self._model.delete_adapter(name)
+            self.generation += 1
 
     def refresh(self) -> list[str]:
         """Load new or rewritten adapters found in the registry, unload vanished ones."""

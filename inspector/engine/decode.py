@@ -14,6 +14,7 @@ the growing `DynamicCache` with peft's per-row `adapter_names`, stays for compar
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +22,16 @@ from typing import Any
 import torch
 from peft import PeftModel
 from transformers import DynamicCache, StaticCache
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicLayer, StaticLayer
 
 log = logging.getLogger(__name__)
 
 # Checking "all rows finished" costs a device sync, so look only every few steps.
 DONE_CHECK_EVERY = 8
+# Decodes run at one of these batch sizes (padded up) and a cache length rounded up to
+# CACHE_STEP, so that a worker's batches of varying size share a few captured graphs.
+BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+CACHE_STEP = 256
 
 # One decode step: this step's token and position per row → each row's greedy next token.
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -96,13 +101,15 @@ def greedy_continue(
     stop_ids: Sequence[int],
     pad_id: int,
     static: bool = True,
+    graphs: DecodeGraphs | None = None,
 ) -> list[list[int]]:
     """Feed each row's `forced` tokens, then decode greedily up to `max_new_tokens` more.
 
     Returns only the freely decoded tokens of each row, cut before its first stop token.
-    `static` decodes each adapter's rows from a static cache (a CUDA graph on a GPU);
-    otherwise every step is an eager forward over the whole batch. `state.cache` is
-    used up either way.
+    `static` decodes each adapter's rows from a static cache (a CUDA graph on a GPU),
+    taken from `graphs` so that later batches of the same bucket reuse both (without it,
+    each call builds its own); otherwise every step is an eager forward over the whole
+    batch. `state.cache` is used up either way.
     """
     batch = state.logits.shape[0]
     if max_new_tokens <= 0:
@@ -120,14 +127,20 @@ def greedy_continue(
     groups: dict[str, list[int]] = {}
     for row, name in enumerate(state.adapter_names):
         groups.setdefault(name, []).append(row)
-    forwards = [max(len(forced[r]) for r in rows) + max_new_tokens - 1 for rows in groups.values()]
-    caches = _static_caches(model, state, list(groups.values()), forwards)
+    pool = graphs if graphs is not None else DecodeGraphs(max_entries=len(groups))
+    prompt = state.attention_mask.shape[1]
+    device = state.logits.device
+    steppers = []
+    for name, rows in groups.items():
+        steps = max(len(forced[r]) for r in rows) + max_new_tokens - 1
+        stepper = pool.steps(model, name, len(rows), prompt + steps, device)
+        index = _row_index(rows, batch, device)
+        stepper.reset(state.attention_mask if index is None else state.attention_mask[index])
+        steppers.append((name, rows, index, stepper))
+    _load_prompt(state, [(index, stepper) for _, _, index, stepper in steppers])
     out: list[list[int]] = [[] for _ in range(batch)]
-    for (name, rows), cache, steps in zip(groups.items(), caches, forwards, strict=True):
-        index = _row_index(rows, batch, state.logits.device)
-        mask = state.attention_mask if index is None else state.attention_mask[index]
+    for name, rows, index, stepper in steppers:
         model.set_adapter(name)
-        stepper = _StaticSteps(model, cache, torch.nn.functional.pad(mask, (0, steps), value=1))
         ids = _greedy(
             stepper,
             state.logits if index is None else state.logits[index],
@@ -137,7 +150,6 @@ def greedy_continue(
             stop_ids,
             pad_id,
         )
-        del stepper, cache
         for row, row_ids in zip(rows, ids, strict=True):
             out[row] = row_ids
     return out
@@ -150,30 +162,23 @@ def _row_index(rows: list[int], batch: int, device: torch.device) -> torch.Tenso
     return torch.tensor(rows, device=device)
 
 
-def _static_caches(
-    model: PeftModel, state: Prefilled, groups: list[list[int]], forwards: list[int]
-) -> list[StaticCache]:
-    """One StaticCache per row group holding its rows' prompt, with room for `forwards` more.
+def _load_prompt(state: Prefilled, targets: list[tuple[torch.Tensor | None, _StaticSteps]]) -> None:
+    """Copy the prefill's keys and values into each stepper's static cache (rows by index).
 
     Each layer of the prefill's DynamicCache is dropped as soon as it is copied, so the
     copy needs about one layer's worth of extra memory rather than a second cache.
     """
-    batch, prompt = state.attention_mask.shape
-    device = state.logits.device
-    indices = [_row_index(rows, batch, device) for rows in groups]
-    caches = [StaticCache(config=model.config, max_cache_len=prompt + steps) for steps in forwards]
     for layer_idx, layer in enumerate(state.cache.layers):
         # The prefill filled every layer of this full-attention model.
         assert isinstance(layer, DynamicLayer) and layer.is_initialized
         keys, values = layer.keys, layer.values
         assert keys is not None and values is not None
-        for cache, index in zip(caches, indices, strict=True):
+        for index, stepper in targets:
             if index is None:
-                cache.update(keys, values, layer_idx)
+                stepper.load(layer_idx, keys, values)
             else:
-                cache.update(keys[index], values[index], layer_idx)
+                stepper.load(layer_idx, keys[index], values[index])
         layer.reset()
-    return caches
 
 
 def _greedy(
@@ -244,40 +249,111 @@ class _DynamicSteps:
         return greedy
 
 
-class _StaticSteps:
-    """Fixed-shape forwards of one adapter's rows over a StaticCache.
+def batch_bucket(rows: int) -> int:
+    """The batch size a decode of `rows` rows runs at: graphs are kept per bucket."""
+    return next((b for b in BATCH_BUCKETS if b >= rows), rows)
 
-    On a GPU the first step runs eagerly (warming every kernel up) and the step is then
-    captured once as a CUDA graph, which later steps replay; the cache's own length
-    counter, a device tensor, moves each step's key/value slot on. A graph serves one
-    decode only: it holds this batch's shapes and the active adapter's weight tensors,
-    which a later load or unload may replace.
+
+def cache_bucket(length: int) -> int:
+    """The static cache length for `length` tokens (prompt plus decode steps), rounded up."""
+    return -(-length // CACHE_STEP) * CACHE_STEP
+
+
+class DecodeGraphs:
+    """Static caches and their captured decode steps, kept between batches.
+
+    One entry per (adapter, batch bucket, cache-length bucket), least recently used first
+    out beyond `max_entries`. Entries hold the weights of the adapter they were captured
+    with: `clear` them whenever an adapter is loaded, replaced or unloaded.
     """
 
-    def __init__(self, model: PeftModel, cache: StaticCache, mask: torch.Tensor) -> None:
+    def __init__(self, max_entries: int = 8) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, int, int], _StaticSteps] = OrderedDict()
+
+    def steps(
+        self, model: Any, adapter: str, rows: int, length: int, device: torch.device
+    ) -> _StaticSteps:
+        """The stepper for `rows` rows of up to `length` tokens with `adapter`."""
+        key = (adapter, batch_bucket(rows), cache_bucket(length))
+        stepper = self._entries.pop(key, None)
+        if stepper is None:
+            while len(self._entries) >= max(1, self.max_entries):
+                self._entries.popitem(last=False)
+            stepper = _StaticSteps(model, key[1], key[2], device)
+        self._entries[key] = stepper
+        return stepper
+
+    def clear(self) -> None:
+        """Forget every cache and graph (an adapter changed)."""
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class _StaticSteps:
+    """Fixed-shape decode steps of up to `capacity` rows over one StaticCache.
+
+    On a GPU the first step ever run eagerly (warming every kernel up) and the step is
+    then captured once as a CUDA graph, which every later step replays, in this decode
+    and in later ones of the same bucket: `reset` and `load` only write into the tensors
+    the graph reads (mask, tokens, positions, the cache and its length counters). Rows
+    past a batch's own are padding: they attend to the whole cache so that their
+    softmax stays finite, and their tokens are never read.
+    """
+
+    def __init__(self, model: Any, capacity: int, length: int, device: torch.device) -> None:
         self._model = model
-        self._cache = cache
-        # Decode slots count as real from the start: the causal mask hides those ahead.
-        self._mask = mask.bool()
-        batch = mask.shape[0]
-        self._token = torch.zeros(batch, 1, dtype=torch.long, device=mask.device)
-        self._positions = torch.zeros(batch, 1, dtype=torch.long, device=mask.device)
-        self._capture = mask.device.type == "cuda"
+        self.capacity = capacity
+        self.length = length
+        self._cache = StaticCache(config=model.config, max_cache_len=length)
+        self._mask = torch.ones(capacity, length, dtype=torch.bool, device=device)
+        self._token = torch.zeros(capacity, 1, dtype=torch.long, device=device)
+        self._positions = torch.zeros(capacity, 1, dtype=torch.long, device=device)
+        self._rows = capacity
+        self._capture = device.type == "cuda"
         self._graph: torch.cuda.CUDAGraph | None = None
         self._greedy: torch.Tensor | None = None
 
+    def reset(self, prompt_mask: torch.Tensor) -> None:
+        """Start a decode of `prompt_mask`'s rows (ones over real prompt tokens)."""
+        rows, prompt = prompt_mask.shape
+        self._rows = rows
+        # Decode slots count as real from the start: the causal mask hides those ahead.
+        self._mask.fill_(True)
+        self._mask[:rows, :prompt].copy_(prompt_mask.bool())
+        self._token.zero_()
+        self._positions.fill_(prompt)
+        self._prompt = prompt
+
+    def load(self, layer_idx: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """This batch's prompt keys and values of one layer, into the static cache."""
+        layer = self._cache.layers[layer_idx]
+        # This full-attention model's static cache holds one StaticLayer per layer.
+        assert isinstance(layer, StaticLayer)
+        if not layer.is_initialized:
+            shape = (self.capacity, *keys.shape[1:2], 1, keys.shape[-1])
+            layer.lazy_initialization(keys.new_empty(shape), values.new_empty(shape))
+        rows, prompt = keys.shape[0], keys.shape[2]
+        assert layer.keys is not None and layer.values is not None
+        layer.keys[:rows, :, :prompt].copy_(keys)
+        layer.values[:rows, :, :prompt].copy_(values)
+        layer.cumulative_length.fill_(prompt)
+
     def __call__(self, token: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Greedy next token of each row after `token`."""
-        self._token.copy_(token[:, None])
-        self._positions.copy_(positions[:, None])
+        rows = self._rows
+        self._token[:rows].copy_(token[:, None])
+        self._positions[:rows].copy_(positions[:, None])
         if self._graph is not None and self._greedy is not None:
             self._graph.replay()
-            return self._greedy.clone()
+            return self._greedy[:rows].clone()
         greedy = self._forward()
         if self._capture:
             self._capture = False
             self._record()
-        return greedy
+        return greedy[:rows]
 
     def _forward(self) -> torch.Tensor:
         out = self._model(
@@ -295,8 +371,9 @@ class _StaticSteps:
         # Capturing records kernels without running them, so the cache is left as it is.
         # torch.cuda.graph() would also empty the allocator's cache on every capture.
         graph = torch.cuda.CUDAGraph()
-        stream = torch.cuda.Stream(device=self._mask.device)  # type: ignore[no-untyped-call]
-        stream.wait_stream(torch.cuda.current_stream(self._mask.device))
+        device = self._mask.device
+        stream = torch.cuda.Stream(device=device)  # type: ignore[no-untyped-call]
+        stream.wait_stream(torch.cuda.current_stream(device))
         try:
             with torch.cuda.stream(stream):
                 graph.capture_begin(capture_error_mode="thread_local")
@@ -309,7 +386,7 @@ class _StaticSteps:
         except RuntimeError as exc:
             log.warning("decoding without a CUDA graph, the capture failed: %s", exc)
             return
-        torch.cuda.current_stream(self._mask.device).wait_stream(stream)
+        torch.cuda.current_stream(device).wait_stream(stream)
         self._graph, self._greedy = graph, greedy
 
 

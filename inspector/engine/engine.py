@@ -13,7 +13,7 @@ from transformers import ProcessorMixin
 
 from inspector.engine.adapters import AdapterSet
 from inspector.engine.checkpoint import load_checkpoint, resolve_runtime
-from inspector.engine.decode import greedy_continue, prefill
+from inspector.engine.decode import DecodeGraphs, greedy_continue, prefill
 from inspector.engine.inputs import embed, encode
 from inspector.engine.prompt import (
     END,
@@ -64,6 +64,9 @@ class PhiEngine:
         pad = tokenizer.pad_token_id
         self._pad_id: int = pad if pad is not None else self._stop_ids[0]
         self._adapters = AdapterSet(model, settings.adapters_dir)
+        # Static caches and decode graphs reused across batches (see decode.DecodeGraphs).
+        self._graphs = DecodeGraphs()
+        self._graphs_generation = self._adapters.generation
 
     # --- adapters --------------------------------------------------------------------
 
@@ -114,12 +117,20 @@ class PhiEngine:
         return self._infer_splitting(batch[:half]) + self._infer_splitting(batch[half:])
 
     def _release_memory(self) -> None:
+        self._graphs.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
     def _profile(self, site: str) -> SiteProfile:
         # The same lookup as Settings.site: the engine holds only the sites mapping.
         return self.sites.get(site) or self.sites.get("default") or SiteProfile()
+
+    def _decode_graphs(self) -> DecodeGraphs:
+        """The reusable decode graphs, emptied first if an adapter changed since."""
+        if self._graphs_generation != self._adapters.generation:
+            self._graphs.clear()
+            self._graphs_generation = self._adapters.generation
+        return self._graphs
 
     def _run(self, batch: list[EngineRequest]) -> list[EngineResult]:
         started = time.perf_counter()
@@ -160,6 +171,7 @@ class PhiEngine:
             self._stop_ids,
             self._pad_id,
             static=self.static_decode,
+            graphs=self._decode_graphs(),
         )
         del state
         rationales = self._tokenizer.batch_decode(rationale_ids, skip_special_tokens=True)
@@ -223,6 +235,7 @@ class PhiEngine:
             self._stop_ids,
             self._pad_id,
             static=self.static_decode,
+            graphs=self._decode_graphs(),
         )
         for row, text in zip(
             rows, self._tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True

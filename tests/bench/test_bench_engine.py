@@ -9,7 +9,7 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
     cfg = EngineBenchConfig(
         architecture="tiny",
         device="cpu",
-        batch_size=3,
+        batch_size=2,
         batches=2,
         seed_requests=1,
         rationale_tokens=4,
@@ -20,11 +20,11 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
         audio_seconds=1.0,
         profile_runs=1,
     )
-    report = run_engine_bench(cfg, [(64, 48), (896, 448)])
-    assert [r["workload"]["image"] for r in report["runs"]] == ["64x48", "896x448"]
-    small, wide = report["runs"]
+    report = run_engine_bench(cfg)
+    (small,) = report["runs"]
+    assert small["workload"]["image"] == "64x48"
     engine, seed = small["engine"], small["seed"]
-    assert engine["batch_size"] == 3 and seed["batch_size"] == 1
+    assert engine["batch_size"] == 2 and seed["batch_size"] == 1
     assert seed["new_tokens"] == [4]
     assert engine["mean_rationale_tokens"] == 4
     assert engine["static_decode"] and engine["decode_ms_per_step"] > 0
@@ -34,18 +34,15 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
     assert len(engine["batch_seconds"]) == 2
     lat = engine["batch_latency_s"]
     assert min(engine["batch_seconds"]) <= lat["p50"] <= lat["p95"] <= max(engine["batch_seconds"])
-    # A wider photo tiles into more crops: more prompt tokens, more tower work.
-    assert wide["engine"]["prompt_tokens"] > engine["prompt_tokens"]
-    prof, wide_prof = engine["profile"], wide["engine"]["profile"]
+    prof = engine["profile"]
     assert set(prof["stage_ms"]) == {"preprocess", "towers", "prefill", "decode"}
     assert all(ms > 0 for ms in prof["stage_ms"].values())
     assert prof["towers_tflop"] > 0 and prof["prefill_tflop"] > 0
-    assert wide_prof["towers_tflop"] > prof["towers_tflop"]
-    assert 0 < prof["mfu_prefill"] and 0 < prof["mfu_towers"]
+    assert prof["mfu_prefill"] > 0 and prof["mfu_towers"] > 0
     assert prof["decode_steps"] == 5 and prof["decode_floor_ms_per_step"] > 0
 
 
-def test_bench_without_the_baseline_measures_the_engine_only() -> None:
+def test_bench_without_the_baseline_measures_the_engine_alone_at_each_size() -> None:
     cfg = EngineBenchConfig(
         architecture="tiny",
         device="cpu",
@@ -59,6 +56,8 @@ def test_bench_without_the_baseline_measures_the_engine_only() -> None:
         baseline=False,
         profile_runs=0,
     )
-    (run,) = run_engine_bench(cfg)["runs"]
-    assert "seed" not in run and "speedup" not in run and "profile" not in run["engine"]
-    assert run["engine"]["inspections_per_s"] > 0
+    runs = run_engine_bench(cfg, [(64, 48), (48, 64)])["runs"]
+    assert [r["workload"]["image"] for r in runs] == ["64x48", "48x64"]
+    for run in runs:
+        assert "seed" not in run and "speedup" not in run and "profile" not in run["engine"]
+        assert run["engine"]["inspections_per_s"] > 0

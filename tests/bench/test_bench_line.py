@@ -1,4 +1,4 @@
-"""`inspector bench line` on a CPU with the tiny model: its numbers mean nothing, its path is real."""
+"""`inspector bench line` on a CPU with the tiny model: numbers mean nothing, the path is real."""
 
 from __future__ import annotations
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers.cache_utils import DynamicLayer
 
 from inspector.engine import EngineRequest
-from inspector.engine.decode import Prefilled, greedy_continue, prefill
+from inspector.engine.decode import DecodeGraphs, Prefilled, greedy_continue, prefill
 from inspector.engine.engine import PhiEngine, load_engine
 from inspector.engine.inputs import embed, encode
 from inspector.engine.prompt import verdict_prompt
@@ -101,3 +102,52 @@ def test_site_adapters_load_in_the_models_dtype(
     assert lora == {torch.bfloat16}
     [result] = engine.infer([EngineRequest("b1", "s", [photo(48, 64, 9)], None, None, "plant-a")])
     assert 0.0 < result.p_pass < 1.0
+
+
+def test_later_batches_of_a_bucket_reuse_its_cache_and_decode_the_same_tokens(
+    engine: PhiEngine,
+) -> None:
+    forced = [(5,), (), (7, 8), ()]
+    graphs = DecodeGraphs()
+
+    def run(state: Prefilled, pool: DecodeGraphs | None) -> list[list[int]]:
+        return greedy_continue(engine.model, state, forced, 9, [10_000], pad_id=0, graphs=pool)
+
+    first = run(prefilled(engine, ["vision"] * 4), graphs)
+    assert len(graphs) == 1
+    # Three rows of the same batch bucket: the cache is reused with a padding row.
+    state = prefilled(engine, ["vision"] * 4)
+    three = greedy_continue(
+        engine.model, _rows(state, [0, 1, 2]), forced[:3], 9, [10_000], pad_id=0, graphs=graphs
+    )
+    assert len(graphs) == 1
+    again = run(prefilled(engine, ["vision"] * 4), graphs)
+    fresh = run(prefilled(engine, ["vision"] * 4), None)
+    assert again == first == fresh
+    assert three == first[:3]
+
+
+def test_loading_an_adapter_drops_the_kept_decode_graphs(
+    engine: PhiEngine, make_site_adapter: MakeAdapter
+) -> None:
+    engine.infer(batch()[:2])
+    assert len(engine._decode_graphs()) > 0
+    engine.load_adapter("plant-b", make_site_adapter("plant-b", 9))
+    assert len(engine._decode_graphs()) == 0
+
+
+def _rows(state: Prefilled, rows: list[int]) -> Prefilled:
+    """The prefill of `rows` alone, as if those requests had been the batch."""
+    index = torch.tensor(rows)
+    for layer in state.cache.layers:
+        assert isinstance(layer, DynamicLayer)
+        assert layer.keys is not None and layer.values is not None
+        layer.keys, layer.values = layer.keys[index], layer.values[index]
+    return Prefilled(
+        logits=state.logits[index],
+        cache=state.cache,
+        attention_mask=state.attention_mask[index],
+        positions=state.positions[index],
+        routing=state.routing,
+        adapter_names=[state.adapter_names[r] for r in rows],
+    )
