@@ -76,20 +76,33 @@ def _image_groups(
 def _audio_groups(
     processor: ProcessorMixin, audios: Sequence[NDArray[np.float32] | None], device: torch.device
 ) -> list[AudioGroup]:
-    by_length: dict[int, list[int]] = {}
+    by_length: dict[int, list[tuple[int, NDArray[np.float32]]]] = {}
     for row, audio in enumerate(audios):
         if audio is not None:
-            by_length.setdefault(len(audio), []).append(row)
+            by_length.setdefault(len(audio), []).append((row, audio))
     groups = []
     extractor = processor.audio_processor  # type: ignore[attr-defined]
-    for rows in by_length.values():
-        # The stock extractor's FFT window lives on the CPU, so features are made there.
-        feats = extractor(
-            [audios[row] for row in rows], sampling_rate=SAMPLE_RATE, return_tensors="pt"
-        )
-        sizes = feats["audio_embed_sizes"]
-        groups.append(AudioGroup(rows, feats["audio_input_features"].to(device), int(sizes[0])))
+    for notes in by_length.values():
+        rows = [row for row, _ in notes]
+        waves = torch.from_numpy(np.stack([audio for _, audio in notes])).to(device)
+        features, size = _log_mel(extractor, waves)
+        groups.append(AudioGroup(rows, features, size))
     return groups
+
+
+def _log_mel(extractor: Any, waves: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Log-mel features [N, frames, bins] of equal-length notes on their device, and tokens each.
+
+    The stock extractor's `__call__` pads on the host and builds its FFT window on the
+    requested device without moving the samples there, so it only runs on the CPU; its
+    feature code itself is device-agnostic. Equal lengths need none of its padding.
+    """
+    count, samples = waves.shape
+    lengths = torch.full((count,), samples, dtype=torch.long)
+    features = extractor._torch_extract_fbank_features(waves.float(), lengths, str(waves.device))
+    frames = (lengths - extractor.win_length) // extractor.hop_length + 1
+    sizes = extractor._compute_audio_embed_size(frames * extractor.audio_feat_stride)
+    return features, int(sizes[0])
 
 
 def encode(
