@@ -131,6 +131,9 @@ class ModelSettings(_Section):
     transcribe: bool = Field(False, title="Also transcribe voice notes")
     max_transcript_tokens: int = Field(96, title="Longest transcript in tokens", ge=1, le=2048)
     adapters_dir: Path = Field(Path("var/adapters"), title="Site adapter registry directory")
+    compile: bool = Field(
+        False, title="torch.compile the transformer blocks on a GPU (slower first batches)"
+    )
 
 
 class TrainSettings(_Section):

@@ -43,6 +43,9 @@ def bench_engine(
         int, typer.Option(min=0, help="Stage-by-stage profile runs (0: none).")
     ] = 3,
     attn: Annotated[str, typer.Option(help="Engine attention: auto, sdpa, eager...")] = "auto",
+    compile_blocks: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="torch.compile the engine's blocks.")
+    ] = False,
 ) -> None:
     """Full-size Phi4Multimodal (random bf16 weights) on CUDA: engine vs seed recipe."""
     from inspector.bench.engine import EngineBenchConfig, run_engine_bench
@@ -59,6 +62,7 @@ def bench_engine(
         attn_implementation=attn,
         baseline=baseline,
         profile_runs=profile_runs,
+        compile=compile_blocks,
     )
     report = run_engine_bench(cfg, sizes)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +171,9 @@ def bench_line(
     ] = False,
     device: Annotated[str, typer.Option(help="Worker model device: auto, cpu, cuda.")] = "auto",
     rationale_tokens: Annotated[int, typer.Option(min=0, help="Rationale token bound.")] = 48,
+    compile_blocks: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="torch.compile the engine's blocks.")
+    ] = False,
     max_batch: Annotated[int, typer.Option(min=1, help="Worker batch bound.")] = 32,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="Worker batch wait bound.")] = 20.0,
     drain_timeout: Annotated[
@@ -198,7 +205,12 @@ def bench_line(
         height=height,
         audio_seconds=audio_s,
         model=ModelSettings.model_validate(
-            {"path": model, "device": device, "max_rationale_tokens": rationale_tokens}
+            {
+                "path": model,
+                "device": device,
+                "max_rationale_tokens": rationale_tokens,
+                "compile": compile_blocks,
+            }
         ),
         random_full=random_full,
         max_batch=max_batch,

@@ -57,6 +57,7 @@ class EngineBenchConfig:
     static_decode: bool = True  # False: one eager forward per decoded token (the old path)
     lora_rank: int = 256  # the public vision LoRA's rank
     baseline: bool = True  # also time the seed recipe, in the same process
+    compile: bool = False  # torch.compile the engine's transformer blocks
     profile_runs: int = 3  # stage-by-stage runs (each stage synchronised), minimum taken
     # Ceilings the MFU and the decode floor are taken against: the bf16 matrix rate and the
     # copy bandwidth measured on one H200 (a datasheet's numbers are higher).
@@ -128,6 +129,7 @@ def build_bench_engine(
         path=Path(f"phi4mm-{cfg.architecture}-random"),
         device=cfg.device,
         max_rationale_tokens=cfg.rationale_tokens,
+        compile=cfg.compile,
     )
     return PhiEngine(
         model,

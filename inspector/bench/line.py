@@ -104,7 +104,10 @@ def _serve_main(argv: list[str]) -> None:
         from inspector.bench.engine import EngineBenchConfig, build_random_engine
 
         engine = build_random_engine(
-            EngineBenchConfig(rationale_tokens=settings.model.max_rationale_tokens),
+            EngineBenchConfig(
+                rationale_tokens=settings.model.max_rationale_tokens,
+                compile=settings.model.compile,
+            ),
             settings.sites,
         )
     serve(settings, engine)

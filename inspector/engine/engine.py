@@ -13,6 +13,7 @@ from transformers import ProcessorMixin
 
 from inspector.engine.adapters import AdapterSet
 from inspector.engine.checkpoint import load_checkpoint, resolve_runtime
+from inspector.engine.compiled import compile_blocks
 from inspector.engine.decode import DecodeGraphs, greedy_continue, prefill
 from inspector.engine.inputs import embed, encode
 from inspector.engine.prompt import (
@@ -64,6 +65,8 @@ class PhiEngine:
         pad = tokenizer.pad_token_id
         self._pad_id: int = pad if pad is not None else self._stop_ids[0]
         self._adapters = AdapterSet(model, settings.adapters_dir)
+        if settings.compile and self.device.type == "cuda":
+            compile_blocks(model)
         # Static caches and decode graphs reused across batches (see decode.DecodeGraphs).
         self._graphs = DecodeGraphs()
         self._graphs_generation = self._adapters.generation

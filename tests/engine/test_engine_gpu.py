@@ -63,3 +63,32 @@ def test_gpu_decode_replays_a_cuda_graph_with_the_eager_tokens(
     eager = engine.infer(batch())
     for g, e in zip(graphed, eager, strict=True):
         assert (g.p_pass, g.rationale) == (e.p_pass, e.rationale)
+
+
+def test_gpu_later_batches_replay_the_kept_graph_with_the_same_tokens(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ModelSettings(
+        device="cuda", path=tiny_model_dir, max_rationale_tokens=8, adapters_dir=tmp_path
+    )
+    engine = load_engine(settings, {})
+    with caplog.at_level(logging.WARNING, logger="inspector.engine.decode"):
+        first = engine.infer(batch())
+        kept = len(engine._decode_graphs())
+        again = engine.infer(batch())
+        two = engine.infer(batch()[:2])  # a smaller batch of the same bucket, padded
+    assert not caplog.records
+    assert len(engine._decode_graphs()) == kept
+    assert [(r.p_pass, r.rationale) for r in again] == [(r.p_pass, r.rationale) for r in first]
+    assert [r.rationale for r in two] == [r.rationale for r in first[:2]]
+
+
+def test_gpu_compiled_blocks_give_the_uncompiled_verdicts(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    common = {"path": tiny_model_dir, "max_rationale_tokens": 8, "adapters_dir": tmp_path}
+    plain = load_engine(ModelSettings(device="cuda", **common), {})
+    compiled = load_engine(ModelSettings(device="cuda", compile=True, **common), {})
+    for p, c in zip(plain.infer(batch()), compiled.infer(batch()), strict=True):
+        assert c.p_pass == pytest.approx(p.p_pass, abs=0.02)
+        assert 1 <= c.rationale_tokens <= 8
