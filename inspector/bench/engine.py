@@ -302,14 +302,16 @@ def profile_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
         times["decode"].append(laps.lap())
         del state, embeds
     stage_ms = {k: min(v) for k, v in times.items()}
-    counter = _flop_counter()
-    with counter:
-        embeds = embed(model, inputs)
-    tower_flops = float(counter.get_total_flops())
-    counter = _flop_counter()
-    with counter:
-        prefill(model, embeds, inputs.attention_mask, adapters)
-    prefill_flops = float(counter.get_total_flops())
+    # Counted eagerly: compiled kernels run past the counter's dispatch hook.
+    with torch.compiler.set_stance("force_eager"):
+        counter = _flop_counter()
+        with counter:
+            embeds = embed(model, inputs)
+        tower_flops = float(counter.get_total_flops())
+        counter = _flop_counter()
+        with counter:
+            prefill(model, embeds, inputs.attention_mask, adapters)
+        prefill_flops = float(counter.get_total_flops())
     del embeds
     peak = cfg.peak_tflops * 1e12
     steps = cfg.rationale_tokens + len(forced[0])
