@@ -53,9 +53,9 @@ def _note_if_tiny(path: Path, console: Console) -> None:
     # Phi-4-multimodal has 3072; the test model a few dozen.
     if isinstance(hidden, int) and 0 < hidden < TINY_HIDDEN_LIMIT:
         console.print(
-            "[dim]a tiny test model with random weights: its verdicts and rationales "
-            "are noise; point model.path at a local Phi-4-multimodal-instruct for "
-            "real ones[/]"
+            "[bold yellow]a tiny test model with random weights: its verdicts are random "
+            "until a site adapter is trained on reviews[/] (and its rationales noise); "
+            "point model.path at a local Phi-4-multimodal-instruct for real ones"
         )
 
 

@@ -154,6 +154,7 @@ def test_demo_runs_the_line_and_lists_three_verdicts(
         assert f"part {part}" in live and f"request {request_id}" in live
         assert request_id in listing and part in listing and verdict in listing
     assert "3 verdict(s)" in listing
+    assert "verdicts are random until a site adapter is trained" in " ".join(out.split())
     assert len(list((tmp_path / "var" / "demo" / "parts").glob("*.jpg"))) == 3
     assert "with voice notes (" in live
     assert "received SIGTERM" in (tmp_path / "var" / "demo" / "worker.log").read_text()
