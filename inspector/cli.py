@@ -63,6 +63,8 @@ COMMANDS: dict[str, Entry] = {
         "inspector.doctor.cli:doctor",
         "Check this host's settings against the broker, store, model, GPU, disk and clocks.",
     ),
+    "review": Entry("inspector.review.cli:review_app", "The review web app."),
+    "users": Entry("inspector.review.cli:users_app", "Review-app users and API tokens."),
     "retention": Entry(
         "inspector.store.retention_cli:retention",
         "Remove old photo and voice-note blobs; inspections, verdicts and reviews stay.",

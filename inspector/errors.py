@@ -91,3 +91,11 @@ class DatasetRefused(RejectedInput):
 
 class RegistryRefused(RejectedInput):
     """An adapter registry change that the rules do not allow (or an unknown adapter)."""
+
+
+class AlreadyExists(InspectorError):
+    """A record with this name already exists (a user, a token name)."""
+
+
+class InvalidInput(InspectorError):
+    """A form field, query parameter or CLI argument does not hold an acceptable value."""

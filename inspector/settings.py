@@ -182,6 +182,23 @@ class WorkerSettings(_Section):
     metrics_host: str = Field("127.0.0.1", title="Prometheus bind address")
 
 
+class ReviewSettings(_Section):
+    host: str = Field("127.0.0.1", title="Address the review app listens on")
+    port: int = Field(8080, title="Port the review app listens on", ge=1, le=65535)
+    secure_cookies: bool = Field(
+        False, title="Send the session cookie only over HTTPS (set behind a TLS proxy)"
+    )
+    session_hours: float = Field(12.0, title="A login lasts this many hours", gt=0, le=24 * 30)
+    audit_pass_percent: float = Field(
+        5.0, title="Share of PASS verdicts sampled into the audit tab (percent)", ge=0, le=100
+    )
+    page_size: int = Field(50, title="Inspections per queue page", ge=1, le=500)
+    max_login_failures: int = Field(
+        5, title="Failed logins (per user name and per address) before a lockout", ge=1
+    )
+    lockout_minutes: float = Field(15.0, title="How long a lockout lasts", gt=0)
+
+
 class FileSettings(BaseSettings):
     """Settings whose file values arrive as init arguments and the environment overrides them."""
 
@@ -210,6 +227,7 @@ class Settings(FileSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     sites: dict[str, SiteProfile] = Field(default_factory=dict, title="Site profiles by site slug")
 
     @model_validator(mode="after")

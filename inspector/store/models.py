@@ -49,6 +49,7 @@ class Inspection(Base):
     __table_args__ = (
         sa.Index(None, "site", "line", "station", "captured_at"),
         sa.Index(None, "received_at"),
+        sa.Index(None, "captured_at", "id"),  # the review queue's keyset order
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -92,6 +93,7 @@ class Verdict(Base):
     __table_args__ = (
         sa.UniqueConstraint("inspection_id", "model", "adapter", "prompt_version"),
         sa.Index(None, "verdict", "decided_at"),
+        sa.Index(None, "verdict", "inspection_id"),  # review-queue counts without the table
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -273,3 +275,68 @@ class RemovedMedia(Base):
     # The newest inspection that referenced it: why it counted as old.
     last_used_at: Mapped[datetime]
     removed_at: Mapped[datetime]
+
+
+class User(Base):
+    """A person (or script owner) of the review app, with one role."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(16))  # viewer | reviewer | admin
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime]
+    password_changed_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """A token for scripts; only its sha256 is stored, the token is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(64))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A logged-in browser: the cookie holds a random token, the row its sha256 and CSRF token."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class LoginFailure(Base):
+    """Recent failed logins per user name or client address, for throttling."""
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(sa.String(160), primary_key=True)
+    failures: Mapped[int]
+    first_failed_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+
+
+class ReviewMark(Base):
+    """Inspection marked reviewed by one user; reviewed state is per user, deleting unmarks."""
+
+    __tablename__ = "review_marks"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    inspection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("inspections.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    marked_at: Mapped[datetime]

@@ -1,0 +1,166 @@
+"""Request and response models of the /api/v1 JSON API (not the MQTT wire models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field, model_validator
+
+Decision = Literal["confirm", "override"]
+Final = Literal["PASS", "FAIL"]
+
+
+class UserOut(BaseModel):
+    username: str
+    role: str
+
+
+class Counts(BaseModel):
+    """Inspections not yet reviewed by the caller, per queue tab."""
+
+    review: int
+    fail: int
+    audit: int
+
+
+class QueueItemOut(BaseModel):
+    request_id: str
+    site: str
+    line: str
+    station: str
+    part_id: str
+    captured_at: datetime
+    verdict: str
+    confidence: float
+    adapter: str
+    latest_review: str | None = Field(description="the latest reviewer verdict, if any")
+    reviewed_by_me: bool
+
+
+class QueuePage(BaseModel):
+    items: list[QueueItemOut]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+    counts: Counts
+
+
+class CalendarDay(BaseModel):
+    day: str
+    unreviewed: int
+
+
+class CalendarOut(BaseModel):
+    month: str
+    days: list[CalendarDay]
+
+
+class MediaOut(BaseModel):
+    role: str
+    sha256: str
+    content_type: str
+    size: int
+    url: str
+
+
+class DefectOut(BaseModel):
+    type: str
+    where: str | None = None
+
+
+class VerdictOut(BaseModel):
+    verdict: str
+    confidence: float
+    p_pass: float
+    rationale: str
+    transcript: str | None
+    defects: list[DefectOut]
+    model: str
+    adapter: str
+    adapter_fallback: bool
+    prompt_version: str
+    worker_id: str
+    latency_ms: float
+    decided_at: datetime
+
+
+class ReviewOut(BaseModel):
+    review_id: str
+    decision: str
+    final_verdict: str
+    defect_type: str | None
+    comment: str | None
+    reviewer: str
+    created_at: datetime
+
+
+class DefectType(BaseModel):
+    name: str
+    description: str
+
+
+class InspectionOut(BaseModel):
+    request_id: str
+    site: str
+    line: str
+    station: str
+    part_id: str
+    captured_at: datetime
+    received_at: datetime
+    operator: str | None
+    note: str | None
+    media: list[MediaOut]
+    verdict: VerdictOut | None = Field(description="the latest verdict")
+    verdicts: list[VerdictOut] = Field(description="every verdict, oldest first")
+    reviews: list[ReviewOut] = Field(description="the review history, oldest first")
+    reviewed_by_me: bool
+    defect_catalogue: list[DefectType]
+
+
+class ReviewIn(BaseModel):
+    """Confirm the model's verdict, or override it to PASS or FAIL (FAIL names a defect)."""
+
+    decision: Decision
+    final_verdict: Final | None = Field(None, description="required to override")
+    defect_type: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    comment: str | None = Field(None, max_length=2000)
+    review_id: UUID | None = Field(None, description="makes a retried POST a no-op")
+
+    @model_validator(mode="after")
+    def _override_names_verdict(self) -> ReviewIn:
+        if self.decision == "override" and self.final_verdict is None:
+            raise ValueError("an override needs final_verdict PASS or FAIL")
+        return self
+
+
+class BulkConfirmIn(BaseModel):
+    request_ids: list[UUID] = Field(min_length=1, max_length=500)
+
+
+class Rates(BaseModel):
+    inspections: int
+    reviewed: int
+    review_rate: float | None
+    agreement: float | None
+    escape_rate: float | None
+    false_reject_rate: float | None
+
+
+class GroupStats(Rates):
+    site: str
+    adapter: str
+
+
+class WhatIf(BaseModel):
+    threshold: float
+    escape_rate: float | None
+    false_reject_rate: float | None
+    review_rate: float | None
+
+
+class StatsOut(BaseModel):
+    groups: list[GroupStats] = Field(description="per site and adapter version")
+    total: Rates
+    confusion: dict[str, dict[str, int]] = Field(description="model verdict → reviewer verdict")
+    what_if: list[WhatIf]
+    per_line_hour: dict[str, list[int]] = Field(description="line → verdicts per hour of day")

@@ -1,0 +1,232 @@
+"""The queue and the inspections in it: listing, counts, calendar, detail, reviews, marks."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from inspector.errors import InvalidInput
+from inspector.review import reviewing
+from inspector.review.api.defs import (
+    BulkConfirmIn,
+    CalendarDay,
+    CalendarOut,
+    Counts,
+    DefectOut,
+    DefectType,
+    InspectionOut,
+    MediaOut,
+    QueueItemOut,
+    QueuePage,
+    ReviewIn,
+    ReviewOut,
+    VerdictOut,
+)
+from inspector.review.auth import Principal, api_user, api_writer
+from inspector.review.context import AppContext, app_context
+from inspector.review.filters import QueueQuery, decode_cursor, encode_cursor
+from inspector.store import reviews as queue_store
+from inspector.store.reviews import InspectionDetail, ReviewView, VerdictView
+
+router = APIRouter(tags=["inspections"])
+
+
+@router.get("/queue", response_model=QueuePage)
+def queue(
+    q: QueueQuery = Depends(),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    limit: int = Query(50, ge=1, le=500),
+    who: Principal = Depends(api_user),
+    ctx: AppContext = Depends(app_context),
+) -> QueuePage:
+    """One page of the queue, newest capture first, with the caller's unreviewed counts."""
+    flt = q.store_filter(ctx.settings.review.audit_pass_percent)
+    with ctx.store.db.read() as session:
+        items, nxt = queue_store.queue_page(session, flt, who.user.id, decode_cursor(cursor), limit)
+        counts = queue_store.unreviewed_counts(session, flt, who.user.id)
+    return QueuePage(
+        items=[QueueItemOut.model_validate(i, from_attributes=True) for i in items],
+        next_cursor=encode_cursor(nxt),
+        counts=Counts(**counts),
+    )
+
+
+@router.get("/queue/counts", response_model=Counts)
+def counts(
+    q: QueueQuery = Depends(),
+    who: Principal = Depends(api_user),
+    ctx: AppContext = Depends(app_context),
+) -> Counts:
+    """How many inspections per tab the caller has not reviewed (tab filter ignored)."""
+    flt = q.store_filter(ctx.settings.review.audit_pass_percent)
+    with ctx.store.db.read() as session:
+        return Counts(**queue_store.unreviewed_counts(session, flt, who.user.id))
+
+
+def month_bounds(month: str | None) -> tuple[str, datetime, datetime]:
+    """A YYYY-MM month (default: this one) as its name, first instant and the next month's."""
+    try:
+        first = date.fromisoformat(f"{month}-01") if month else datetime.now(UTC).date()
+    except ValueError:
+        raise InvalidInput(f"month {str(month)[:20]!r} is not YYYY-MM") from None
+    first = first.replace(day=1)
+    nxt = first.replace(year=first.year + (first.month == 12), month=first.month % 12 + 1)
+    start = datetime(first.year, first.month, 1, tzinfo=UTC)
+    end = datetime(nxt.year, nxt.month, 1, tzinfo=UTC)
+    return first.strftime("%Y-%m"), start, end
+
+
+@router.get("/calendar", response_model=CalendarOut)
+def calendar(
+    q: QueueQuery = Depends(),
+    month: str | None = Query(None, pattern=r"^\d{4}-\d{2}$"),
+    who: Principal = Depends(api_user),
+    ctx: AppContext = Depends(app_context),
+) -> CalendarOut:
+    """Days of a month with inspections in the tab that the caller has not reviewed."""
+    name, start, end = month_bounds(month)
+    flt = q.store_filter(ctx.settings.review.audit_pass_percent)
+    with ctx.store.db.read() as session:
+        days = queue_store.calendar(session, flt, who.user.id, start, end)
+    return CalendarOut(month=name, days=[CalendarDay(day=d, unreviewed=n) for d, n in days])
+
+
+def verdict_out(v: VerdictView) -> VerdictOut:
+    """The API shape of a stored verdict."""
+    return VerdictOut(
+        verdict=v.verdict,
+        confidence=v.confidence,
+        p_pass=v.p_pass,
+        rationale=v.rationale,
+        transcript=v.transcript,
+        defects=[DefectOut(type=str(d.get("type")), where=d.get("where")) for d in v.defects],
+        model=v.model,
+        adapter=v.adapter,
+        adapter_fallback=v.adapter_fallback,
+        prompt_version=v.prompt_version,
+        worker_id=v.worker_id,
+        latency_ms=v.latency_ms,
+        decided_at=v.decided_at,
+    )
+
+
+def review_out(r: ReviewView) -> ReviewOut:
+    """The API shape of a stored review."""
+    return ReviewOut.model_validate(r, from_attributes=True)
+
+
+def inspection_out(d: InspectionDetail, ctx: AppContext, request: Request) -> InspectionOut:
+    """The API shape of an inspection with everything about it."""
+    return InspectionOut(
+        request_id=d.request_id,
+        site=d.site,
+        line=d.line,
+        station=d.station,
+        part_id=d.part_id,
+        captured_at=d.captured_at,
+        received_at=d.received_at,
+        operator=d.operator,
+        note=d.note,
+        media=[
+            MediaOut(
+                role=m.role,
+                sha256=m.sha256,
+                content_type=m.content_type,
+                size=m.size,
+                url=str(request.url_for("media", sha256=m.sha256)),
+            )
+            for m in d.media
+        ],
+        verdict=verdict_out(d.verdict) if d.verdict else None,
+        verdicts=[verdict_out(v) for v in d.verdicts],
+        reviews=[review_out(r) for r in d.reviews],
+        reviewed_by_me=d.reviewed_by_me,
+        defect_catalogue=[
+            DefectType(name=s.name, description=s.description) for s in ctx.defect_catalogue(d.site)
+        ],
+    )
+
+
+@router.get("/inspections/{request_id}", response_model=InspectionOut)
+def inspection(
+    request_id: str,
+    request: Request,
+    who: Principal = Depends(api_user),
+    ctx: AppContext = Depends(app_context),
+) -> InspectionOut:
+    """One inspection: media by hash, every verdict, the full review history."""
+    rid = queue_store.parse_request_id(request_id)
+    with ctx.store.db.read() as session:
+        detail = queue_store.inspection_detail(session, rid, who.user.id)
+    return inspection_out(detail, ctx, request)
+
+
+@router.get("/inspections/{request_id}/reviews", response_model=list[ReviewOut])
+def reviews(
+    request_id: str,
+    _who: Principal = Depends(api_user),
+    ctx: AppContext = Depends(app_context),
+) -> list[ReviewOut]:
+    """The inspection's review history, oldest first; the last one counts."""
+    rid = queue_store.parse_request_id(request_id)
+    with ctx.store.db.read() as session:
+        return [review_out(r) for r in queue_store.review_history(session, rid)]
+
+
+@router.post("/inspections/{request_id}/reviews", response_model=ReviewOut, status_code=201)
+def add_review(
+    request_id: str,
+    body: ReviewIn,
+    who: Principal = Depends(api_writer),
+    ctx: AppContext = Depends(app_context),
+) -> ReviewOut:
+    """Confirm or override the verdict; appended to the history, marked reviewed for you."""
+    _, stored = reviewing.review_one(
+        ctx,
+        who.user,
+        request_id,
+        body.decision,
+        body.final_verdict,
+        body.defect_type,
+        body.comment,
+        body.review_id,
+    )
+    return review_out(stored)
+
+
+@router.post("/reviews/confirm", status_code=200)
+def confirm_selected(
+    body: BulkConfirmIn,
+    who: Principal = Depends(api_writer),
+    ctx: AppContext = Depends(app_context),
+) -> dict[str, int]:
+    """Confirm the model's verdict on several inspections at once."""
+    n = reviewing.confirm_many(ctx, who.user, [str(r) for r in body.request_ids])
+    return {"confirmed": n}
+
+
+@router.put("/inspections/{request_id}/reviewed", status_code=204)
+def mark_reviewed(
+    request_id: str,
+    who: Principal = Depends(api_writer),
+    ctx: AppContext = Depends(app_context),
+) -> Response:
+    """Mark the inspection reviewed for you without adding a review."""
+    rid = queue_store.parse_request_id(request_id)
+    with ctx.store.db.write() as session:
+        queue_store.mark_reviewed(session, who.user.id, [rid])
+    return Response(status_code=204)
+
+
+@router.delete("/inspections/{request_id}/reviewed", status_code=204)
+def mark_unreviewed(
+    request_id: str,
+    who: Principal = Depends(api_writer),
+    ctx: AppContext = Depends(app_context),
+) -> Response:
+    """Put the inspection back in your unreviewed queue (its reviews stay)."""
+    rid = queue_store.parse_request_id(request_id)
+    with ctx.store.db.write() as session:
+        queue_store.mark_unreviewed(session, who.user.id, rid)
+    return Response(status_code=204)

@@ -1,0 +1,88 @@
+"""Query parameters shared by the queue page, the queue API and the export."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
+from urllib.parse import urlencode
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from inspector.errors import InvalidInput
+from inspector.store.reviews import Cursor, QueueFilter
+
+Tab = Literal["review", "fail", "audit", "all"]
+Reviewed = Literal["no", "yes", "any"]
+SLUG_OR_EMPTY = r"^([a-z0-9][a-z0-9-]{0,63})?$"
+
+
+class QueueQuery(BaseModel):
+    """The queue's filters, as query parameters (empty strings mean "any")."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tab: Tab = Field("review", description="review, fail, audit (a PASS sample) or all")
+    site: str = Field("", pattern=SLUG_OR_EMPTY)
+    line: str = Field("", pattern=SLUG_OR_EMPTY)
+    station: str = Field("", pattern=SLUG_OR_EMPTY)
+    verdict: Literal["", "PASS", "FAIL", "REVIEW"] = ""
+    since: date | None = Field(None, description="captured on or after this day (UTC)")
+    until: date | None = Field(None, description="captured on or before this day (UTC)")
+    reviewed: Reviewed = Field("no", description="no: only those you have not reviewed")
+    adapter: str = Field("", max_length=64)
+    min_confidence: float | None = Field(None, ge=0, le=1)
+    max_confidence: float | None = Field(None, ge=0, le=1)
+    part_id: str = Field("", max_length=128, description="part id prefix")
+
+    @field_validator("since", "until", "min_confidence", "max_confidence", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def store_filter(self, audit_percent: float) -> QueueFilter:
+        """The store's filter for these parameters."""
+        return QueueFilter(
+            tab=self.tab,
+            site=self.site or None,
+            line=self.line or None,
+            station=self.station or None,
+            verdict=self.verdict or None,
+            since=_start(self.since),
+            until=_start(self.until + timedelta(days=1)) if self.until else None,
+            reviewed={"no": False, "yes": True, "any": None}[self.reviewed],
+            adapter=self.adapter or None,
+            min_confidence=self.min_confidence,
+            max_confidence=self.max_confidence,
+            part_id=self.part_id or None,
+            audit_percent=audit_percent,
+        )
+
+    def query_string(self, **override: object) -> str:
+        """These parameters as a URL query (defaults left out), with some replaced."""
+        values = {**self.model_dump(exclude_defaults=True), **override}
+        return urlencode({k: v for k, v in values.items() if v not in (None, "")})
+
+
+def _start(day: date | None) -> datetime | None:
+    return datetime.combine(day, time.min, tzinfo=UTC) if day else None
+
+
+def encode_cursor(cursor: Cursor | None) -> str | None:
+    """An opaque page key for a URL."""
+    if cursor is None:
+        return None
+    raw = f"{cursor[0].astimezone(UTC).isoformat()}|{cursor[1]}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str | None) -> Cursor | None:
+    """The page key from a URL; InvalidInput when it was not made by encode_cursor."""
+    if not value:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        at, iid = raw.split("|")
+        return datetime.fromisoformat(at), int(iid)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("the page cursor is not valid; start from the first page") from None

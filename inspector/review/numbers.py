@@ -1,0 +1,77 @@
+"""The numbers page's data, computed once for the page, the API and the charts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from inspector.review import metrics
+from inspector.review.context import AppContext
+from inspector.store import stats as stats_store
+from inspector.store.stats import StatsFilter
+
+
+class StatsQuery(BaseModel):
+    """Filters of the numbers page (empty strings mean "any")."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    site: str = Field("", pattern=r"^([a-z0-9][a-z0-9-]{0,63})?$")
+    adapter: str = Field("", max_length=64)
+    since: date | None = None
+    until: date | None = None
+    threshold: float | None = Field(None, ge=0.5, le=1, description="what-if threshold")
+
+    @field_validator("since", "until", "threshold", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def store_filter(self) -> StatsFilter:
+        """The store's filter."""
+
+        def start(day: date | None) -> datetime | None:
+            return datetime.combine(day, time.min, tzinfo=UTC) if day else None
+
+        return StatsFilter(
+            site=self.site or None,
+            adapter=self.adapter or None,
+            since=start(self.since),
+            until=start(self.until + timedelta(days=1)) if self.until else None,
+        )
+
+
+@dataclass
+class Numbers:
+    """Everything the numbers page shows."""
+
+    groups: dict[tuple[str, str], metrics.Tally]
+    total: metrics.Tally
+    per_line_hour: dict[str, list[int]]
+    histogram: list[tuple[int, str, int]]
+    threshold: float
+    site_threshold: float | None
+
+    def what_if(self) -> list[dict[str, float | None]]:
+        """The what-if table: the usual thresholds plus the chosen and the site's."""
+        points = set(metrics.DEFAULT_THRESHOLDS) | {self.threshold}
+        if self.site_threshold is not None:
+            points.add(self.site_threshold)
+        return metrics.what_if_curve(self.histogram, sorted(points))
+
+
+def compute(ctx: AppContext, q: StatsQuery, with_hours: bool = True) -> Numbers:
+    """Run the store aggregates for these filters and tally them."""
+    flt = q.store_filter()
+    with ctx.store.db.read() as session:
+        verdict_rows = stats_store.verdict_counts(session, flt)
+        reviewed_rows = stats_store.reviewed_counts(session, flt)
+        histogram = stats_store.reviewed_histogram(session, flt)
+    groups, total, per_line = metrics.tally(verdict_rows, reviewed_rows)
+    site_threshold = ctx.threshold(q.site) if q.site else None
+    threshold = q.threshold or site_threshold or ctx.threshold("default")
+    return Numbers(
+        groups, total, per_line if with_hours else {}, histogram, threshold, site_threshold
+    )

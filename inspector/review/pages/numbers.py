@@ -1,0 +1,69 @@
+"""The numbers page: per site and adapter version, confusion matrix, threshold what-if."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+
+from inspector.review import charts
+from inspector.review.auth import Principal, page_user
+from inspector.review.context import AppContext, app_context
+from inspector.review.metrics import FINALS, VERDICTS, what_if_curve
+from inspector.review.numbers import StatsQuery, compute
+from inspector.review.pages import render
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/stats")
+def stats_page(
+    q: StatsQuery = Depends(),
+    who: Principal = Depends(page_user),
+    ctx: AppContext = Depends(app_context),
+) -> Response:
+    """Model-reviewer agreement, escapes, false rejects and REVIEW rate, and what-if."""
+    n = compute(ctx, q, with_hours=False)
+    query = q.model_dump(exclude_defaults=True)
+    return render(
+        ctx,
+        "stats.html",
+        who,
+        q=q,
+        n=n,
+        rows=[(site, adapter, t.rates()) for (site, adapter), t in n.groups.items()],
+        total=n.total.rates(),
+        verdicts=VERDICTS,
+        finals=FINALS,
+        what_if=n.what_if(),
+        chart_query=urlencode(query),
+    )
+
+
+def _svg(data: bytes) -> Response:
+    return Response(
+        data, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=60"}
+    )
+
+
+@router.get("/stats/hourly.svg")
+def hourly_chart(
+    q: StatsQuery = Depends(),
+    _who: Principal = Depends(page_user),
+    ctx: AppContext = Depends(app_context),
+) -> Response:
+    """Verdicts per line and hour of day."""
+    return _svg(charts.per_hour(compute(ctx, q).per_line_hour))
+
+
+@router.get("/stats/threshold.svg")
+def threshold_chart(
+    q: StatsQuery = Depends(),
+    _who: Principal = Depends(page_user),
+    ctx: AppContext = Depends(app_context),
+) -> Response:
+    """The what-if curves."""
+    n = compute(ctx, q, with_hours=False)
+    points = what_if_curve(n.histogram, [round(0.5 + 0.01 * i, 2) for i in range(51)])
+    return _svg(charts.threshold_curve(points, n.threshold))

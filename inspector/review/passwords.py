@@ -1,0 +1,53 @@
+"""Password hashing (argon2id) and random secrets for sessions, CSRF and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from inspector.errors import InvalidInput
+
+MIN_PASSWORD = 10
+TOKEN_PREFIX = "insp_"
+
+_hasher = PasswordHasher()
+# Verifying against this keeps the time of an unknown user name equal to a wrong password.
+_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+def check_password_rules(password: str) -> None:
+    """Refuse passwords too short to resist guessing."""
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"a password needs at least {MIN_PASSWORD} characters")
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of a password that passes the rules."""
+    check_password_rules(password)
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """True when `password` matches; takes as long when there is no user (`stored_hash` None)."""
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_secret() -> str:
+    """A random URL-safe secret (256 bits) for a session cookie or CSRF token."""
+    return secrets.token_urlsafe(32)
+
+
+def new_api_token() -> str:
+    """A new API token; recognisable by its prefix in logs and secret scanners."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def digest(secret: str) -> str:
+    """What is stored for a session or token: its sha256 (they are random, no salt needed)."""
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -1,0 +1,645 @@
+"""The review queue: per-user reviewed marks, tab counts, calendar, detail, history, export.
+
+Every listing is "an inspection with its latest verdict", ordered newest capture first and
+paged by key (captured_at, id), so a page costs the same on page 1 and page 2 000 and stays
+stable while new inspections arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+
+from inspector.errors import NotFound
+from inspector.store.models import Inspection, InspectionMedia, Media, Review, ReviewMark, Verdict
+from inspector.store.records import ReviewInput, record_review
+
+TABS = ("review", "fail", "audit", "all")
+Cursor = tuple[datetime, int]
+
+
+def utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite hands back naive ones)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def audit_cutoff(percent: float) -> str | None:
+    """The request_id prefix below which a PASS belongs to the audit sample (None: all).
+
+    request_ids are random UUIDs, so comparing their first three hex digits picks a stable,
+    uniform sample without a column of its own.
+    """
+    if percent >= 100:
+        return None
+    return f"{round(4096 * percent / 100):03x}"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFilter:
+    """What the queue shows; dates bound the capture time, confidence is inclusive."""
+
+    tab: str = "review"
+    site: str | None = None
+    line: str | None = None
+    station: str | None = None
+    verdict: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    reviewed: bool | None = False  # False: only unreviewed by this user, None: both
+    adapter: str | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    part_id: str | None = None  # a prefix
+    audit_percent: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.tab not in TABS:
+            raise ValueError(f"tab must be one of {', '.join(TABS)}")
+
+
+def _latest_verdict() -> sa.ColumnElement[bool]:
+    newer = aliased(Verdict)
+    return ~sa.exists().where(newer.inspection_id == Verdict.inspection_id, newer.id > Verdict.id)
+
+
+def _mine(user_id: int) -> sa.Exists:
+    return sa.exists().where(
+        ReviewMark.user_id == user_id, ReviewMark.inspection_id == Inspection.id
+    )
+
+
+def _tab(tab: str, audit_percent: float) -> list[sa.ColumnElement[bool]]:
+    if tab == "review":
+        return [Verdict.verdict == "REVIEW"]
+    if tab == "fail":
+        return [Verdict.verdict == "FAIL"]
+    if tab == "audit":
+        cutoff = audit_cutoff(audit_percent)
+        conds = [Verdict.verdict == "PASS"]
+        if cutoff is not None:
+            conds.append(Inspection.request_id < cutoff)
+        return conds
+    return []
+
+
+def _scope(flt: QueueFilter) -> list[sa.ColumnElement[bool]]:
+    """Conditions of the filter other than the tab and the reviewed state."""
+    conds: list[sa.ColumnElement[bool]] = [_latest_verdict()]
+    if flt.site:
+        conds.append(Inspection.site == flt.site)
+    if flt.line:
+        conds.append(Inspection.line == flt.line)
+    if flt.station:
+        conds.append(Inspection.station == flt.station)
+    if flt.verdict:
+        conds.append(Verdict.verdict == flt.verdict)
+    if flt.since:
+        conds.append(Inspection.captured_at >= utc(flt.since))
+    if flt.until:
+        conds.append(Inspection.captured_at < utc(flt.until))
+    if flt.adapter:
+        conds.append(Verdict.adapter == flt.adapter)
+    if flt.min_confidence is not None:
+        conds.append(Verdict.confidence >= flt.min_confidence)
+    if flt.max_confidence is not None:
+        conds.append(Verdict.confidence <= flt.max_confidence)
+    if flt.part_id:
+        conds.append(Inspection.part_id.startswith(flt.part_id, autoescape=True))
+    return conds
+
+
+def _conditions(flt: QueueFilter, user_id: int) -> list[sa.ColumnElement[bool]]:
+    conds = _scope(flt) + _tab(flt.tab, flt.audit_percent)
+    if flt.reviewed is not None:
+        conds.append(_mine(user_id) if flt.reviewed else ~_mine(user_id))
+    return conds
+
+
+def _before(cursor: Cursor) -> sa.ColumnElement[bool]:
+    at, iid = utc(cursor[0]), cursor[1]
+    return sa.or_(
+        Inspection.captured_at < at, sa.and_(Inspection.captured_at == at, Inspection.id < iid)
+    )
+
+
+def _after(cursor: Cursor) -> sa.ColumnElement[bool]:
+    at, iid = utc(cursor[0]), cursor[1]
+    return sa.or_(
+        Inspection.captured_at > at, sa.and_(Inspection.captured_at == at, Inspection.id > iid)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    """One row of the queue: an inspection, its latest verdict, and who reviewed it."""
+
+    inspection_id: int
+    request_id: str
+    site: str
+    line: str
+    station: str
+    part_id: str
+    captured_at: datetime
+    verdict: str
+    confidence: float
+    adapter: str
+    latest_review: str | None
+    reviewed_by_me: bool
+
+    @property
+    def cursor(self) -> Cursor:
+        """The key of this row in the queue order."""
+        return (self.captured_at, self.inspection_id)
+
+
+def _latest_review_verdict() -> sa.ScalarSelect[Any]:
+    return (
+        sa.select(Review.final_verdict)
+        .where(Review.inspection_id == Inspection.id)
+        .order_by(Review.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _items_select(user_id: int) -> Any:
+    stmt: Any = sa.select(
+        Inspection.id,
+        Inspection.request_id,
+        Inspection.site,
+        Inspection.line,
+        Inspection.station,
+        Inspection.part_id,
+        Inspection.captured_at,
+        Verdict.verdict,
+        Verdict.confidence,
+        Verdict.adapter,
+        _latest_review_verdict(),
+        _mine(user_id),
+    ).join(Verdict, Verdict.inspection_id == Inspection.id)
+    return stmt
+
+
+def _item(row: sa.Row[Any]) -> QueueItem:
+    values: tuple[Any, ...] = tuple(row)
+    iid, rid, site, line, station, part, at, verdict, conf, adapter, review, mine = values
+    return QueueItem(
+        iid, rid, site, line, station, part, utc(at), verdict, conf, adapter, review, bool(mine)
+    )
+
+
+def queue_page(
+    session: Session,
+    flt: QueueFilter,
+    user_id: int,
+    after: Cursor | None = None,
+    limit: int = 50,
+) -> tuple[list[QueueItem], Cursor | None]:
+    """One page of the queue after `after`, and the cursor of the next page (None: last)."""
+    conds = _conditions(flt, user_id)
+    if after is not None:
+        conds.append(_before(after))
+    stmt = (
+        _items_select(user_id)
+        .where(*conds)
+        .order_by(Inspection.captured_at.desc(), Inspection.id.desc())
+        .limit(limit + 1)
+    )
+    items = [_item(r) for r in session.execute(stmt)]
+    more = len(items) > limit
+    items = items[:limit]
+    return items, (items[-1].cursor if more and items else None)
+
+
+def neighbours(
+    session: Session, flt: QueueFilter, user_id: int, cursor: Cursor
+) -> tuple[str | None, str | None]:
+    """The request_ids before and after `cursor` in the queue order (previous, next)."""
+    conds = _conditions(flt, user_id)
+    nxt = session.scalar(
+        sa.select(Inspection.request_id)
+        .join(Verdict, Verdict.inspection_id == Inspection.id)
+        .where(*conds, _before(cursor))
+        .order_by(Inspection.captured_at.desc(), Inspection.id.desc())
+        .limit(1)
+    )
+    prev = session.scalar(
+        sa.select(Inspection.request_id)
+        .join(Verdict, Verdict.inspection_id == Inspection.id)
+        .where(*conds, _after(cursor))
+        .order_by(Inspection.captured_at.asc(), Inspection.id.asc())
+        .limit(1)
+    )
+    return prev, nxt
+
+
+def unreviewed_counts(session: Session, flt: QueueFilter, user_id: int) -> dict[str, int]:
+    """Per tab, how many inspections in the filter's scope this user has not reviewed."""
+    cutoff = audit_cutoff(flt.audit_percent)
+    audit = Verdict.verdict == "PASS"
+    if cutoff is not None:
+        audit = sa.and_(audit, Inspection.request_id < cutoff)
+    stmt = (
+        sa.select(
+            sa.func.count().filter(Verdict.verdict == "REVIEW"),
+            sa.func.count().filter(Verdict.verdict == "FAIL"),
+            sa.func.count().filter(audit),
+        )
+        .select_from(Inspection)
+        .join(Verdict, Verdict.inspection_id == Inspection.id)
+        .where(*_scope(flt), ~_mine(user_id))
+    )
+    if cutoff is not None:
+        stmt = stmt.where(
+            sa.or_(Verdict.verdict.in_(("REVIEW", "FAIL")), Inspection.request_id < cutoff)
+        )
+    review, fail, audited = session.execute(stmt).one()
+    return {"review": int(review), "fail": int(fail), "audit": int(audited)}
+
+
+def _day(session: Session, column: Any) -> sa.ColumnElement[str]:
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite keeps UTC times as "YYYY-MM-DD HH:MM:SS.ffffff" text.
+        return sa.func.substr(column, 1, 10)
+    return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
+
+
+def calendar(
+    session: Session, flt: QueueFilter, user_id: int, start: datetime, end: datetime
+) -> list[tuple[str, int]]:
+    """Days (YYYY-MM-DD, UTC) between start and end with unreviewed items, and how many."""
+    scoped = QueueFilter(**{**_fields(flt), "since": start, "until": end, "reviewed": False})
+    day = _day(session, Inspection.captured_at)
+    stmt = (
+        sa.select(day, sa.func.count())
+        .select_from(Inspection)
+        .join(Verdict, Verdict.inspection_id == Inspection.id)
+        .where(*_conditions(scoped, user_id))
+        .group_by(day)
+        .order_by(day)
+    )
+    return [(str(d), int(n)) for d, n in session.execute(stmt)]
+
+
+def _fields(flt: QueueFilter) -> dict[str, Any]:
+    return {name: getattr(flt, name) for name in QueueFilter.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRef:
+    """A photo or voice note of an inspection, by hash."""
+
+    role: str
+    sha256: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictView:
+    """A stored verdict as the review app shows it."""
+
+    id: int
+    verdict: str
+    confidence: float
+    p_pass: float
+    rationale: str
+    transcript: str | None
+    defects: list[dict[str, Any]]
+    model: str
+    adapter: str
+    adapter_fallback: bool
+    prompt_version: str
+    worker_id: str
+    latency_ms: float
+    decided_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewView:
+    """One entry of an inspection's review history."""
+
+    review_id: str
+    verdict_id: int | None
+    decision: str
+    final_verdict: str
+    defect_type: str | None
+    comment: str | None
+    reviewer: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionDetail:
+    """Everything about one inspection: media, every verdict, the full review history."""
+
+    id: int
+    request_id: str
+    site: str
+    line: str
+    station: str
+    part_id: str
+    captured_at: datetime
+    received_at: datetime
+    operator: str | None
+    note: str | None
+    media: list[MediaRef]
+    verdicts: list[VerdictView] = field(default_factory=list)
+    reviews: list[ReviewView] = field(default_factory=list)
+    reviewed_by_me: bool = False
+
+    @property
+    def verdict(self) -> VerdictView | None:
+        """The latest verdict: the one the queue shows."""
+        return self.verdicts[-1] if self.verdicts else None
+
+    @property
+    def cursor(self) -> Cursor:
+        """The key of this inspection in the queue order."""
+        return (self.captured_at, self.id)
+
+
+def _verdict_view(v: Verdict) -> VerdictView:
+    return VerdictView(
+        v.id,
+        v.verdict,
+        v.confidence,
+        v.p_pass,
+        v.rationale,
+        v.transcript,
+        list(v.defects),
+        v.model,
+        v.adapter,
+        v.adapter_fallback,
+        v.prompt_version,
+        v.worker_id,
+        v.latency_ms,
+        utc(v.decided_at),
+    )
+
+
+def _review_view(r: Review) -> ReviewView:
+    return ReviewView(
+        r.review_id,
+        r.verdict_id,
+        r.decision,
+        r.final_verdict,
+        r.defect_type,
+        r.comment,
+        r.reviewer,
+        utc(r.created_at),
+    )
+
+
+def _inspection_id(session: Session, request_id: str) -> int:
+    iid = session.scalar(sa.select(Inspection.id).where(Inspection.request_id == request_id))
+    if iid is None:
+        raise NotFound(f"no inspection {request_id}")
+    return iid
+
+
+def inspection_detail(session: Session, request_id: str, user_id: int) -> InspectionDetail:
+    """One inspection with its media, verdicts (oldest first) and reviews (oldest first)."""
+    insp = session.scalar(sa.select(Inspection).where(Inspection.request_id == request_id))
+    if insp is None:
+        raise NotFound(f"no inspection {request_id}")
+    media = [
+        MediaRef(role, sha, ctype, size)
+        for role, sha, ctype, size in session.execute(
+            sa.select(InspectionMedia.role, Media.sha256, Media.content_type, Media.size)
+            .join(Media, Media.sha256 == InspectionMedia.sha256)
+            .where(InspectionMedia.inspection_id == insp.id)
+            .order_by(InspectionMedia.position)
+        )
+    ]
+    verdicts = session.scalars(
+        sa.select(Verdict).where(Verdict.inspection_id == insp.id).order_by(Verdict.id)
+    )
+    reviews = session.scalars(
+        sa.select(Review).where(Review.inspection_id == insp.id).order_by(Review.id)
+    )
+    mine = session.scalar(
+        sa.select(
+            sa.exists().where(ReviewMark.user_id == user_id, ReviewMark.inspection_id == insp.id)
+        )
+    )
+    return InspectionDetail(
+        insp.id,
+        insp.request_id,
+        insp.site,
+        insp.line,
+        insp.station,
+        insp.part_id,
+        utc(insp.captured_at),
+        utc(insp.received_at),
+        insp.operator,
+        insp.note,
+        media,
+        [_verdict_view(v) for v in verdicts],
+        [_review_view(r) for r in reviews],
+        bool(mine),
+    )
+
+
+def review_history(session: Session, request_id: str) -> list[ReviewView]:
+    """Every review of an inspection, oldest first."""
+    iid = _inspection_id(session, request_id)
+    rows = session.scalars(sa.select(Review).where(Review.inspection_id == iid).order_by(Review.id))
+    return [_review_view(r) for r in rows]
+
+
+def media_ref(session: Session, sha256: str) -> MediaRef | None:
+    """A stored blob's metadata, if any inspection's media has this hash."""
+    row = session.execute(
+        sa.select(Media.kind, Media.sha256, Media.content_type, Media.size).where(
+            Media.sha256 == sha256
+        )
+    ).first()
+    return MediaRef(row[0], row[1], row[2], row[3]) if row is not None else None
+
+
+def _insert_ignoring_duplicates(session: Session) -> Any:
+    if session.get_bind().dialect.name == "sqlite":
+        return sqlite.insert(ReviewMark).on_conflict_do_nothing()
+    return postgresql.insert(ReviewMark).on_conflict_do_nothing()
+
+
+def mark_reviewed(session: Session, user_id: int, request_ids: Sequence[str]) -> int:
+    """Mark inspections reviewed by this user (already marked ones stay); return how many."""
+    ids = list(
+        session.scalars(sa.select(Inspection.id).where(Inspection.request_id.in_(request_ids)))
+    )
+    if len(ids) != len(set(request_ids)):
+        raise NotFound("some of these inspections do not exist")
+    now = datetime.now(UTC)
+    session.execute(
+        _insert_ignoring_duplicates(session),
+        [{"user_id": user_id, "inspection_id": iid, "marked_at": now} for iid in ids],
+    )
+    return len(ids)
+
+
+def mark_unreviewed(session: Session, user_id: int, request_id: str) -> None:
+    """Put an inspection back in this user's unreviewed queue."""
+    iid = _inspection_id(session, request_id)
+    session.execute(
+        sa.delete(ReviewMark).where(ReviewMark.user_id == user_id, ReviewMark.inspection_id == iid)
+    )
+
+
+def review_inspections(
+    session: Session, user_id: int, reviews: Sequence[ReviewInput]
+) -> list[ReviewView]:
+    """Append reviews (idempotent by review_id) and mark the inspections reviewed by the user."""
+    out = [_review_view(record_review(session, review)[0]) for review in reviews]
+    mark_reviewed(session, user_id, [str(r.request_id) for r in reviews])
+    return out
+
+
+EXPORT_COLUMNS = (
+    "request_id",
+    "site",
+    "line",
+    "station",
+    "part_id",
+    "captured_at",
+    "operator",
+    "note",
+    "verdict",
+    "confidence",
+    "p_pass",
+    "rationale",
+    "transcript",
+    "defects",
+    "model",
+    "adapter",
+    "prompt_version",
+    "latency_ms",
+    "decided_at",
+    "review_decision",
+    "review_verdict",
+    "review_defect_type",
+    "review_comment",
+    "reviewer",
+    "reviewed_at",
+    "reviews",
+    "media",
+)
+
+
+def _latest_review() -> sa.ColumnElement[bool]:
+    newer = aliased(Review)
+    return ~sa.exists().where(newer.inspection_id == Review.inspection_id, newer.id > Review.id)
+
+
+def iter_export(
+    session: Session, flt: QueueFilter, user_id: int, limit: int | None = None, chunk: int = 1000
+) -> Iterator[dict[str, Any]]:
+    """The queue's inspections with latest verdict, latest review and media hashes, by chunk."""
+    review_count = (
+        sa.select(sa.func.count())
+        .where(Review.inspection_id == Inspection.id)
+        .correlate(Inspection)
+        .scalar_subquery()
+    )
+    base = (
+        sa.select(Inspection, Verdict, Review, review_count)
+        .join(Verdict, Verdict.inspection_id == Inspection.id)
+        .outerjoin(Review, sa.and_(Review.inspection_id == Inspection.id, _latest_review()))
+        .where(*_conditions(flt, user_id))
+        .order_by(Inspection.captured_at.desc(), Inspection.id.desc())
+    )
+    after: Cursor | None = None
+    left = limit
+    while left is None or left > 0:
+        size = chunk if left is None else min(chunk, left)
+        stmt = base.where(_before(after)) if after is not None else base
+        rows = session.execute(stmt.limit(size)).all()
+        if not rows:
+            return
+        media = _media_of(session, [r[0].id for r in rows])
+        for insp, verdict, review, count in rows:
+            yield _export_row(insp, verdict, review, int(count), media.get(insp.id, []))
+        last = rows[-1][0]
+        after = (last.captured_at, last.id)
+        if left is not None:
+            left -= len(rows)
+        session.expunge_all()  # keep memory flat over a long export
+
+
+def _media_of(session: Session, ids: list[int]) -> dict[int, list[tuple[str, str]]]:
+    out: dict[int, list[tuple[str, str]]] = {}
+    for iid, role, sha in session.execute(
+        sa.select(InspectionMedia.inspection_id, InspectionMedia.role, InspectionMedia.sha256)
+        .where(InspectionMedia.inspection_id.in_(ids))
+        .order_by(InspectionMedia.inspection_id, InspectionMedia.position)
+    ):
+        out.setdefault(iid, []).append((role, sha))
+    return out
+
+
+def _export_row(
+    insp: Inspection,
+    v: Verdict,
+    r: Review | None,
+    reviews: int,
+    media: list[tuple[str, str]],
+) -> dict[str, Any]:
+    return {
+        "request_id": insp.request_id,
+        "site": insp.site,
+        "line": insp.line,
+        "station": insp.station,
+        "part_id": insp.part_id,
+        "captured_at": utc(insp.captured_at).isoformat(),
+        "operator": insp.operator,
+        "note": insp.note,
+        "verdict": v.verdict,
+        "confidence": v.confidence,
+        "p_pass": v.p_pass,
+        "rationale": v.rationale,
+        "transcript": v.transcript,
+        "defects": [d.get("type") for d in v.defects if isinstance(d, dict)],
+        "model": v.model,
+        "adapter": v.adapter,
+        "prompt_version": v.prompt_version,
+        "latency_ms": v.latency_ms,
+        "decided_at": utc(v.decided_at).isoformat(),
+        "review_decision": r.decision if r else None,
+        "review_verdict": r.final_verdict if r else None,
+        "review_defect_type": r.defect_type if r else None,
+        "review_comment": r.comment if r else None,
+        "reviewer": r.reviewer if r else None,
+        "reviewed_at": utc(r.created_at).isoformat() if r else None,
+        "reviews": reviews,
+        "media": [{"role": role, "sha256": sha} for role, sha in media],
+    }
+
+
+def parse_request_id(value: str) -> str:
+    """A request_id in its stored spelling; NotFound for anything that is not a UUID."""
+    try:
+        return str(UUID(value))
+    except ValueError:
+        raise NotFound(f"no inspection {value[:80]!r}") from None
+
+
+def media_of(session: Session, request_id: str) -> list[MediaRef]:
+    """An inspection's media in order (photos first, then the voice note)."""
+    return [
+        MediaRef(role, sha, ctype, size)
+        for role, sha, ctype, size in session.execute(
+            sa.select(InspectionMedia.role, Media.sha256, Media.content_type, Media.size)
+            .join(Media, Media.sha256 == InspectionMedia.sha256)
+            .join(Inspection, Inspection.id == InspectionMedia.inspection_id)
+            .where(Inspection.request_id == request_id)
+            .order_by(InspectionMedia.position)
+        )
+    ]
