@@ -16,23 +16,24 @@ from inspector.review.context import HERE, AppContext, template_env
 from inspector.review.security import SecurityHeaders
 from inspector.settings import Settings
 from inspector.store import Store
+from inspector.store.records import ReviewConflict
 
 
 def build_app(settings: Settings, store: Store) -> FastAPI:
     """The app, holding the settings and store it was given."""
-    from inspector.review.api import export, inspections, session, stats
+    from inspector.review.api import docs, export, inspections, session, stats
     from inspector.review.pages import detail, login, numbers, queue
     from inspector.review.pages import media as media_page
 
     app = FastAPI(
         title="Inspector review",
         version="1",
-        docs_url="/api/v1/docs",
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/api/v1/openapi.json",
+        openapi_url=None,
     )
     app.state.ctx = AppContext(settings, store, template_env())
-    for module in (session, inspections, stats, export):
+    for module in (session, inspections, stats, export, docs):
         app.include_router(module.router, prefix="/api/v1")
     for page in (login, queue, detail, numbers, media_page):
         app.include_router(page.router)
@@ -88,6 +89,12 @@ def _handlers(app: FastAPI) -> None:
             text = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
             return page(request, 422, text)
         return JSONResponse({"detail": problems}, 422)
+
+    @app.exception_handler(ReviewConflict)
+    async def _conflict(request: Request, exc: ReviewConflict) -> Response:
+        if _wants_html(request):
+            return page(request, 409, exc.message)
+        return JSONResponse({"detail": exc.message}, 409)
 
     @app.exception_handler(InspectorError)
     async def _other(request: Request, exc: InspectorError) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 
@@ -13,9 +14,14 @@ from inspector.errors import InvalidInput
 MIN_PASSWORD = 10
 TOKEN_PREFIX = "insp_"
 
-_hasher = PasswordHasher()
-# Verifying against this keeps the time of an unknown user name equal to a wrong password.
-_DUMMY_HASH = _hasher.hash("not a password of anyone")
+# argon2id with the library's defaults (RFC 9106's second recommended profile, 64 MiB).
+DEFAULT_HASHER = PasswordHasher()
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Verifying against this keeps the time of an unknown user name equal to a wrong password.
+    return DEFAULT_HASHER.hash("not a password of anyone")
 
 
 def check_password_rules(password: str) -> None:
@@ -24,16 +30,16 @@ def check_password_rules(password: str) -> None:
         raise InvalidInput(f"a password needs at least {MIN_PASSWORD} characters")
 
 
-def hash_password(password: str) -> str:
-    """An argon2id hash of a password that passes the rules."""
+def hash_password(password: str, hasher: PasswordHasher = DEFAULT_HASHER) -> str:
+    """An argon2id hash of a password that passes the rules; the hash records its cost."""
     check_password_rules(password)
-    return _hasher.hash(password)
+    return hasher.hash(password)
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """True when `password` matches; takes as long when there is no user (`stored_hash` None)."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return DEFAULT_HASHER.verify(stored_hash or _dummy_hash(), password) and bool(stored_hash)
     except (VerificationError, InvalidHashError):
         return False
 

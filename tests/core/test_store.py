@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
-from alembic.script import ScriptDirectory
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
@@ -37,7 +36,6 @@ from inspector.store import (
     record_verdict,
     verdict_message,
 )
-from inspector.store.database import alembic_config
 from inspector.store.blobs import BlobStore
 from inspector.store.database import alembic_config
 from inspector.store.models import Base, Inspection, Media, Rejection, Review, Verdict
