@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.model",
     "tests.fixtures.edge",
+    "tests.fixtures.browser",
 ]

@@ -238,3 +238,37 @@ def bench_line(
     if not m["complete"]:
         console.print("[red]not every request got an answer in time[/]")
         raise typer.Exit(1)
+
+
+@app.command("review")
+def bench_review(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSON.")] = Path(
+        "var/bench/review.json"
+    ),
+    count: Annotated[int, typer.Option("--count", "-n", min=100, help="Inspections seeded.")] = (
+        100_000
+    ),
+    store_url: Annotated[
+        str | None,
+        typer.Option(help="An empty PostgreSQL database (default: a temporary SQLite file)."),
+    ] = None,
+) -> None:
+    """Seed N inspections, then time the review app's queue, detail, stats and export."""
+    from inspector.bench.review import ReviewBenchConfig, run_review_bench
+
+    report = run_review_bench(ReviewBenchConfig(count=count, store_url=store_url))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    table = Table(title=f"review app, {report['inspections']} inspections on {report['database']}")
+    for column in ("page", "requests", "p50 ms", "p95 ms", "target p95"):
+        table.add_column(column)
+    targets = {"queue": "150", "detail": "150", "stats": "500", "export": "—"}
+    for name in ("queue", "detail", "stats", "export"):
+        row = report[name]
+        label = f"export ({row['rows']} rows)" if name == "export" else name
+        table.add_row(
+            label, str(row["n"]), f"{row['p50_ms']:.1f}", f"{row['p95_ms']:.1f}", targets[name]
+        )
+    console.print(table)
+    console.print(f"seeded in {report['seed_s']} s; JSON: {output}")
+

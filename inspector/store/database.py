@@ -112,6 +112,12 @@ class Database:
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise StoreUnavailable(f"database unavailable: {exc.orig}") from None
 
+    def analyze(self) -> None:
+        """Refresh the planner's statistics (after a bulk load)."""
+        with self.write_engine.connect() as conn:
+            conn.execute(sa.text("ANALYZE"))
+            conn.commit()
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()

@@ -30,15 +30,18 @@ def utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def audit_cutoff(percent: float) -> str | None:
-    """The request_id prefix below which a PASS belongs to the audit sample (None: all).
+def audit_condition(percent: float) -> sa.ColumnElement[bool]:
+    """PASS verdicts in the audit sample: every k-th inspection, k = 100 / percent.
 
-    request_ids are random UUIDs, so comparing their first three hex digits picks a stable,
-    uniform sample without a column of its own.
+    A systematic sample by inspection id is stable (an item stays in or out of the tab),
+    spread evenly over stations and time, and decidable from the verdicts index alone.
     """
-    if percent >= 100:
-        return None
-    return f"{round(4096 * percent / 100):03x}"
+    if percent <= 0:
+        return sa.false()
+    every = max(1, round(100 / percent))
+    if every == 1:
+        return Verdict.verdict == "PASS"
+    return sa.and_(Verdict.verdict == "PASS", Verdict.inspection_id % every == 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +84,7 @@ def _tab(tab: str, audit_percent: float) -> list[sa.ColumnElement[bool]]:
     if tab == "fail":
         return [Verdict.verdict == "FAIL"]
     if tab == "audit":
-        cutoff = audit_cutoff(audit_percent)
-        conds = [Verdict.verdict == "PASS"]
-        if cutoff is not None:
-            conds.append(Inspection.request_id < cutoff)
-        return conds
+        return [audit_condition(audit_percent)]
     return []
 
 
@@ -240,26 +239,23 @@ def neighbours(
     return prev, nxt
 
 
+def _needs_inspections(flt: QueueFilter) -> bool:
+    return any((flt.site, flt.line, flt.station, flt.since, flt.until, flt.part_id))
+
+
 def unreviewed_counts(session: Session, flt: QueueFilter, user_id: int) -> dict[str, int]:
     """Per tab, how many inspections in the filter's scope this user has not reviewed."""
-    cutoff = audit_cutoff(flt.audit_percent)
-    audit = Verdict.verdict == "PASS"
-    if cutoff is not None:
-        audit = sa.and_(audit, Inspection.request_id < cutoff)
-    stmt = (
-        sa.select(
-            sa.func.count().filter(Verdict.verdict == "REVIEW"),
-            sa.func.count().filter(Verdict.verdict == "FAIL"),
-            sa.func.count().filter(audit),
-        )
-        .select_from(Inspection)
-        .join(Verdict, Verdict.inspection_id == Inspection.id)
-        .where(*_scope(flt), ~_mine(user_id))
+    audit = audit_condition(flt.audit_percent)
+    not_mine = ~sa.exists().where(
+        ReviewMark.user_id == user_id, ReviewMark.inspection_id == Verdict.inspection_id
     )
-    if cutoff is not None:
-        stmt = stmt.where(
-            sa.or_(Verdict.verdict.in_(("REVIEW", "FAIL")), Inspection.request_id < cutoff)
-        )
+    stmt = sa.select(
+        sa.func.count().filter(Verdict.verdict == "REVIEW"),
+        sa.func.count().filter(Verdict.verdict == "FAIL"),
+        sa.func.count().filter(audit),
+    ).where(*_scope(flt), not_mine, sa.or_(Verdict.verdict.in_(("REVIEW", "FAIL")), audit))
+    if _needs_inspections(flt):
+        stmt = stmt.select_from(Verdict).join(Inspection, Inspection.id == Verdict.inspection_id)
     review, fail, audited = session.execute(stmt).one()
     return {"review": int(review), "fail": int(fail), "audit": int(audited)}
 
@@ -539,6 +535,36 @@ def _latest_review() -> sa.ColumnElement[bool]:
     return ~sa.exists().where(newer.inspection_id == Review.inspection_id, newer.id > Review.id)
 
 
+_EXPORT_SELECT = (
+    Inspection.id,
+    Inspection.request_id,
+    Inspection.site,
+    Inspection.line,
+    Inspection.station,
+    Inspection.part_id,
+    Inspection.captured_at,
+    Inspection.operator,
+    Inspection.note,
+    Verdict.verdict,
+    Verdict.confidence,
+    Verdict.p_pass,
+    Verdict.rationale,
+    Verdict.transcript,
+    Verdict.defects,
+    Verdict.model,
+    Verdict.adapter,
+    Verdict.prompt_version,
+    Verdict.latency_ms,
+    Verdict.decided_at,
+    Review.decision,
+    Review.final_verdict,
+    Review.defect_type,
+    Review.comment,
+    Review.reviewer,
+    Review.created_at,
+)
+
+
 def iter_export(
     session: Session, flt: QueueFilter, user_id: int, limit: int | None = None, chunk: int = 1000
 ) -> Iterator[dict[str, Any]]:
@@ -550,7 +576,8 @@ def iter_export(
         .scalar_subquery()
     )
     base = (
-        sa.select(Inspection, Verdict, Review, review_count)
+        sa.select(*_EXPORT_SELECT, review_count)
+        .select_from(Inspection)
         .join(Verdict, Verdict.inspection_id == Inspection.id)
         .outerjoin(Review, sa.and_(Review.inspection_id == Inspection.id, _latest_review()))
         .where(*_conditions(flt, user_id))
@@ -564,14 +591,12 @@ def iter_export(
         rows = session.execute(stmt.limit(size)).all()
         if not rows:
             return
-        media = _media_of(session, [r[0].id for r in rows])
-        for insp, verdict, review, count in rows:
-            yield _export_row(insp, verdict, review, int(count), media.get(insp.id, []))
-        last = rows[-1][0]
-        after = (last.captured_at, last.id)
+        media = _media_of(session, [r[0] for r in rows])
+        for row in rows:
+            yield _export_row(tuple(row), media.get(row[0], []))
+        after = (rows[-1][6], rows[-1][0])
         if left is not None:
             left -= len(rows)
-        session.expunge_all()  # keep memory flat over a long export
 
 
 def _media_of(session: Session, ids: list[int]) -> dict[int, list[tuple[str, str]]]:
@@ -585,40 +610,41 @@ def _media_of(session: Session, ids: list[int]) -> dict[int, list[tuple[str, str
     return out
 
 
-def _export_row(
-    insp: Inspection,
-    v: Verdict,
-    r: Review | None,
-    reviews: int,
-    media: list[tuple[str, str]],
-) -> dict[str, Any]:
+def _iso(value: datetime | None) -> str | None:
+    return utc(value).isoformat() if value is not None else None
+
+
+def _export_row(row: tuple[Any, ...], media: list[tuple[str, str]]) -> dict[str, Any]:
+    (_, rid, site, line, station, part, captured, operator, note, verdict, conf, p_pass,
+     rationale, transcript, defects, model, adapter, prompt, latency, decided,
+     decision, final, defect_type, comment, reviewer, reviewed_at, count) = row  # fmt: skip
     return {
-        "request_id": insp.request_id,
-        "site": insp.site,
-        "line": insp.line,
-        "station": insp.station,
-        "part_id": insp.part_id,
-        "captured_at": utc(insp.captured_at).isoformat(),
-        "operator": insp.operator,
-        "note": insp.note,
-        "verdict": v.verdict,
-        "confidence": v.confidence,
-        "p_pass": v.p_pass,
-        "rationale": v.rationale,
-        "transcript": v.transcript,
-        "defects": [d.get("type") for d in v.defects if isinstance(d, dict)],
-        "model": v.model,
-        "adapter": v.adapter,
-        "prompt_version": v.prompt_version,
-        "latency_ms": v.latency_ms,
-        "decided_at": utc(v.decided_at).isoformat(),
-        "review_decision": r.decision if r else None,
-        "review_verdict": r.final_verdict if r else None,
-        "review_defect_type": r.defect_type if r else None,
-        "review_comment": r.comment if r else None,
-        "reviewer": r.reviewer if r else None,
-        "reviewed_at": utc(r.created_at).isoformat() if r else None,
-        "reviews": reviews,
+        "request_id": rid,
+        "site": site,
+        "line": line,
+        "station": station,
+        "part_id": part,
+        "captured_at": _iso(captured),
+        "operator": operator,
+        "note": note,
+        "verdict": verdict,
+        "confidence": conf,
+        "p_pass": p_pass,
+        "rationale": rationale,
+        "transcript": transcript,
+        "defects": [d.get("type") for d in defects if isinstance(d, dict)],
+        "model": model,
+        "adapter": adapter,
+        "prompt_version": prompt,
+        "latency_ms": latency,
+        "decided_at": _iso(decided),
+        "review_decision": decision,
+        "review_verdict": final,
+        "review_defect_type": defect_type,
+        "review_comment": comment,
+        "reviewer": reviewer,
+        "reviewed_at": _iso(reviewed_at),
+        "reviews": int(count),
         "media": [{"role": role, "sha256": sha} for role, sha in media],
     }
 
