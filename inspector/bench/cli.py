@@ -271,4 +271,3 @@ def bench_review(
         )
     console.print(table)
     console.print(f"seeded in {report['seed_s']} s; JSON: {output}")
-
