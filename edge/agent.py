@@ -21,7 +21,14 @@ from rich.markup import escape
 
 from inspector.errors import Code, InspectorError, RejectedInput
 from inspector.mqtt import ConnectionEvent, Message, MqttTransport
-from inspector.protocol import AudioPart, ImagePart, InspectionRequest, TopicKind, utcnow
+from inspector.protocol import (
+    AudioPart,
+    ImagePart,
+    InspectionRequest,
+    TopicKind,
+    utcnow,
+    worker_status_filter,
+)
 
 from .audio import AudioError, VoiceNote, VoiceRecorder, load_wav
 from .capture import CameraError, CameraSource, CapturedImage, ImageSource, read_image_file
@@ -31,6 +38,7 @@ from .folder import FolderWatcher
 from .publisher import Publisher
 from .spool import Spool, SpoolEntry, SpoolStats
 from .triggers import CaptureCommand, CaptureReceipt, HttpTrigger, parse_command
+from .workers import WorkerWatch
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +88,10 @@ class EdgeAgent:
             settings.spool,
             self.warn,
             verdict_timeout_s=settings.display.verdict_timeout_s,
+            hold_resends=self._hold_resends,
             on_resend=self._on_resend,
         )
+        self.workers = WorkerWatch(settings.station.site)
         self.board = VerdictBoard(self.console, self.spool, settings.display)
         self._pending_note: VoiceNote | None = None
         self._capture_lock = threading.Lock()
@@ -107,6 +117,7 @@ class EdgeAgent:
         t = self.settings.triggers
         self.transport.subscribe(self.station.topic(TopicKind.VERDICT), self._on_verdict)
         self.transport.subscribe(self.station.topic(TopicKind.REJECTED), self._on_rejection)
+        self.transport.subscribe(worker_status_filter(), self.workers.handle)
         if t.mqtt:
             self.transport.subscribe(self.station.topic(TopicKind.TRIGGER), self._on_trigger)
         self.transport.on_connection(self._on_link)
@@ -294,6 +305,9 @@ class EdgeAgent:
                 "and are sent when it answers"
             )
 
+    def _hold_resends(self) -> bool:
+        return self.workers.hold_resends()
+
     def _on_resend(self, request_id: str, sends: int) -> None:
         rec = self.spool.capture(request_id)
         part = escape(rec.part_id) if rec is not None else "?"
@@ -369,6 +383,7 @@ class EdgeAgent:
             "resent": st.resent,
             "oldest_unanswered_age_s": st.oldest_unanswered_age_s(),
             "in_flight": self.publisher.in_flight,
+            "resends_held": self.workers.hold_resends(),
             "last_error": st.last_error,
         }
 

@@ -176,10 +176,10 @@ class SpoolSettings(_Section):
         "at display.verdict_timeout_s and doubles up to this)",
         gt=0,
     )
-    backlog_wait_max_s: float = Field(
+    resend_hold_max_s: float = Field(
         1800.0,
-        title="While a worker reports a backlog, re-sends wait; at most this long after a "
-        "capture's last send",
+        title="While the site's workers report a backlog or are all away, re-sends wait; at "
+        "most this long after a capture's last send",
         gt=0,
     )
 

@@ -11,9 +11,11 @@ whenever none came in time; the worker answers a repeat from the store. The n-th
 `verdict_timeout_s · 2^(n-1)`, at most `resend_max_s`, jittered down to 80 % of that so
 stations that lost their requests together do not come back together.
 
-While a worker serving this site says it has a backlog (its retained status), requests
-already at the broker are not re-sent: they are queued, not lost, and a copy would only
-queue behind them. That hold lasts at most `backlog_wait_max_s` after a request's last send.
+While the workers serving this site say a request is waiting rather than lost (one reports
+a backlog, or all are away: `edge.workers`), requests already at the broker are not re-sent:
+a copy would only queue behind the original. When the hold ends, their clocks start again
+(one `verdict_timeout_s`), so the requests still inside a worker's pipeline are not copied
+either. The hold lasts at most `resend_hold_max_s` after a request's last send.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class Publisher:
         on_warning: Callable[[str], None] | None = None,
         *,
         verdict_timeout_s: float = 60.0,
-        backlog: Callable[[], bool] | None = None,
+        hold_resends: Callable[[], bool] | None = None,
         on_resend: Callable[[str, int], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -67,7 +69,8 @@ class Publisher:
         self._settings = settings
         self._on_warning = on_warning or (lambda text: log.warning("%s", text))
         self._verdict_timeout_s = verdict_timeout_s
-        self._backlog = backlog or (lambda: False)
+        self._hold_resends = hold_resends or (lambda: False)
+        self._held = False
         self._on_resend = on_resend
         self._rng = rng or random.Random()
         self.resends = 0
@@ -133,8 +136,12 @@ class Publisher:
         free = self._settings.window - len(self._inflight)
         if free <= 0 or not self._transport.connected:
             return
-        held = (now - self._settings.backlog_wait_max_s) if self._backlog() else None
-        for item in self._spool.next_batch(free, set(self._inflight), now, held):
+        held = self._hold_resends()
+        if self._held and not held:
+            self._spool.postpone_resends(now, now + self.resend_delay(1))
+        self._held = held
+        cutoff = now - self._settings.resend_hold_max_s if held else None
+        for item in self._spool.next_batch(free, set(self._inflight), now, cutoff):
             pub = self._transport.publish(item.topic, item.payload, qos=1)
             self._inflight[item.request_id] = _InFlight(pub, now, item.attempts, item.sends)
             if item.sends > 0:

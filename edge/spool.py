@@ -59,8 +59,8 @@ _ADDED_COLUMNS = {"captures": {"sends": "INTEGER NOT NULL DEFAULT 0"}}
 
 
 _CAPTURE_SELECT = (
-    "SELECT request_id, part_id, captured_at, published_at, outcome, flagged_at, sends "
-    "FROM captures"
+    "SELECT request_id, part_id, captured_at, published_at, outcome, flagged_at, sends, "
+    "decided_at FROM captures"
 )
 
 
@@ -106,6 +106,7 @@ class CaptureRecord:
     outcome: str | None
     flagged_at: float | None
     sends: int = 0
+    decided_at: float | None = None
 
     @property
     def resends(self) -> int:
@@ -330,6 +331,14 @@ class Spool:
                 raise
         return CaptureRecord(*found) if found else None
 
+    def postpone_resends(self, before: float, until: float) -> None:
+        """Re-sends due before `before` wait until `until` (sent requests only)."""
+        self._tx(
+            "UPDATE outbox SET next_attempt_at = ? WHERE next_attempt_at < ? AND request_id IN "
+            "(SELECT request_id FROM captures WHERE sends > 0)",
+            (until, before),
+        )
+
     def flag(self, request_id: str, at: float | None = None) -> None:
         """Remember that the missing verdict of this capture was reported."""
         now = time.time() if at is None else at
@@ -379,6 +388,12 @@ class Spool:
                 _CAPTURE_SELECT + " WHERE request_id = ?", (request_id,)
             ).fetchone()
         return CaptureRecord(*row) if row else None
+
+    def history(self) -> list[CaptureRecord]:
+        """Every remembered capture, oldest first."""
+        with self._lock:
+            rows = self._db.execute(_CAPTURE_SELECT + " ORDER BY captured_at").fetchall()
+        return [CaptureRecord(*r) for r in rows]
 
     def has_source(self, source: str) -> bool:
         """Whether a capture was already taken from this source (a watched-folder file)."""

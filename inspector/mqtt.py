@@ -141,6 +141,9 @@ class MqttTransport:
         self._subscribed = threading.Event()
         self._subscribe_mid: int | None = None
         self._started = False
+        self._manual_ack = manual_ack
+        # Received with manual acks and not acked yet (this connection's message ids).
+        self._unacked: set[int] = set()
         self._receive_maximum = receive_maximum
         # MQTT 3.1.1 only for brokers without v5 (the embedded demo broker): no session
         # expiry, no reason codes in PUBACK, no receive maximum; persistence via clean_session.
@@ -280,6 +283,14 @@ class MqttTransport:
     def ack(self, message: Message) -> None:
         """Acknowledge a message received with manual acks on (after its work is durable)."""
         self._client.ack(message.mid, message.qos)
+        with self._cond:
+            self._unacked.discard(message.mid)
+
+    @property
+    def unacked(self) -> int:
+        """Messages received with manual acks on and not yet acknowledged."""
+        with self._cond:
+            return len(self._unacked)
 
     # --- publishing --------------------------------------------------------------------
 
@@ -368,6 +379,9 @@ class MqttTransport:
         was = self._connected.is_set()
         self._connected.clear()
         self._subscribed.clear()
+        with self._cond:
+            # The broker sends them again on the next connection, under new ids.
+            self._unacked.clear()
         if was:
             log.warning(
                 "disconnected from %s:%s: %s", self.settings.host, self.settings.port, reason
@@ -407,6 +421,9 @@ class MqttTransport:
         message = Message(
             msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid, bool(msg.dup)
         )
+        if self._manual_ack and msg.qos > 0:
+            with self._cond:
+                self._unacked.add(msg.mid)
         for topic_filter, _, handler in self._handlers:
             if paho.topic_matches_sub(_match_filter(topic_filter), msg.topic):
                 try:

@@ -337,6 +337,15 @@ class WorkerStatus(_Message):
     adapters: list[str] = Field(default_factory=list)
     site_adapters: list[SiteAdapterState] = Field(default_factory=list)
     updated_at: AwareDatetime
+    sites: list[Slug] = Field(default_factory=list, title="Sites it serves (empty: every site)")
+    backlog: bool = Field(
+        False,
+        title="Requests wait at the broker for this worker: it holds as many unacknowledged "
+        "requests as the broker may send it. Stations hold back re-sends meanwhile",
+    )
+    heartbeat_s: float | None = Field(
+        None, title="While online, the status is published again at least this often", gt=0
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -421,6 +430,11 @@ def rejected_topic(site: str, line: str, station: str) -> str:
 def status_topic(worker_id: str) -> str:
     """Retained status topic of one worker."""
     return f"{TOPIC_ROOT}/workers/{_check_slug(worker_id, 'worker id')}/status"
+
+
+def worker_status_filter() -> str:
+    """Topic filter matching every worker's retained status."""
+    return f"{TOPIC_ROOT}/workers/+/status"
 
 
 def adapter_control_topic(site: str) -> str:

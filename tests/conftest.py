@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.model",
     "tests.fixtures.edge",
     "tests.fixtures.browser",
+    "tests.fixtures.drills",
 ]

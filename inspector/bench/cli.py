@@ -271,3 +271,52 @@ def bench_review(
         )
     console.print(table)
     console.print(f"seeded in {report['seed_s']} s; JSON: {output}")
+
+
+@app.command("delivery")
+def bench_delivery(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSON.")] = Path(
+        "var/bench/delivery.json"
+    ),
+    stations: Annotated[int, typer.Option(min=1, max=64, help="Edge agents.")] = 4,
+    batch_s: Annotated[float, typer.Option(min=0, help="Engine seconds per batch.")] = 0.9,
+    max_batch: Annotated[int, typer.Option(min=1, help="Worker batch bound.")] = 8,
+    load_s: Annotated[float, typer.Option(min=1, help="Length of the steady load.")] = 60.0,
+    load_fraction: Annotated[
+        float, typer.Option(min=0.01, max=1.0, help="Steady load as a share of capacity.")
+    ] = 0.8,
+    backlog_s: Annotated[
+        float, typer.Option(min=1, help="Backlog to build, in seconds of worker time.")
+    ] = 180.0,
+    verdict_timeout_s: Annotated[float, typer.Option(min=1, help="Stations' timeout.")] = 30.0,
+    host: Annotated[str, typer.Option(help="Broker host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Broker port.")] = 1883,
+) -> None:
+    """Re-sends under load and under a backlog, and a re-send's latency, as JSON."""
+    from inspector.bench.delivery import DeliveryBenchConfig, run_delivery_bench
+
+    cfg = DeliveryBenchConfig(
+        stations=stations,
+        batch_s=batch_s,
+        max_batch=max_batch,
+        load_s=load_s,
+        load_fraction=load_fraction,
+        backlog_s=backlog_s,
+        verdict_timeout_s=verdict_timeout_s,
+        host=host,
+        port=port,
+    )
+    report = run_delivery_bench(cfg)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    load, backlog, resend = report["load"], report["backlog"], report["resend"]
+    console.print(
+        f"load {load['requests']} at {load['offered_per_s']:.1f}/s: [bold]{load['resends']} "
+        f"re-sends[/]; backlog of {backlog['requests']} drained in "
+        f"{backlog['drained_in_s']:.0f} s: [bold]{backlog['resends']} re-sends[/]; "
+        f"re-send to verdict p50 {resend['resend_to_verdict_s']['p50']:.2f} s, capture to "
+        f"verdict p50 {resend['capture_to_verdict_s']['p50']:.1f} s → {output}"
+    )
+    if not report["complete"]:
+        console.print("[red]not every capture got its answer in time[/]")
+        raise typer.Exit(1)

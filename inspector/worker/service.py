@@ -47,6 +47,7 @@ from inspector.store import (
 )
 from inspector.store.models import Inspection, Verdict
 from inspector.worker.batcher import Batcher
+from inspector.worker.heartbeat import Heartbeat
 from inspector.worker.intake import Accepted, Refused, validate
 from inspector.worker.metrics import WorkerMetrics
 
@@ -74,7 +75,13 @@ Outcome = Decided | Known | Refused
 
 
 def status_message(
-    worker_id: str, state: WorkerState, engine: InferenceEngine | None
+    worker_id: str,
+    state: WorkerState,
+    engine: InferenceEngine | None,
+    *,
+    sites: Sequence[str] = (),
+    backlog: bool = False,
+    heartbeat_s: float | None = None,
 ) -> WorkerStatus:
     """The retained status of a worker."""
     return WorkerStatus(
@@ -84,6 +91,9 @@ def status_message(
         model=engine.model_name if engine is not None else None,
         adapters=engine.adapters() if engine is not None else [],
         updated_at=utcnow(),
+        sites=list(sites),
+        backlog=backlog,
+        heartbeat_s=heartbeat_s,
     )
 
 
@@ -113,6 +123,7 @@ class Worker:
         self._engine_done = threading.Event()
         self._threads: list[threading.Thread] = []
         self._metrics_server: Any = None
+        self.heartbeat = Heartbeat(self._beat, lambda: self.transport.unacked >= ws.receive_maximum)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -136,6 +147,7 @@ class Worker:
             thread.start()
             self._threads.append(thread)
         self.transport.start()
+        self.heartbeat.start()
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop taking work, finish the batch in flight, commit, ack, then disconnect."""
@@ -143,6 +155,7 @@ class Worker:
             return
         log.info("worker %s draining", self.worker_id)
         self._stopping.set()
+        self.heartbeat.stop()
         self._publish_status("draining")
         deadline = time.monotonic() + timeout
         for thread in self._threads:
@@ -175,9 +188,21 @@ class Worker:
         """Block until connected with the request subscription confirmed by the broker."""
         return self.transport.wait_subscribed(timeout)
 
+    def _beat(self, backlog: bool) -> None:
+        # Only once "online" was announced (subscription confirmed), and never while stopping.
+        if self.transport.wait_subscribed(0) and not self._stopping.is_set():
+            self._publish_status("online")
+
     def _publish_status(self, state: WorkerState) -> Any:
         try:
-            msg = status_message(self.worker_id, state, self.engine)
+            msg = status_message(
+                self.worker_id,
+                state,
+                self.engine,
+                sites=self.settings.worker.sites,
+                backlog=state == "online" and self.heartbeat.backlog,
+                heartbeat_s=self.heartbeat.interval_s,
+            )
             return self.transport.publish(
                 status_topic(self.worker_id), msg.to_payload(), qos=1, retain=True
             )
