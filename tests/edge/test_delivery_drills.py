@@ -114,7 +114,7 @@ def test_station_kill_9_while_re_sending_then_restarted(
 
 
 CHAOS_SEED = 20261201
-CHAOS_REQUESTS = 90  # 30 from each of 3 stations
+CHAOS_REQUESTS = 60  # 20 from each of 3 stations
 CHAOS_EVENTS = 4
 
 
