@@ -178,8 +178,8 @@ class SpoolSettings(_Section):
     )
     resend_hold_max_s: float = Field(
         1800.0,
-        title="While the site's workers report a backlog or are all away, re-sends wait; at "
-        "most this long after a capture's last send",
+        title="While a worker serving the site reports a backlog, re-sends wait; at most "
+        "this long after a capture's last send",
         gt=0,
     )
 

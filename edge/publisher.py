@@ -11,11 +11,11 @@ whenever none came in time; the worker answers a repeat from the store. The n-th
 `verdict_timeout_s · 2^(n-1)`, at most `resend_max_s`, jittered down to 80 % of that so
 stations that lost their requests together do not come back together.
 
-While the workers serving this site say a request is waiting rather than lost (one reports
-a backlog, or all are away: `edge.workers`), requests already at the broker are not re-sent:
-a copy would only queue behind the original. When the hold ends, their clocks start again
-(one `verdict_timeout_s`), so the requests still inside a worker's pipeline are not copied
-either. The hold lasts at most `resend_hold_max_s` after a request's last send.
+While a live worker serving this site reports a backlog (`edge.workers`), requests already
+at the broker are not re-sent: they are waiting, not lost, and a copy would only queue
+behind the original. When the hold ends, every re-send due within one `verdict_timeout_s`
+waits that long, so the requests still inside a worker's pipeline are not copied either.
+The hold lasts at most `resend_hold_max_s` after a request's last send.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class Publisher:
         self._on_resend = on_resend
         self._rng = rng or random.Random()
         self.resends = 0
+        self.hold_releases = 0
         self._inflight: dict[str, _InFlight] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -138,7 +139,9 @@ class Publisher:
             return
         held = self._hold_resends()
         if self._held and not held:
-            self._spool.postpone_resends(now, now + self.resend_delay(1))
+            self.hold_releases += 1
+            until = now + self.resend_delay(1)
+            self._spool.postpone_resends(until, until)
         self._held = held
         cutoff = now - self._settings.resend_hold_max_s if held else None
         for item in self._spool.next_batch(free, set(self._inflight), now, cutoff):

@@ -1,10 +1,11 @@
 """What the station knows about the workers, from their retained status: whether to hold re-sends.
 
-The agent re-sends a capture without an answer, but not while the workers serving its site
-say the request is merely waiting: one of them reports a backlog (requests queued for it at
-the broker), or all of them are away (their sessions keep the queue until they return). A
-copy would only queue behind the original. When nothing is known about the site's workers
-(no status seen, or the ACL hides it) re-sends go out as usual.
+The agent re-sends a capture without an answer, but not while a live worker serving its
+site reports a backlog (requests queued for it at the broker): the request is waiting, not
+lost, and a copy would only queue behind the original. Workers that are away hold nothing
+back: their sessions expire soon (`worker.session_expiry_s`), and an old retained status
+of a retired worker must not silence a station. When nothing is known about the site's
+workers (no status seen, or the ACL hides it) re-sends go out as usual.
 
 A status counts as live only while fresh (three heartbeats): a worker killed together with
 the broker never gets its last will published, and its last word must not count for ever.
@@ -67,9 +68,4 @@ class WorkerWatch:
 
     def hold_resends(self, now: float | None = None) -> bool:
         """Whether requests the broker has are waiting rather than lost, by the workers' word."""
-        with self._lock:
-            known = bool(self._seen)
-        if not known:
-            return False
-        live = self.live(now)
-        return not live or any(s.backlog for s in live)
+        return any(s.backlog for s in self.live(now))

@@ -139,6 +139,10 @@ def _resends(agents: list[Any]) -> int:
     return sum(a.publisher.resends for a in agents)
 
 
+def _releases(agents: list[Any]) -> int:
+    return sum(a.publisher.hold_releases for a in agents)
+
+
 def _phase_load(cfg: DeliveryBenchConfig, agents: list[Any], root: Path) -> dict[str, Any]:
     rate = cfg.load_fraction * cfg.max_batch / cfg.batch_s
     count = int(rate * cfg.load_s)
@@ -165,7 +169,7 @@ def _phase_load(cfg: DeliveryBenchConfig, agents: list[Any], root: Path) -> dict
 def _phase_backlog(cfg: DeliveryBenchConfig, agents: list[Any], root: Path) -> dict[str, Any]:
     count = int(cfg.backlog_s * cfg.max_batch / cfg.batch_s)
     paths = _photos(root, count, 10_000_000)
-    before = _resends(agents)
+    before, released = _resends(agents), _releases(agents)
     started = time.monotonic()
     ids = {agents[i % len(agents)].capture_file(p).request_id for i, p in enumerate(paths)}
     captured_s = time.monotonic() - started
@@ -176,6 +180,7 @@ def _phase_backlog(cfg: DeliveryBenchConfig, agents: list[Any], root: Path) -> d
         "drained_in_s": time.monotonic() - started,
         "complete": complete,
         "resends": _resends(agents) - before,
+        "hold_releases": _releases(agents) - released,
         "latency": _latencies(agents, ids),
     }
 

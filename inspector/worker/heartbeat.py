@@ -29,7 +29,7 @@ class Heartbeat:
         publish: Callable[[bool], None],
         window_full: Callable[[], bool],
         interval_s: float = HEARTBEAT_S,
-        calm_s: float = 2.0,
+        calm_s: float = 5.0,
     ) -> None:
         self._publish = publish
         self._window_full = window_full

@@ -50,11 +50,12 @@ def test_a_live_worker_without_backlog_lets_re_sends_go_one_with_backlog_holds_t
     assert not watch.hold_resends()
 
 
-def test_all_known_workers_away_holds_re_sends_until_one_is_back() -> None:
+def test_workers_that_are_away_hold_nothing_back() -> None:
     watch = WorkerWatch("plant-a")
     watch.handle(_message(_status("w1", state="offline")))
-    assert watch.hold_resends()
-    watch.handle(_message(_status("w2")))
+    assert not watch.hold_resends()
+    watch.handle(_message(_status("w2", backlog=True)))
+    watch.handle(_message(_status("w2", state="offline", backlog=True)))
     assert not watch.hold_resends()
 
 
@@ -63,8 +64,8 @@ def test_a_status_counts_three_heartbeats_only() -> None:
     now = time.time()
     watch.handle(_message(_status("w1", backlog=True)), now=now)
     assert watch.hold_resends(now=now + 29)
-    # Silent for three heartbeats: the worker is as good as away (held, but not by backlog).
-    assert watch.live(now=now + 31) == []
+    # Silent for three heartbeats: the worker is as good as away.
+    assert watch.live(now=now + 31) == [] and not watch.hold_resends(now=now + 31)
     # A retained backlog report from long ago, e.g. left by a broker crash, is not live.
     old = WorkerWatch("plant-a")
     old.handle(_message(_status("w1", backlog=True, at=now - 600), retain=True), now=now)
