@@ -145,7 +145,7 @@ class TrainSettings(_Section):
         0.33, title="Most recent share of the snapshot kept for evaluation", gt=0, lt=1
     )
     rank: int = Field(32, title="LoRA rank of a site adapter", ge=1, le=1024)
-    alpha: float = Field(64.0, title="LoRA alpha (scale = alpha / rank)", gt=0)
+    alpha: int = Field(64, title="LoRA alpha (scale = alpha / rank)", gt=0)
     learning_rate: float = Field(1e-3, title="AdamW learning rate", gt=0)
     epochs: int = Field(14, title="Passes over the training split", ge=1, le=1000)
     batch_size: int = Field(8, title="Examples per optimiser step", ge=1, le=512)

@@ -1,0 +1,272 @@
+"""LoRA training of a site adapter on a dataset snapshot, through the serving prompt path.
+
+The base is the served one: the checkpoint with its vision LoRA merged into the weights.
+Each example is turned into input embeddings by the engine's own `encode` and `embed`
+(same prompt, same photo and voice-note embedding as a worker), then the language model
+runs with the site LoRA and the loss is the cross-entropy of the verdict token over PASS
+and FAIL, the two logits P(PASS) is read from. The LoRA touches only the language model,
+so the embeddings do not change during training and are computed once per batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM, AutoProcessor
+
+from inspector.engine.checkpoint import check_model_dir, resolve_runtime
+from inspector.engine.inputs import embed, encode
+from inspector.engine.prompt import verdict_prompt
+from inspector.engine.tiny import LORA_TARGETS
+from inspector.engine.types import VISION_ADAPTER, EngineRequest
+from inspector.engine.verdict import verdict_tokens
+from inspector.errors import ModelLoadError
+from inspector.settings import ModelSettings, SiteProfile, TrainSettings
+
+ADAPTER_FILE = "adapter_model.safetensors"
+CARD_FILE = "card.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run wrote and how its loss went."""
+
+    directory: Path
+    sha256: str
+    base_model: str
+    epoch_losses: list[float]
+    steps: int
+    seconds: float
+    holdout_base: list[float] = field(default_factory=list)  # P(PASS), no site adapter
+    holdout_trained: list[float] = field(default_factory=list)  # P(PASS), the new adapter
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def base_model_hash(model_dir: Path) -> str:
+    """sha256 over the base weights and the vision LoRA merged into them."""
+    files = [
+        *sorted(model_dir.glob("model*.safetensors")),
+        model_dir / f"{VISION_ADAPTER}-lora" / ADAPTER_FILE,
+    ]
+    body = [[f.relative_to(model_dir).as_posix(), file_sha256(f)] for f in files]
+    return hashlib.sha256(json.dumps(body).encode()).hexdigest()
+
+
+def lora_config(settings: TrainSettings) -> LoraConfig:
+    """The site adapter's LoRA: the language model's projections, like the checkpoint's."""
+    return LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=0.0,
+        target_modules=LORA_TARGETS,
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_served_base(model: ModelSettings) -> tuple[Any, Any, torch.device]:
+    """The checkpoint with its vision LoRA merged, its processor, and the device."""
+    check_model_dir(model.path, need_speech=False)
+    runtime = resolve_runtime(model)
+    try:
+        processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+            str(model.path), local_files_only=True
+        )
+        base: Any = AutoModelForCausalLM.from_pretrained(
+            str(model.path),
+            local_files_only=True,
+            dtype=runtime.dtype,
+            attn_implementation=runtime.attn_implementation,
+        )
+        base.to(runtime.device)
+        merged = PeftModel.from_pretrained(
+            base, str(model.path / f"{VISION_ADAPTER}-lora")
+        ).merge_and_unload()
+    except Exception as exc:  # transformers, peft and safetensors each raise their own
+        raise ModelLoadError(f"cannot load the model from {model.path}: {exc}") from None
+    return merged, processor, runtime.device
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def _batches(
+    requests: Sequence[EngineRequest], labels: Sequence[str], size: int, seed: int
+) -> list[tuple[list[EngineRequest], torch.Tensor]]:
+    order = torch.randperm(len(requests), generator=torch.Generator().manual_seed(seed)).tolist()
+    out = []
+    for start in range(0, len(order), size):
+        rows = order[start : start + size]
+        target = torch.tensor([0 if labels[i] == "PASS" else 1 for i in rows])
+        out.append(([requests[i] for i in rows], target))
+    return out
+
+
+def train_adapter(
+    model: ModelSettings,
+    profile: SiteProfile,
+    requests: Sequence[EngineRequest],
+    labels: Sequence[str],
+    settings: TrainSettings,
+    out: Path,
+    card: dict[str, Any],
+    holdout: Sequence[EngineRequest] = (),
+    console: Console | None = None,
+) -> TrainResult:
+    """Train a site LoRA on (request, label) pairs; write the adapter, its card, a checkpoint.
+
+    Seeded; resumes from `out/checkpoint.pt` when one from the same settings is there.
+    """
+    started = time.monotonic()
+    torch.manual_seed(settings.seed)
+    base, processor, device = load_served_base(model)
+    tokens = verdict_tokens(processor.tokenizer)
+    peft_model: Any = get_peft_model(base, lora_config(settings))
+    if settings.gradient_checkpointing:
+        peft_model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.float()  # the LoRA trains in fp32 also on a bf16 base
+    optimiser = torch.optim.AdamW(params, lr=settings.learning_rate)
+
+    def embedded(chunk: Sequence[EngineRequest]) -> tuple[torch.Tensor, torch.Tensor]:
+        prompts = [
+            verdict_prompt(
+                profile,
+                len(r.images),
+                r.audio is not None,
+                r.note,
+                processor.image_token,
+                processor.audio_token,
+            )
+            for r in chunk
+        ]
+        images = [image for r in chunk for image in r.images]
+        encoded = encode(processor, prompts, images, [r.audio for r in chunk], device)
+        with torch.no_grad():
+            return embed(peft_model, encoded).clone(), encoded.attention_mask
+
+    def verdict_pair(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits = peft_model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=_positions(mask),
+            logits_to_keep=1,
+        ).logits[:, -1]
+        pair: torch.Tensor = logits[:, [tokens.pass_id, tokens.fail_id]].float()
+        return pair
+
+    def p_pass(held: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
+        peft_model.eval()
+        out: list[float] = []
+        with torch.no_grad():
+            for embeds, mask in held:
+                out.extend(torch.softmax(verdict_pair(embeds, mask), -1)[:, 0].tolist())
+        return out
+
+    batches = []
+    for chunk, target in _batches(requests, labels, settings.batch_size, settings.seed):
+        embeds, mask = embedded(chunk)
+        batches.append((embeds, mask, target.to(device)))
+    held = [
+        embedded(holdout[i : i + settings.batch_size])
+        for i in range(0, len(holdout), settings.batch_size)
+    ]
+    with peft_model.disable_adapter():
+        before = p_pass(held)
+
+    out.mkdir(parents=True, exist_ok=True)
+    hyper = asdict_settings(settings)
+    checkpoint = out / CHECKPOINT_FILE
+    first_epoch, losses = 0, []
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved.get("settings") == hyper and saved.get("examples") == len(requests):
+            peft_model.load_state_dict(saved["lora"], strict=False)
+            optimiser.load_state_dict(saved["optimiser"])
+            first_epoch, losses = saved["epoch"], list(saved["losses"])
+
+    peft_model.train()
+    order = torch.Generator().manual_seed(settings.seed + 1)
+    for _ in range(first_epoch):
+        torch.randperm(len(batches), generator=order)  # keep the resumed run's order
+    steps = 0
+    with Progress(
+        TextColumn("[bold]training[/] epoch {task.fields[epoch]}"),
+        BarColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=console is None,
+    ) as progress:
+        task = progress.add_task("train", total=settings.epochs * len(batches), epoch=0, loss="-")
+        progress.update(task, completed=first_epoch * len(batches))
+        for epoch in range(first_epoch, settings.epochs):
+            total = 0.0
+            for index in torch.randperm(len(batches), generator=order).tolist():
+                embeds, mask, target = batches[index]
+                loss = torch.nn.functional.cross_entropy(verdict_pair(embeds, mask), target)
+                optimiser.zero_grad()
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimiser.step()
+                total += float(loss.detach())
+                steps += 1
+                progress.update(task, advance=1, epoch=epoch + 1, loss=f"{loss.item():.3f}")
+            losses.append(total / len(batches))
+            peft_model.train()
+            torch.save(
+                {
+                    "settings": hyper,
+                    "examples": len(requests),
+                    "epoch": epoch + 1,
+                    "losses": losses,
+                    "lora": {k: v for k, v in peft_model.state_dict().items() if "lora_" in k},
+                    "optimiser": optimiser.state_dict(),
+                },
+                checkpoint,
+            )
+    after = p_pass(held)
+    state = {k: v.contiguous() for k, v in get_peft_model_state_dict(peft_model).items()}
+    save_file(state, str(out / ADAPTER_FILE))
+    peft_model.peft_config["default"].save_pretrained(str(out))
+    sha = file_sha256(out / ADAPTER_FILE)
+    base_hash = base_model_hash(model.path)
+    card = {
+        **card,
+        "hyperparameters": hyper,
+        "epoch_losses": losses,
+        "base_model": base_hash,
+        "adapter_sha256": sha,
+        "format": "peft LoRA (safetensors)",
+    }
+    (out / CARD_FILE).write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
+    return TrainResult(
+        out, sha, base_hash, losses, steps, time.monotonic() - started, before, after
+    )
+
+
+def asdict_settings(settings: TrainSettings) -> dict[str, Any]:
+    """The hyperparameters as plain JSON values."""
+    return dict(settings.model_dump(mode="json"))
