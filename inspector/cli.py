@@ -52,6 +52,10 @@ COMMANDS: dict[str, Entry] = {
     "edge": Entry("edge.cli:app", "The line-station agent."),
     "db": Entry("inspector.store.cli:db_app", "Database schema."),
     "verdicts": Entry("inspector.store.cli:verdicts_app", "Browse and export stored verdicts."),
+    "train": Entry(
+        "inspector.train.cli:train",
+        "Train a site adapter from the site's reviews and register it as a candidate.",
+    ),
     "adapters": Entry("inspector.train.cli:adapters_app", "The site adapter registry."),
     "schema": Entry("inspector.cli:schema", "Print the JSON Schema of the wire messages."),
     "bench": Entry("inspector.bench.cli:app", "Benchmarks."),

@@ -1,4 +1,4 @@
-"""`inspector adapters snapshot|list|show|promote|rollback|retire|announce`.
+"""`inspector train` and `inspector adapters snapshot|list|show|promote|rollback|retire|announce`.
 
 Each command parses, calls one function of `inspector.train`, and renders with rich; the
 model and torch are imported only by the commands that run it.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import json
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -308,3 +309,60 @@ def adapters_announce(ctx: typer.Context, site: SiteOpt) -> None:
     finally:
         store.close()
     _announce(settings, Change(site, active, None))
+
+
+def train(
+    ctx: typer.Context,
+    site: SiteOpt,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Adapter directory (default: under model.adapters_dir).")
+    ] = None,
+    by: ByOpt = None,
+) -> None:
+    """Train a site adapter from the site's reviews and register it as a candidate."""
+    from inspector.train.dataset import balance_report
+    from inspector.train.run import run_training
+
+    settings = _settings(ctx)
+    store = _open(settings)
+    try:
+        done = run_training(
+            store,
+            settings,
+            site,
+            _who(by),
+            since=_when(since, "--since"),
+            until=_when(until, "--until"),
+            out=out,
+            console=err_console,
+        )
+    except InspectorError as exc:
+        raise _fail(exc) from None
+    finally:
+        store.close()
+    table = Table("split", "PASS", "FAIL", "total", "FAIL share", title="class balance")
+    for split, n_pass, n_fail, total, share in balance_report(done.snapshot):
+        table.add_row(split, str(n_pass), str(n_fail), str(total), share)
+    console.print(table)
+    ev = done.adapter.metrics["eval"]
+    results = Table("holdout", "accuracy", "escape", "false reject", "REVIEW", "calibration")
+    for label, m in (
+        (done.adapter.ref, ev["candidate"]),
+        (ev["baseline"]["adapter"], ev["baseline"]["metrics"]),
+    ):
+        results.add_row(
+            escape(label),
+            _pct(m["accuracy"]),
+            _pct(m["escape_rate"]),
+            _pct(m["false_reject_rate"]),
+            _pct(m["review_rate"]),
+            f"{m['calibration_error']:.3f}",
+        )
+    console.print(results)
+    losses = done.result.epoch_losses
+    console.print(
+        f"candidate {escape(done.adapter.ref)} (sha256 {done.adapter.sha256[:16]}…), "
+        f"loss {losses[0]:.3f} → {losses[-1]:.3f} in {done.result.seconds:.0f} s"
+    )
