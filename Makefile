@@ -12,12 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --editable '.[all]'
 	touch $(STAMP)
 
-# The demo line: worker + edge agent on the local Mosquitto, drawn parts, verdicts listed.
-# More options: make run DEMO_ARGS="--count 6 --keep-running"
+# The demo line: broker, worker, review app and edge agent, drawn parts, verdicts listed; it
+# keeps running (drop photos into var/demo/inbox, review in the browser) until Ctrl-C.
+# More options: make run DEMO_ARGS="--count 6"
 DEMO_ARGS ?=
 
 run: $(STAMP)
-	$(BIN)/inspector demo $(DEMO_ARGS)
+	$(BIN)/inspector demo --keep-running $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check inspector edge tests

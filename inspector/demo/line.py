@@ -39,6 +39,7 @@ from inspector.store import upgrade
 from .broker import DemoBroker, choose_broker
 from .model import ensure_model
 from .notes import spoken_note
+from .review import ReviewProcess, demo_reviewer, review_port
 from .samples import draw_part, kind_for, voice_note_wav, write_photo
 from .worker_process import WorkerProcess
 
@@ -205,24 +206,47 @@ def _run_line(settings: Settings, options: DemoOptions, console: Console) -> Non
         f"starting worker [bold]{options.worker_id}[/] for site {options.site} "
         f"(log {worker.log_path})"
     )
-    worker.start()
+    review = start_review(settings, options, console)
     try:
-        status = worker.wait_online(options.start_timeout_s)
-        console.print(f"worker online (model {status.model})")
-        _run_station(settings, options, inbox, note, worker, console)
-    except BaseException:
+        worker.start()
+        try:
+            status = worker.wait_online(options.start_timeout_s)
+            console.print(f"worker online (model {status.model})")
+            _run_station(settings, options, inbox, note, worker, console)
+        except BaseException:
+            console.print("stopping the worker (SIGTERM)")
+            # The first failure is the one to report; a slow stop now would only hide it.
+            with contextlib.suppress(InspectorError):
+                worker.stop(options.stop_timeout_s)
+            raise
         console.print("stopping the worker (SIGTERM)")
-        # The first failure is the one to report; a slow stop now would only hide it.
-        with contextlib.suppress(InspectorError):
-            worker.stop(options.stop_timeout_s)
-        raise
-    console.print("stopping the worker (SIGTERM)")
-    code = worker.stop(options.stop_timeout_s)
+        code = worker.stop(options.stop_timeout_s)
+    finally:
+        review.stop()
+        console.print("review app stopped")
     if code != 0:
         raise InspectorError(
             f"the worker exited with code {code}; its log ends with:\n{worker.log_tail()}"
         )
     show_verdicts(options, started, console)
+
+
+def start_review(settings: Settings, options: DemoOptions, console: Console) -> ReviewProcess:
+    """The review app on this machine, with a demo reviewer whose password is shown once."""
+    name, password = demo_reviewer(settings)
+    review = ReviewProcess(
+        review_port(settings.review.port),
+        options.workdir / "review.log",
+        options.config,
+        broker_env(settings.broker),
+    )
+    console.print(f"starting the review app (log {review.log_path})")
+    review.start(options.start_timeout_s)
+    console.print(
+        f"[bold]review app:[/] open [bold]{review.url}[/] and log in as [bold]{name}[/] "
+        f"with password [bold]{password}[/] (shown only now; a new one each run)"
+    )
+    return review
 
 
 def _run_station(

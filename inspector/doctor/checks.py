@@ -351,6 +351,38 @@ def check_gpu(settings: Settings, options: DoctorOptions) -> Finding:
     )
 
 
+def check_review(settings: Settings, options: DoctorOptions) -> Finding:
+    """The review app answers its health endpoint at review.host:review.port."""
+    import urllib.error
+    import urllib.request
+
+    host = settings.review.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"  # listening everywhere: this host reaches it on the loopback
+    url = f"http://{host}:{settings.review.port}/healthz"
+    fix = (
+        "start it (`inspector review serve`; systemd: systemctl start inspector-review), "
+        "or set review.host / review.port; on a host that does not serve it, --skip review"
+    )
+    try:
+        with urllib.request.urlopen(url, timeout=options.timeout_s) as resp:
+            code = resp.status
+    except urllib.error.HTTPError as exc:
+        code = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Finding("review", Status.FAIL, f"nothing answers on {url} ({reason})", fix)
+    if code != 200:
+        return Finding(
+            "review",
+            Status.FAIL,
+            f"{url} answered HTTP {code}",
+            "its log says why (journalctl -u inspector-review); often the database: see the "
+            "migrations check",
+        )
+    return Finding("review", Status.OK, f"{url} answers")
+
+
 CHECKS: dict[str, Check] = {
     "broker": check_broker,
     "migrations": check_schema,
@@ -358,6 +390,7 @@ CHECKS: dict[str, Check] = {
     "gpu": check_gpu,
     "blob disk": check_blob_disk,
     "clock skew": check_clock,
+    "review": check_review,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -120,6 +121,23 @@ def _stored(db: Path) -> list[tuple[str, str, str, str]]:
         store.close()
 
 
+def _demo_password_works(db: Path, password: str) -> bool:
+    from inspector.review.passwords import verify_password
+    from inspector.store import users
+
+    store = Store(f"sqlite:///{db}", db.parent / "blobs")
+    try:
+        with store.db.read() as s:
+            user = users.get_user(s, "demo")
+    finally:
+        store.close()
+    return (
+        user is not None
+        and user.role == "reviewer"
+        and verify_password(user.password_hash, password)
+    )
+
+
 @pytest.mark.slow
 def test_demo_runs_the_line_and_lists_three_verdicts(
     tmp_path: Path, tiny_model_dir: Path, broker: tuple[str, int], unique: str
@@ -154,7 +172,16 @@ def test_demo_runs_the_line_and_lists_three_verdicts(
         assert f"part {part}" in live and f"request {request_id}" in live
         assert request_id in listing and part in listing and verdict in listing
     assert "3 verdict(s)" in listing
-    assert "verdicts are random until a site adapter is trained" in " ".join(out.split())
+    flat = " ".join(out.split())
+    assert "verdicts are random until a site adapter is trained" in flat
+    # The review app ran beside the line, with a reviewer whose password was shown once.
+    shown_password = re.search(
+        r"review app: open http://127\.0\.0\.1:\d+/ and log in as demo with password (\S+)", flat
+    )
+    assert shown_password, out
+    assert flat.count(shown_password[1]) == 1
+    assert _demo_password_works(tmp_path / "var" / "inspector.db", shown_password[1])
+    assert "review app stopped" in out
     assert len(list((tmp_path / "var" / "demo" / "parts").glob("*.jpg"))) == 3
     assert "with voice notes (" in live
     assert "received SIGTERM" in (tmp_path / "var" / "demo" / "worker.log").read_text()

@@ -56,7 +56,11 @@ def test_systemd_units_verify_without_warnings(tmp_path: Path) -> None:
     for unit in UNITS.glob("*.service"):
         # verify insists that ExecStart's program exists: point it at this checkout's.
         (tmp_path / unit.name).write_text(unit.read_text().replace(INSTALLED, str(inspector)))
-    instances = [tmp_path / "inspector-worker@0.service", tmp_path / "inspector-edge@s3.service"]
+    instances = [
+        tmp_path / "inspector-worker@0.service",
+        tmp_path / "inspector-edge@s3.service",
+        tmp_path / "inspector-review.service",
+    ]
     done = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", *map(str, instances)],
         capture_output=True,
@@ -67,7 +71,9 @@ def test_systemd_units_verify_without_warnings(tmp_path: Path) -> None:
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
 
 
-@pytest.mark.parametrize("name", ["inspector-worker@.service", "inspector-edge@.service"])
+@pytest.mark.parametrize(
+    "name", ["inspector-worker@.service", "inspector-edge@.service", "inspector-review.service"]
+)
 def test_units_restart_on_failure_and_stop_with_sigterm(name: str) -> None:
     service = _unit(name)["Service"]
     assert service["Restart"] == "on-failure"
@@ -106,9 +112,14 @@ def _bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
     return mounts
 
 
-def test_compose_runs_broker_database_and_a_gpu_worker() -> None:
+def test_compose_runs_broker_database_a_gpu_worker_and_the_review_app() -> None:
     services = _compose()["services"]
-    assert set(services) == {"mosquitto", "postgres", "worker"}
+    assert set(services) == {"mosquitto", "postgres", "worker", "review"}
+    review = services["review"]
+    assert review["command"][-6:] == ["review", "serve", "--host", "0.0.0.0", "--port", "8080"]
+    # The review app shows the workers' photos: it mounts the volume their blobs are on.
+    assert "inspector-data:/var/lib/inspector" in review["volumes"]
+    assert "inspector-data:/var/lib/inspector" in services["worker"]["volumes"]
     worker = services["worker"]
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in d["capabilities"] for d in devices)

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from inspector.demo.review import ReviewProcess
 from inspector.protocol import utcnow
 from inspector.store import Store, record_inspection
 from inspector.store.database import alembic_config
@@ -24,8 +25,9 @@ from tests.deploy.test_deploy_broker import MAKE_CERTS, PASSWORDS, running_deplo
 from tests.fixtures.services import free_port
 from tests.fixtures.tls import run_tool
 
-# The model and GPU checks load torch (seconds); tests about other checks leave them out.
-NO_TORCH = ("--skip", "model", "--skip", "gpu")
+# The model and GPU checks load torch (seconds), the review check needs a running app; tests
+# about other checks leave them out.
+NO_TORCH = ("--skip", "model", "--skip", "gpu", "--skip", "review")
 
 
 def _config(tmp_path: Path, broker: tuple[str, int], model: Path, **over: Any) -> Path:
@@ -76,7 +78,7 @@ def test_doctor_passes_on_a_ready_host_and_says_the_tiny_model_is_random(
     tmp_path: Path, broker: tuple[str, int], tiny_model_dir: Path
 ) -> None:
     _upgraded(tmp_path)
-    code, found = _doctor(_config(tmp_path, broker, tiny_model_dir))
+    code, found = _doctor(_config(tmp_path, broker, tiny_model_dir), "--skip", "review")
     assert code == 0, found
     assert {k: v["status"] for k, v in found.items()} == {
         "config": "ok",
@@ -86,6 +88,7 @@ def test_doctor_passes_on_a_ready_host_and_says_the_tiny_model_is_random(
         "gpu": "ok",
         "blob disk": "ok",
         "clock skew": "skip",
+        "review": "skip",
     }
     assert "random" in found["model"]["detail"]
     assert "anonymously over plain TCP" in found["broker"]["detail"]
@@ -108,7 +111,9 @@ def test_doctor_names_a_wrong_broker_port(
 def test_doctor_names_a_missing_model_directory(tmp_path: Path, broker: tuple[str, int]) -> None:
     _upgraded(tmp_path)
     missing = tmp_path / "models" / "phi-4"
-    code, found = _doctor(_config(tmp_path, broker, missing), "--skip", "broker", "--skip", "gpu")
+    code, found = _doctor(
+        _config(tmp_path, broker, missing), "--skip", "broker", "--skip", "gpu", "--skip", "review"
+    )
     assert code == 1
     assert found["model"]["status"] == "fail"
     assert str(missing) in found["model"]["detail"] and "does not exist" in found["model"]["detail"]
@@ -228,3 +233,26 @@ def test_doctor_logs_in_over_tls_and_names_a_wrong_password_and_a_foreign_ca(
         foreign = doctor(PASSWORDS["worker"], other_ca)
         assert foreign["status"] == "fail" and "not trusted" in foreign["detail"], foreign
         assert "broker.tls.ca_certs" in foreign["fix"]
+
+
+def test_doctor_names_a_review_app_that_does_not_answer_and_passes_one_that_does(
+    tmp_path: Path, broker: tuple[str, int]
+) -> None:
+    url = _upgraded(tmp_path)
+    port = free_port()
+    config = _config(tmp_path, broker, tmp_path / "model")
+    config.write_text(config.read_text() + f"[review]\nport = {port}\n")
+    quick = ("--skip", "broker", "--skip", "model", "--skip", "gpu")
+    code, found = _doctor(config, *quick)
+    assert code == 1 and found["review"]["status"] == "fail"
+    assert f"127.0.0.1:{port}/healthz" in found["review"]["detail"]
+    assert "inspector review serve" in found["review"]["fix"]
+
+    env = {"INSPECTOR_STORE__URL": url, "INSPECTOR_STORE__BLOB_DIR": str(tmp_path / "blobs")}
+    app = ReviewProcess(port, tmp_path / "review.log", config, env)
+    app.start(90)
+    try:
+        code, found = _doctor(config, *quick)
+    finally:
+        app.stop()
+    assert code == 0 and found["review"]["status"] == "ok", found
