@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from inspector.errors import Code, InspectorError, RejectedInput
+from inspector.errors import AudioError, CameraError, Code, InspectorError, RejectedInput, SpoolBusy
 from inspector.mqtt import ConnectionEvent, Message, MqttTransport
 from inspector.protocol import (
     AudioPart,
@@ -30,8 +30,8 @@ from inspector.protocol import (
     worker_status_filter,
 )
 
-from .audio import AudioError, VoiceNote, VoiceRecorder, load_wav
-from .capture import CameraError, CameraSource, CapturedImage, ImageSource, read_image_file
+from .audio import VoiceNote, VoiceRecorder, load_wav
+from .capture import CameraSource, CapturedImage, ImageSource, read_image_file
 from .config import EdgeSettings
 from .display import VerdictBoard
 from .folder import FolderWatcher
@@ -110,7 +110,7 @@ class EdgeAgent:
     def start(self) -> None:
         """Connect, subscribe, and start publishing, triggers and the verdict watchdog."""
         if not self.spool.try_own():
-            raise InspectorError(
+            raise SpoolBusy(
                 f"another edge agent is already running on spool {self.spool.path}; "
                 "stop it first (or give this station its own spool.path)"
             )

@@ -19,7 +19,7 @@ import numpy as np
 import soxr
 from numpy.typing import NDArray
 
-from inspector.errors import InspectorError
+from inspector.errors import AudioError as AudioError
 from inspector.media import SAMPLE_RATE, decode_audio, encode_wav
 from inspector.settings import LimitSettings
 
@@ -27,10 +27,6 @@ from .config import AudioSettings
 
 BLOCK_S = 0.05
 SILENT_DB = -120.0
-
-
-class AudioError(InspectorError):
-    """The microphone cannot be opened, or a voice note file is unusable."""
 
 
 class InputStream(Protocol):

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from inspector.errors import Code, InspectorError, RejectedInput
+from inspector.errors import CameraError as CameraError
+from inspector.errors import Code, RejectedInput
 from inspector.media import encode_jpeg, read_image_header
 
 from .config import CameraSettings, ImageSettings
@@ -26,10 +27,6 @@ log = logging.getLogger(__name__)
 # What the worker accepts without conversion; anything else is re-encoded as JPEG.
 _PASS_THROUGH = ("image/jpeg", "image/png")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-
-
-class CameraError(InspectorError):
-    """The camera, stream or video file cannot be opened or read."""
 
 
 @dataclass(frozen=True, slots=True)

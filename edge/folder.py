@@ -13,11 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from inspector.errors import InspectorError, RejectedInput
+from inspector.errors import CameraError, RejectedInput, SpoolFull, TriggerFailed
 
-from .capture import IMAGE_SUFFIXES, CameraError
+from .capture import IMAGE_SUFFIXES
 from .config import FolderSettings
-from .spool import SpoolFull
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class FolderWatcher:
         on_warning: Callable[[str], None] | None = None,
     ) -> None:
         if settings.path is None:
-            raise InspectorError("folder.path is not set")
+            raise TriggerFailed("folder.path is not set")
         self.root = settings.path
         self._settings = settings
         self._take = take

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from inspector.errors import InspectorError
+from inspector.errors import SpoolFull as SpoolFull
 
 MiB = 1024 * 1024
 
@@ -62,10 +62,6 @@ _CAPTURE_SELECT = (
     "SELECT request_id, part_id, captured_at, published_at, outcome, flagged_at, sends, "
     "decided_at FROM captures"
 )
-
-
-class SpoolFull(InspectorError):
-    """The spool's disk budget would be exceeded; the capture was not taken."""
 
 
 @dataclass(frozen=True, slots=True)

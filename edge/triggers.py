@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from inspector.errors import InspectorError, RejectedInput
+from inspector.errors import InspectorError, RejectedInput, TriggerFailed
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class HttpTrigger:
         try:
             self._server = _TriggerServer((host, port), _Handler)
         except OSError as exc:
-            raise InspectorError(
+            raise TriggerFailed(
                 f"HTTP trigger cannot listen on {host}:{port}: {exc.strerror}; "
                 "set triggers.http_port to a free port (or 0 for any)"
             ) from None

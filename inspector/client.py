@@ -6,7 +6,8 @@ import queue
 import uuid
 from pathlib import Path
 
-from inspector.errors import Code, InspectorError, RejectedInput
+from inspector.errors import Code, RejectedInput
+from inspector.errors import SubmitTimeout as SubmitTimeout
 from inspector.media import audio_content_type, read_image_header
 from inspector.mqtt import Message, MqttTransport
 from inspector.protocol import (
@@ -21,10 +22,6 @@ from inspector.protocol import (
     parse_verdict,
     utcnow,
 )
-
-
-class SubmitTimeout(InspectorError):
-    """No verdict or rejection arrived in time."""
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -31,6 +31,26 @@ class Code(StrEnum):
     AUDIO_TOO_LONG = "audio.too_long"
     DUPLICATE_CONFLICT = "request.duplicate_conflict"
     ENGINE_FAILED = "engine.failed"
+    # A request whose commit kept failing for a reason other than an unreachable database.
+    COMMIT_FAILED = "request.commit_failed"
+    CONFIG_INVALID = "config.invalid"
+    STORE_UNAVAILABLE = "store.unavailable"
+    STORE_FAILED = "store.failed"
+    STORE_CONFLICT = "store.conflict"
+    NOT_FOUND = "record.not_found"
+    REVIEW_INVALID = "review.invalid"
+    REVIEW_CONFLICT = "review.conflict"
+    MODEL_LOAD_FAILED = "model.load_failed"
+    BROKER_PUBLISH_FAILED = "broker.publish_failed"
+    BROKER_PUBLISH_TIMEOUT = "broker.publish_timeout"
+    BROKER_PUBLISH_REFUSED = "broker.publish_refused"
+    SUBMIT_TIMEOUT = "submit.timeout"
+    CAMERA_FAILED = "device.camera"
+    MICROPHONE_FAILED = "device.audio"
+    SPOOL_FULL = "spool.full"
+    SPOOL_BUSY = "spool.busy"
+    TRIGGER_FAILED = "trigger.failed"
+    DEMO_FAILED = "demo.failed"
     TRAIN_TOO_FEW_REVIEWS = "train.too_few_reviews"
     TRAIN_CLASS_MISSING = "train.class_missing"
     ADAPTER_NOT_FOUND = "adapter.not_found"
@@ -41,15 +61,21 @@ class Code(StrEnum):
 
 
 class InspectorError(Exception):
-    """Base of every error Inspector raises on purpose."""
+    """Base of every error Inspector raises on purpose; raise a subclass, each has a code."""
+
+    code: Code
 
     def __init__(self, message: str) -> None:
+        if type(self) is InspectorError:
+            raise TypeError("raise a subclass of InspectorError: each one carries a stable Code")
         super().__init__(message)
         self.message = message
 
 
 class ConfigError(InspectorError):
     """A configuration file or environment variable holds an invalid value."""
+
+    code = Code.CONFIG_INVALID
 
 
 class RejectedInput(InspectorError):
@@ -76,13 +102,114 @@ class DuplicateConflict(RejectedInput):
 class StoreUnavailable(InspectorError):
     """The database cannot be reached; the caller should back off and retry."""
 
+    code = Code.STORE_UNAVAILABLE
+
+
+class StoreFailed(InspectorError):
+    """The database refused a statement for a reason other than being unreachable."""
+
+    code = Code.STORE_FAILED
+
+
+class StoreConflict(StoreFailed):
+    """A write collided with a concurrent one (a unique key); retrying reconciles it."""
+
+    code = Code.STORE_CONFLICT
+
 
 class NotFound(InspectorError):
     """A looked-up record does not exist."""
 
+    code = Code.NOT_FOUND
+
+
+class InvalidReview(InspectorError):
+    """A review with a missing reviewer, an unknown decision or an unknown final verdict."""
+
+    code = Code.REVIEW_INVALID
+
+
+class ReviewConflict(InspectorError):
+    """A review_id already stored arrived again with different content."""
+
+    code = Code.REVIEW_CONFLICT
+
 
 class ModelLoadError(InspectorError):
     """A model directory is missing, incomplete or unreadable."""
+
+    code = Code.MODEL_LOAD_FAILED
+
+
+class EngineFailed(InspectorError):
+    """Inference could not run (e.g. out of GPU memory even for a single request)."""
+
+    code = Code.ENGINE_FAILED
+
+
+class PublishFailed(InspectorError):
+    """The MQTT client could not queue a publish (e.g. its queue is full)."""
+
+    code = Code.BROKER_PUBLISH_FAILED
+
+
+class PublishTimeout(InspectorError):
+    """The broker did not acknowledge a QoS 1 publish in time."""
+
+    code = Code.BROKER_PUBLISH_TIMEOUT
+
+
+class PublishRefused(InspectorError):
+    """The broker acknowledged a publish with a failure reason code (e.g. not authorized)."""
+
+    code = Code.BROKER_PUBLISH_REFUSED
+
+    def __init__(self, topic: str, reason: str) -> None:
+        super().__init__(f"broker refused the publish to {topic}: {reason}")
+        self.topic = topic
+        self.reason = reason
+
+
+class SubmitTimeout(InspectorError):
+    """No verdict or rejection arrived in time."""
+
+    code = Code.SUBMIT_TIMEOUT
+
+
+class CameraError(InspectorError):
+    """The camera, stream or video file cannot be opened or read."""
+
+    code = Code.CAMERA_FAILED
+
+
+class AudioError(InspectorError):
+    """The microphone cannot be opened, or a voice note file is unusable."""
+
+    code = Code.MICROPHONE_FAILED
+
+
+class SpoolFull(InspectorError):
+    """The spool's disk budget would be exceeded; the capture was not taken."""
+
+    code = Code.SPOOL_FULL
+
+
+class SpoolBusy(InspectorError):
+    """Another edge agent already owns this spool."""
+
+    code = Code.SPOOL_BUSY
+
+
+class TriggerFailed(InspectorError):
+    """A capture trigger cannot start (e.g. its port is taken) or is not configured."""
+
+    code = Code.TRIGGER_FAILED
+
+
+class DemoFailed(InspectorError):
+    """A step of the demo line did not work; the message says which and what to do."""
+
+    code = Code.DEMO_FAILED
 
 
 class DatasetRefused(RejectedInput):

@@ -21,26 +21,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from inspector.errors import ConfigError, InspectorError
+from inspector.errors import ConfigError, PublishFailed
+from inspector.errors import PublishRefused as PublishRefused
+from inspector.errors import PublishTimeout as PublishTimeout
 from inspector.settings import BrokerSettings
 
 log = logging.getLogger(__name__)
 
 # MQTT 3.1.1 allows 23 characters; v5 brokers accept more, but keep ids readable and safe.
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-
-
-class PublishTimeout(InspectorError):
-    """The broker did not acknowledge a QoS 1 publish in time."""
-
-
-class PublishRefused(InspectorError):
-    """The broker acknowledged a publish with a failure reason code (e.g. not authorized)."""
-
-    def __init__(self, topic: str, reason: str) -> None:
-        super().__init__(f"broker refused the publish to {topic}: {reason}")
-        self.topic = topic
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +293,7 @@ class MqttTransport:
         """
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            raise InspectorError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
+            raise PublishFailed(f"publish to {topic} failed: {paho.error_string(info.rc)}")
         pub = Publication(topic, info.mid, qos)
         if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
             pub._complete(None)

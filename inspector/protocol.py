@@ -323,7 +323,8 @@ class SiteAdapterState(_Message):
     )
 
 
-WorkerState = Literal["online", "draining", "offline"]
+# "unhealthy": serving, but a group of requests could be neither committed nor rejected.
+WorkerState = Literal["online", "draining", "offline", "unhealthy"]
 
 
 class WorkerStatus(_Message):

@@ -31,7 +31,7 @@ from edge.config import (
     TriggerSettings,
 )
 from edge.display import Outcome
-from inspector.errors import InspectorError
+from inspector.errors import DemoFailed, InspectorError
 from inspector.protocol import utcnow
 from inspector.settings import BrokerSettings, Settings
 from inspector.store import upgrade
@@ -225,7 +225,7 @@ def _run_line(settings: Settings, options: DemoOptions, console: Console) -> Non
         review.stop()
         console.print("review app stopped")
     if code != 0:
-        raise InspectorError(
+        raise DemoFailed(
             f"the worker exited with code {code}; its log ends with:\n{worker.log_tail()}"
         )
     show_verdicts(options, started, console)
@@ -269,7 +269,7 @@ def _run_station(
         feed_parts(agent, options.workdir / "parts", parts, console)
         if not tally.wait(options.verdict_timeout_s):
             missing = sorted(tally.awaited - tally.outcomes.keys())
-            raise InspectorError(
+            raise DemoFailed(
                 f"no verdict within {options.verdict_timeout_s:g} s for {', '.join(missing)}; "
                 f"the worker log ({worker.log_path}) ends with:\n{worker.log_tail()}"
             )
@@ -277,7 +277,7 @@ def _run_station(
         refused = sorted(p for p, kind in tally.outcomes.items() if kind == "REJECTED")
         if refused:
             # Drawn photos and the generated note are always valid: a refusal is a fault.
-            raise InspectorError(
+            raise DemoFailed(
                 f"the worker rejected {', '.join(refused)} (reasons above; "
                 f"worker log {worker.log_path})"
             )
@@ -316,4 +316,4 @@ def show_verdicts(options: DemoOptions, since: datetime, console: Console) -> No
         [sys.executable, "-m", "inspector", *root, *args], timeout=60, check=False
     )
     if done.returncode != 0:
-        raise InspectorError(f"`inspector verdicts list` exited with code {done.returncode}")
+        raise DemoFailed(f"`inspector verdicts list` exited with code {done.returncode}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from inspector.errors import InspectorError
+from inspector.errors import DemoFailed
 from inspector.settings import ModelSettings
 
 BUILD_TIMEOUT_S = 600.0
@@ -29,13 +29,13 @@ def ensure_model(path: Path, console: Console, timeout_s: float = BUILD_TIMEOUT_
         _note_if_tiny(path, console)
         return path
     if path.exists() and any(path.iterdir()):
-        raise InspectorError(
+        raise DemoFailed(
             f"model.path {path} is not a Phi4Multimodal directory (no config.json); point "
             "model.path (or --model, or INSPECTOR_MODEL__PATH) at one"
         )
     if path != ModelSettings().path:
         # Only the default location is ours to fill: another missing path is a mistake to show.
-        raise InspectorError(
+        raise DemoFailed(
             f"model.path {path} does not exist; point it at a local Phi4Multimodal directory, "
             f"or build the test model there with `inspector model tiny {path}`"
         )
@@ -72,9 +72,9 @@ def build_tiny(path: Path, timeout_s: float) -> None:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
         shutil.rmtree(scratch, ignore_errors=True)
-        raise InspectorError(f"building the tiny model took over {timeout_s:g} s") from None
+        raise DemoFailed(f"building the tiny model took over {timeout_s:g} s") from None
     if done.returncode != 0 or not is_checkpoint(scratch):
         shutil.rmtree(scratch, ignore_errors=True)
         tail = (done.stdout + done.stderr).strip()[-1500:]
-        raise InspectorError(f"building the tiny model failed (exit {done.returncode}):\n{tail}")
+        raise DemoFailed(f"building the tiny model failed (exit {done.returncode}):\n{tail}")
     scratch.rename(path)

@@ -18,7 +18,7 @@ from typing import IO
 
 from pydantic import ValidationError
 
-from inspector.errors import InspectorError
+from inspector.errors import DemoFailed
 from inspector.mqtt import Message, MqttTransport
 from inspector.protocol import WorkerStatus, parse_status, status_topic, utcnow
 from inspector.settings import BrokerSettings
@@ -73,7 +73,7 @@ class WorkerProcess:
     def wait_online(self, timeout_s: float) -> WorkerStatus:
         """Block until this run of the worker reports `online`; fail if it exits or stalls."""
         if self._proc is None or self._started_at is None:
-            raise InspectorError("the demo worker was not started")
+            raise DemoFailed("the demo worker was not started")
         # Session expiry 0: this watcher leaves nothing behind on the broker.
         watch_settings = self._broker.model_copy(update={"session_expiry_s": 0})
         watcher = MqttTransport(
@@ -88,12 +88,12 @@ class WorkerProcess:
                 try:
                     event = self._events.get(timeout=max(0.0, remaining))
                 except queue.Empty:
-                    raise InspectorError(
+                    raise DemoFailed(
                         f"the worker did not come online within {timeout_s:g} s; its log "
                         f"({self.log_path}) ends with:\n{self.log_tail()}"
                     ) from None
                 if event == _EXITED:
-                    raise InspectorError(
+                    raise DemoFailed(
                         f"the worker exited with code {self._proc.returncode} while starting; "
                         f"its log ({self.log_path}) ends with:\n{self.log_tail()}"
                     )
@@ -124,7 +124,7 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-                raise InspectorError(
+                raise DemoFailed(
                     f"the worker did not stop within {timeout_s:g} s of SIGTERM and was killed; "
                     f"see {self.log_path}"
                 ) from None

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
-from inspector.errors import InspectorError
+from inspector.errors import EngineFailed as EngineFailed
 from inspector.protocol import Judgement
 
 # Adapter names of the checkpoint's own LoRAs; site adapters may not reuse them.
@@ -43,10 +43,6 @@ class EngineResult(Judgement):
     # Host-side milliseconds of the whole batch this request ran in, by stage: encode
     # (preprocessing and the vision/audio towers), prefill, decode, transcribe.
     timings_ms: dict[str, float] = Field(default_factory=dict)
-
-
-class EngineFailed(InspectorError):
-    """Inference could not run (e.g. out of GPU memory even for a single request)."""
 
 
 class InferenceEngine(Protocol):

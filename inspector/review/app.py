@@ -10,13 +10,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from inspector.errors import InspectorError, InvalidInput, NotFound
+from inspector.errors import InspectorError, InvalidInput, NotFound, ReviewConflict
 from inspector.review.auth import LoginRequired
 from inspector.review.context import HERE, AppContext, template_env
 from inspector.review.security import SecurityHeaders
 from inspector.settings import Settings
 from inspector.store import Store
-from inspector.store.records import ReviewConflict
 
 
 def build_app(settings: Settings, store: Store) -> FastAPI:

@@ -7,17 +7,26 @@ from pathlib import Path
 from inspector.settings import StoreSettings
 from inspector.store.blobs import BlobStore
 from inspector.store.database import Database, upgrade
-from inspector.store.queries import VerdictFilter, export_row, iter_export, list_verdicts
-from inspector.store.records import (
-    ReviewInput,
+from inspector.store.inspections import (
     find_inspection,
-    latest_verdict,
+    known_requests,
     record_inspection,
     record_inspections,
-    record_rejection,
-    record_review,
+)
+from inspector.store.rejections import record_rejection
+from inspector.store.reviews import ReviewInput, record_review
+from inspector.store.verdicts import (
+    EXPORT_COLUMNS,
+    Cursor,
+    VerdictFilter,
+    export_row,
+    iter_export,
+    latest_verdict,
+    latest_verdict_message,
+    list_verdicts,
     record_verdict,
     record_verdicts,
+    stored_verdict_message,
     verdict_message,
 )
 
@@ -44,7 +53,9 @@ class Store:
 
 
 __all__ = [
+    "EXPORT_COLUMNS",
     "BlobStore",
+    "Cursor",
     "Database",
     "ReviewInput",
     "Store",
@@ -52,7 +63,9 @@ __all__ = [
     "export_row",
     "find_inspection",
     "iter_export",
+    "known_requests",
     "latest_verdict",
+    "latest_verdict_message",
     "list_verdicts",
     "record_inspection",
     "record_inspections",
@@ -60,6 +73,7 @@ __all__ = [
     "record_review",
     "record_verdict",
     "record_verdicts",
+    "stored_verdict_message",
     "upgrade",
     "verdict_message",
 ]

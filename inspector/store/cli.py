@@ -178,8 +178,7 @@ def verdicts_export(
 
 
 def _write_export(store: Store, flt: Any, fmt: str, out: TextIO) -> int:
-    from inspector.store import iter_export
-    from inspector.store.queries import EXPORT_COLUMNS
+    from inspector.store import EXPORT_COLUMNS, iter_export
 
     count = 0
     with store.db.read() as session:

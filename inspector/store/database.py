@@ -15,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from inspector.errors import StoreUnavailable
+from inspector.errors import StoreConflict, StoreFailed, StoreUnavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -89,9 +89,16 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only unit of work."""
-        with self._reader() as session:
-            yield session
+        """A read-only unit of work; database failures surface as StoreUnavailable/StoreFailed."""
+        try:
+            with self._reader() as session:
+                yield session
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            if getattr(exc, "connection_invalidated", False) or _is_connection_error(exc):
+                raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
+            raise StoreFailed(f"database error: {exc.orig}") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreFailed(f"database error: {exc}") from exc
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -102,7 +109,13 @@ class Database:
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             if getattr(exc, "connection_invalidated", False) or _is_connection_error(exc):
                 raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
-            raise
+            raise StoreFailed(f"database error: {exc.orig}") from exc
+        except sa.exc.IntegrityError as exc:
+            raise StoreConflict(
+                f"a write broke a constraint (often a concurrent insert): {exc.orig}"
+            ) from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreFailed(f"database error: {exc}") from exc
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""

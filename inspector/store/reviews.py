@@ -10,16 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from inspector.errors import NotFound
+from inspector.errors import InvalidReview, NotFound, ReviewConflict
+from inspector.protocol import utcnow
+from inspector.store.inspections import find_inspection
 from inspector.store.models import Inspection, InspectionMedia, Media, Review, ReviewMark, Verdict
-from inspector.store.records import ReviewInput, record_review
+from inspector.store.verdicts import latest_verdict
 
 TABS = ("review", "fail", "audit", "all")
 Cursor = tuple[datetime, int]
@@ -669,3 +671,60 @@ def media_of(session: Session, request_id: str) -> list[MediaRef]:
             .order_by(InspectionMedia.position)
         )
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewInput:
+    """A quality engineer's decision on one inspection."""
+
+    review_id: UUID
+    request_id: UUID
+    decision: Literal["confirm", "override"]
+    final_verdict: Literal["PASS", "FAIL"]
+    reviewer: str
+    defect_type: str | None = None
+    comment: str | None = None
+
+
+def record_review(session: Session, review: ReviewInput) -> tuple[Review, bool]:
+    """Append a review once per review_id; the same id with other content is refused."""
+    inspection = find_inspection(session, review.request_id)
+    if inspection is None:
+        raise NotFound(f"no inspection {review.request_id} to review")
+    if review.decision not in ("confirm", "override") or review.final_verdict not in (
+        "PASS",
+        "FAIL",
+    ):
+        raise InvalidReview("decision must be confirm|override and final_verdict PASS|FAIL")
+    if not review.reviewer.strip():
+        raise InvalidReview("a review needs the reviewer's name")
+    verdict = latest_verdict(session, review.request_id)
+    existing = session.scalar(sa.select(Review).where(Review.review_id == str(review.review_id)))
+    if existing is not None:
+        same = (
+            existing.inspection_id == inspection.id
+            and existing.decision == review.decision
+            and existing.final_verdict == review.final_verdict
+            and existing.reviewer == review.reviewer
+            and existing.defect_type == review.defect_type
+            and existing.comment == review.comment
+        )
+        if not same:
+            raise ReviewConflict(
+                f"review {review.review_id} was already recorded with different content"
+            )
+        return existing, False
+    row = Review(
+        review_id=str(review.review_id),
+        inspection_id=inspection.id,
+        verdict_id=verdict.id if verdict is not None else None,
+        decision=review.decision,
+        final_verdict=review.final_verdict,
+        defect_type=review.defect_type,
+        comment=review.comment,
+        reviewer=review.reviewer,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row, True

@@ -50,3 +50,9 @@ class WorkerMetrics:
         self.store_errors = Counter(
             "inspector_store_errors_total", "Failed commits (retried)", registry=r
         )
+        self.healthy = Gauge(
+            "inspector_worker_healthy",
+            "1 while every group is committed or rejected; 0 after one could be neither",
+            registry=r,
+        )
+        self.healthy.set(1)

@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from prometheus_client import start_http_server
 
 from inspector import __version__
@@ -39,13 +38,13 @@ from inspector.protocol import (
 from inspector.settings import Settings
 from inspector.store import (
     Store,
-    latest_verdict,
+    known_requests,
+    latest_verdict_message,
     record_inspections,
     record_rejection,
     record_verdicts,
-    verdict_message,
+    stored_verdict_message,
 )
-from inspector.store.models import Inspection, Verdict
 from inspector.worker.batcher import Batcher
 from inspector.worker.heartbeat import Heartbeat
 from inspector.worker.intake import Accepted, Refused, validate
@@ -54,6 +53,10 @@ from inspector.worker.metrics import WorkerMetrics
 log = logging.getLogger(__name__)
 
 ADAPTER_SCAN_S = 5.0
+# A group whose commit fails for any reason but an unreachable database is tried this many
+# times, with backoff, before its requests are rejected with request.commit_failed.
+COMMIT_ATTEMPTS = 3
+COMMIT_BACKOFF_S = 0.2
 
 
 @dataclass(slots=True)
@@ -124,6 +127,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._metrics_server: Any = None
         self.heartbeat = Heartbeat(self._beat, lambda: self.transport.unacked >= ws.receive_maximum)
+        self._healthy = True
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -260,18 +264,12 @@ class Worker:
 
     def _known(self, batch: Sequence[Accepted]) -> dict[str, tuple[str, bool]]:
         """request_id → (stored fingerprint, has a verdict), for requests already stored."""
-        judged = sa.exists().where(Verdict.inspection_id == Inspection.id)
-        query = sa.select(Inspection.request_id, Inspection.fingerprint, judged).where(
-            Inspection.request_id.in_([item.request_id for item in batch])
-        )
         try:
-            with self.store.db.read() as session:
-                rows = session.execute(query).all()
+            return known_requests(self.store.db, [item.request_id for item in batch])
         except Exception:
             # The commit path re-checks everything; the lookup only saves inference.
             log.warning("could not look up stored requests; the commit will reconcile")
             return {}
-        return {rid: (fingerprint, bool(has)) for rid, fingerprint, has in rows}
 
     def _process(self, batch: list[Accepted]) -> list[Outcome]:
         known = self._known(batch)
@@ -334,18 +332,27 @@ class Worker:
             try:
                 self._commit_with_retry(group)
             except Exception:
-                # Left unacked, the group's messages come back after a restart; keep serving.
-                log.exception("could not commit %d outcome(s); they stay unacked", len(group))
+                # Publishing or acking failed after the commit: the broker redelivers the
+                # unacked requests and the stored answers are re-published then.
+                log.exception("could not answer %d committed request(s)", len(group))
+                self._set_healthy(False)
 
     def _commit_with_retry(self, group: list[Outcome]) -> None:
-        delay = 0.2
+        """Commit, then publish and ack; a group is never left waiting silently.
+
+        An unreachable database is waited for (nothing is acked meanwhile). Any other
+        failure is retried COMMIT_ATTEMPTS times with backoff; then the group's requests are
+        rejected with request.commit_failed (stored, published, acked). If even that cannot
+        be stored, the worker reports itself unhealthy and leaves the group for redelivery.
+        """
+        delay, failures = COMMIT_BACKOFF_S, 0
         while True:
             try:
                 publishes = self._commit(group)
                 break
             except DuplicateConflict as exc:
                 group = [_as_conflict(o, exc) for o in group]
-            except (StoreUnavailable, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            except StoreUnavailable as exc:
                 self.metrics.store_errors.inc()
                 if self._stopping.is_set() and self._engine_done.is_set() and delay >= 5:
                     log.error(
@@ -357,9 +364,62 @@ class Worker:
                 log.warning("store unavailable (%s); retrying in %.1f s, nothing acked", exc, delay)
                 time.sleep(delay)  # backoff before the next attempt, not synchronisation
                 delay = min(delay * 2, 10.0)
-            except sa.exc.IntegrityError:
-                # Another worker stored the same request concurrently; the retry finds it.
-                log.info("concurrent insert detected; retrying the commit")
+            except Exception as exc:
+                self.metrics.store_errors.inc()
+                failures += 1
+                if failures < COMMIT_ATTEMPTS:
+                    # A concurrent insert of the same request (another worker) lands here
+                    # too: the next attempt finds the stored rows.
+                    log.warning("commit failed (%s); retrying in %.1f s", exc, delay)
+                    time.sleep(delay)  # backoff before the next attempt, not synchronisation
+                    delay = min(delay * 2, 10.0)
+                    continue
+                rejected = self._reject_group(group, exc)
+                if rejected is None:
+                    return
+                publishes = rejected
+                break
+        self._settle(publishes)
+
+    def _reject_group(
+        self, group: list[Outcome], cause: Exception
+    ) -> list[tuple[str | None, bytes, Outcome]] | None:
+        """Reject every request of a group that could not be committed; None if even that fails."""
+        log.error(
+            "commit failed %d times (%s); rejecting %d request(s)",
+            COMMIT_ATTEMPTS,
+            cause,
+            len(group),
+        )
+        err = RejectedInput(
+            Code.COMMIT_FAILED,
+            f"the worker could not store this request ({type(cause).__name__}); "
+            "send it again, and tell the operators if it keeps failing",
+        )
+        refused: list[Outcome] = [
+            o if isinstance(o, Refused) else o.item.refuse(err) for o in group
+        ]
+        try:
+            publishes = self._commit(refused)
+        except Exception:
+            log.exception(
+                "could not store the rejections either; %d request(s) stay unacked", len(group)
+            )
+            self._set_healthy(False)
+            return None
+        return publishes
+
+    def _set_healthy(self, healthy: bool) -> None:
+        if self._healthy == healthy:
+            return
+        self._healthy = healthy
+        self.metrics.healthy.set(1 if healthy else 0)
+        if not self._stopping.is_set():
+            self._publish_status("online" if healthy else "unhealthy")
+
+    def _settle(self, publishes: list[tuple[str | None, bytes, Outcome]]) -> None:
+        """Publish the committed answers and ack their requests."""
+        self._set_healthy(True)
         now = time.monotonic()
         for topic, payload, outcome in publishes:
             if topic is not None:
@@ -386,12 +446,10 @@ class Worker:
                 if created:
                     payloads[id(done)] = message.to_payload()
                 else:
-                    payloads[id(done)] = verdict_message(session.get_one(Verdict, vid)).to_payload()
+                    payloads[id(done)] = stored_verdict_message(session, vid).to_payload()
             for known in (o for o in accepted if isinstance(o, Known)):
-                found = latest_verdict(session, known.item.request_id)
-                if found is None:
-                    raise RuntimeError(f"stored verdict for {known.item.request_id} vanished")
-                payloads[id(known)] = verdict_message(found).to_payload()
+                found = latest_verdict_message(session, known.item.request_id)
+                payloads[id(known)] = found.to_payload()
             for refused in (o for o in group if isinstance(o, Refused)):
                 msg = self._rejection(refused)
                 record_rejection(session, msg, refused.message.topic, refused.message.payload, keep)

@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from inspector.errors import Code, DuplicateConflict, NotFound
+from inspector.errors import Code, DuplicateConflict, NotFound, ReviewConflict
 from inspector.protocol import (
     Decision,
     ImagePart,
@@ -39,7 +39,6 @@ from inspector.store import (
 from inspector.store.blobs import BlobStore
 from inspector.store.database import alembic_config
 from inspector.store.models import Base, Inspection, Media, Rejection, Review, Verdict
-from inspector.store.records import ReviewConflict
 from tests.core.helpers import jpeg, make_request
 
 
