@@ -51,6 +51,7 @@ class Code(StrEnum):
     SPOOL_BUSY = "spool.busy"
     TRIGGER_FAILED = "trigger.failed"
     DEMO_FAILED = "demo.failed"
+    BENCH_FAILED = "bench.failed"
     TRAIN_TOO_FEW_REVIEWS = "train.too_few_reviews"
     TRAIN_CLASS_MISSING = "train.class_missing"
     ADAPTER_NOT_FOUND = "adapter.not_found"
@@ -210,6 +211,12 @@ class DemoFailed(InspectorError):
     """A step of the demo line did not work; the message says which and what to do."""
 
     code = Code.DEMO_FAILED
+
+
+class BenchFailed(InspectorError):
+    """A benchmark could not run its workload (no broker, a worker that never came up)."""
+
+    code = Code.BENCH_FAILED
 
 
 class DatasetRefused(RejectedInput):

@@ -32,7 +32,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from inspector.bench.pipeline import photo
-from inspector.errors import InspectorError
+from inspector.errors import BenchFailed
 from inspector.mqtt import Message, MqttTransport
 from inspector.protocol import (
     AudioPart,
@@ -184,11 +184,11 @@ class _Stations:
     def start(self) -> None:
         self._observer.start()
         if not self._observer.wait_subscribed(15):
-            raise InspectorError(f"no MQTT broker answers on {self.cfg.host}:{self.cfg.port}")
+            raise BenchFailed(f"no MQTT broker answers on {self.cfg.host}:{self.cfg.port}")
         for client in self._clients:
             client.start()
             if not client.wait_connected(15):
-                raise InspectorError("a simulated station could not connect to the broker")
+                raise BenchFailed("a simulated station could not connect to the broker")
 
     def stop(self) -> None:
         for client in self._clients:
@@ -280,11 +280,9 @@ def _wait_online(broker: BrokerSettings, worker_id: str, worker: _Worker, timeou
         deadline = time.monotonic() + timeout_s
         while not online.wait(0.5):
             if (code := worker.exit_code()) is not None:
-                raise InspectorError(
-                    f"the bench worker exited with code {code}:\n{worker.log_tail()}"
-                )
+                raise BenchFailed(f"the bench worker exited with code {code}:\n{worker.log_tail()}")
             if time.monotonic() > deadline:
-                raise InspectorError(f"the bench worker was not online within {timeout_s:g} s")
+                raise BenchFailed(f"the bench worker was not online within {timeout_s:g} s")
     finally:
         watcher.stop()
 

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from inspector.errors import InspectorError
+from inspector.errors import DemoFailed
 from inspector.settings import BrokerSettings
 
 PROBE_S = 2.0
@@ -73,13 +73,13 @@ class EmbeddedBroker:
         try:
             import amqtt  # noqa: F401
         except ImportError:
-            raise InspectorError(
+            raise DemoFailed(
                 "no MQTT broker answers on 127.0.0.1:1883 and the embedded one needs amqtt: "
                 "pip install 'inspector[demo]', or start Mosquitto (`mosquitto -d`)"
             ) from None
         self._thread.start()
         if not self._started.wait(START_S) or self._error is not None:
-            raise InspectorError(f"the embedded MQTT broker did not start: {self._error}")
+            raise DemoFailed(f"the embedded MQTT broker did not start: {self._error}")
 
     def stop(self) -> None:
         """Close every connection and the listener."""
@@ -116,7 +116,7 @@ def choose_broker(settings: BrokerSettings) -> DemoBroker:
         return DemoBroker(settings)
     if settings.host not in LOCAL_HOSTS or settings.tls.enabled or settings.username:
         # A real broker the user configured is down: say so rather than run somewhere else.
-        raise InspectorError(
+        raise DemoFailed(
             f"no MQTT broker answers on {settings.host}:{settings.port}; start it (or "
             "`mosquitto -d` for a local one) and run the demo again"
         )
