@@ -52,6 +52,7 @@ class Code(StrEnum):
     TRIGGER_FAILED = "trigger.failed"
     DEMO_FAILED = "demo.failed"
     BENCH_FAILED = "bench.failed"
+    INPUT_INVALID = "input.invalid"
     TRAIN_TOO_FEW_REVIEWS = "train.too_few_reviews"
     TRAIN_CLASS_MISSING = "train.class_missing"
     ADAPTER_NOT_FOUND = "adapter.not_found"
@@ -233,3 +234,5 @@ class AlreadyExists(InspectorError):
 
 class InvalidInput(InspectorError):
     """A form field, query parameter or CLI argument does not hold an acceptable value."""
+
+    code = Code.INPUT_INVALID
