@@ -53,6 +53,7 @@ class Code(StrEnum):
     DEMO_FAILED = "demo.failed"
     BENCH_FAILED = "bench.failed"
     INPUT_INVALID = "input.invalid"
+    ALREADY_EXISTS = "record.already_exists"
     TRAIN_TOO_FEW_REVIEWS = "train.too_few_reviews"
     TRAIN_CLASS_MISSING = "train.class_missing"
     ADAPTER_NOT_FOUND = "adapter.not_found"
@@ -230,6 +231,8 @@ class RegistryRefused(RejectedInput):
 
 class AlreadyExists(InspectorError):
     """A record with this name already exists (a user, a token name)."""
+
+    code = Code.ALREADY_EXISTS
 
 
 class InvalidInput(InspectorError):
