@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from inspector.errors import InspectorError
+from inspector.errors import DemoFailed
 from inspector.settings import Settings
 
 DEMO_REVIEWER = "demo"
@@ -87,7 +87,7 @@ class ReviewProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise InspectorError(
+                raise DemoFailed(
                     f"the review app exited with code {self._proc.returncode}; see {self.log_path}"
                 )
             with (
@@ -97,7 +97,7 @@ class ReviewProcess:
                 if resp.status == 200:
                     return
             time.sleep(POLL_S)
-        raise InspectorError(f"the review app did not answer within {timeout_s:g} s")
+        raise DemoFailed(f"the review app did not answer within {timeout_s:g} s")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM, then kill if it does not exit in time."""
