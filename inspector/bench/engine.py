@@ -26,15 +26,10 @@ from peft import get_peft_model
 from transformers import Phi4MultimodalForCausalLM
 
 from inspector.engine.checkpoint import resolve_runtime
-from inspector.engine.engine import PhiEngine
+from inspector.engine.lora import LoraSpec
 from inspector.engine.prompt import verdict_prompt
-from inspector.engine.tiny import (
-    build_processor,
-    build_tokenizer,
-    full_size_config,
-    lora_config,
-    tiny_config,
-)
+from inspector.engine.runtime import PhiEngine
+from inspector.engine.tiny import build_processor, build_tokenizer, full_size_config, tiny_config
 from inspector.engine.types import VISION_ADAPTER, EngineRequest
 from inspector.settings import ModelSettings, SiteProfile
 
@@ -120,7 +115,7 @@ def build_bench_engine(
     )
     model = get_peft_model(
         _build(config, runtime.dtype, runtime.attn_implementation, cfg.device),
-        lora_config(cfg.lora_rank),
+        LoraSpec(rank=cfg.lora_rank).config(random_init=True),
         adapter_name=VISION_ADAPTER,
         autocast_adapter_dtype=False,  # as the engine loads its adapters
     )
@@ -260,6 +255,7 @@ def _lm_step_bytes(engine: PhiEngine, batch: int, cache_len: int) -> float:
     return float(weights + kv * model.dtype.itemsize)
 
 
+@torch.inference_mode()  # as the engine runs its batches
 def profile_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
     """One batch stage by stage, each stage synchronised: times, FLOPs and MFU.
 
@@ -286,7 +282,7 @@ def profile_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
     images = [image for r in batch for image in r.images]
     audios = [r.audio for r in batch]
     adapters = [VISION_ADAPTER] * len(batch)
-    forced = [engine._verdict.pass_ids] * len(batch)
+    forced = [engine.core.verdict.pass_ids] * len(batch)
     model = engine.model
     times: dict[str, list[float]] = {"preprocess": [], "towers": [], "prefill": [], "decode": []}
     for _ in range(max(1, cfg.profile_runs)):
@@ -298,7 +294,7 @@ def profile_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
         state = prefill(model, embeds, inputs.attention_mask, adapters)
         times["prefill"].append(laps.lap())
         # No stop tokens: every row decodes the whole bound.
-        greedy_continue(model, state, forced, cfg.rationale_tokens, [], engine._pad_id)
+        greedy_continue(model, state, forced, cfg.rationale_tokens, [], engine.core.pad_id)
         times["decode"].append(laps.lap())
         del state, embeds
     stage_ms = {k: min(v) for k, v in times.items()}

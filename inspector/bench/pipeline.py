@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from inspector.engine import Bucket, shape_bucket
 from inspector.engine.types import EngineRequest, EngineResult
 from inspector.media import encode_jpeg
 from inspector.protocol import (
@@ -37,6 +38,10 @@ class InstantEngine:
     """Answers PASS at once: isolates the host path from the model."""
 
     model_name = "instant"
+
+    def shape_bucket(self, sizes: Sequence[tuple[int, int]]) -> Bucket:
+        """Phi's crop grid, as the real engine buckets."""
+        return shape_bucket(sizes)
 
     def infer(self, batch: Sequence[EngineRequest]) -> list[EngineResult]:
         """A PASS verdict for every request, with no model work."""

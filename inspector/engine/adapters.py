@@ -9,17 +9,10 @@ from pathlib import Path
 from peft import LoraConfig, PeftModel
 
 from inspector.engine.checkpoint import check_adapter_dir
+from inspector.engine.lora import targets_of
 from inspector.engine.types import RESERVED_ADAPTERS, VISION_ADAPTER
 from inspector.errors import ModelLoadError
 from inspector.settings import SLUG
-
-
-@dataclass(frozen=True)
-class Route:
-    """The adapter one request runs with, and whether it is a fallback."""
-
-    adapter: str
-    fallback: bool
 
 
 @dataclass(frozen=True)
@@ -46,14 +39,6 @@ class AdapterSet:
     def site_adapters(self) -> list[str]:
         """The site adapters attached now."""
         return sorted(self._sites)
-
-    def route(self, requested: str | None) -> Route:
-        """The adapter a request runs with: the requested one if loaded, else the vision LoRA."""
-        if requested is None or requested == VISION_ADAPTER:
-            return Route(VISION_ADAPTER, fallback=False)
-        if requested in self._sites:
-            return Route(requested, fallback=False)
-        return Route(VISION_ADAPTER, fallback=True)
 
     def load(self, name: str, path: Path) -> None:
         """Attach (or replace) site adapter `name` from a peft adapter directory."""
@@ -108,17 +93,12 @@ class AdapterSet:
             config = LoraConfig.from_pretrained(str(path))
         except (OSError, ValueError, TypeError) as exc:
             raise ModelLoadError(f"adapter {name!r} at {path} has a bad config: {exc}") from None
-        ours, theirs = _targets(self._model.peft_config[VISION_ADAPTER]), _targets(config)
+        ours, theirs = targets_of(self._model.peft_config[VISION_ADAPTER]), targets_of(config)
         if ours != theirs:
             raise ModelLoadError(
                 f"adapter {name!r} at {path} targets {theirs!r}, but site adapters "
                 f"must target the vision LoRA's modules {ours!r}"
             )
-
-
-def _targets(config: object) -> object:
-    targets = getattr(config, "target_modules", None)
-    return targets if isinstance(targets, str) else frozenset(targets or ())
 
 
 def _stamp(path: Path) -> float:

@@ -59,7 +59,7 @@ def infer(
     ] = None,
 ) -> None:
     """Judge one inspection from local files and print the verdict as JSON."""
-    from inspector.engine.engine import load_engine
+    from inspector.engine.runtime import load_engine
     from inspector.engine.types import EngineRequest
     from inspector.media import decode_audio, decode_image
 

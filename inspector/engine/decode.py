@@ -24,6 +24,8 @@ from peft import PeftModel
 from transformers import DynamicCache, StaticCache
 from transformers.cache_utils import DynamicLayer, StaticLayer
 
+from inspector.engine.inputs import positions
+
 log = logging.getLogger(__name__)
 
 # Checking "all rows finished" costs a device sync, so look only every few steps.
@@ -62,15 +64,17 @@ def adapter_routing(model: PeftModel, adapter_names: Sequence[str]) -> dict[str,
     return {"adapter_names": list(adapter_names)}
 
 
-@torch.inference_mode()
 def prefill(
     model: PeftModel,
     inputs_embeds: torch.Tensor,
     attention_mask: torch.Tensor,
     adapter_names: Sequence[str],
 ) -> Prefilled:
-    """Run the embedded prompts through the model once, keeping the KV cache and last logits."""
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    """Run the embedded prompts through the model once, keeping the KV cache and last logits.
+
+    Autograd stays as the caller has it; the engine calls this under inference mode.
+    """
+    position_ids = positions(attention_mask)
     routing = adapter_routing(model, adapter_names)
     cache = DynamicCache(config=model.config)
     out = model(

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from peft import PeftModel
 from transformers import ProcessorMixin
 
 SAMPLE_RATE = 16_000
@@ -143,10 +142,18 @@ def _expand(text: str, token: str, counts: Iterator[int]) -> str:
     return "".join(out)
 
 
-@torch.inference_mode()
-def embed(model: PeftModel, encoded: Encoded) -> torch.Tensor:
-    """Input embeddings [B, T, H] with photo and voice-note features in their placeholders."""
-    lm: Any = model.get_base_model().model  # Phi4MultimodalModel
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids [B, T] of left-padded rows: each row's first real token is position 0."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def embed(model: Any, encoded: Encoded) -> torch.Tensor:
+    """Input embeddings [B, T, H] with photo and voice-note features in their placeholders.
+
+    Differentiable: training runs it with autograd on, the runtime under inference mode.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    lm: Any = base.model  # Phi4MultimodalModel
     features = lm.embed_tokens_extend
     ids = encoded.input_ids
     embeds = lm.embed_tokens(ids)

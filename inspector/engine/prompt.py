@@ -7,10 +7,9 @@ The template text is versioned; the version is stored with every verdict, so cha
 from __future__ import annotations
 
 import html
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-from inspector.protocol import Decision, DefectFinding
+from inspector.protocol import Decision
 from inspector.settings import DefectSpec, SiteProfile
 
 PROMPT_VERSION = "inspect-v1"
@@ -78,25 +77,6 @@ def verdict_prompt(
 def transcript_prompt(audio_token: str = AUDIO) -> str:
     """The speech-LoRA prompt that transcribes one voice note."""
     return f"{USER}{audio_token}{TRANSCRIBE_INSTRUCTION}{END}{ASSISTANT}"
-
-
-def _defect_pattern(spec: DefectSpec) -> re.Pattern[str]:
-    # A name only counts as a whole word; "(where)" right after it says where.
-    return re.compile(
-        rf"(?<![a-z0-9-]){re.escape(spec.name)}(?![a-z0-9-])(?:\s*\(([^()\n]{{1,200}})\))?",
-        re.IGNORECASE,
-    )
-
-
-def find_defects(rationale: str, catalogue: Sequence[DefectSpec]) -> list[DefectFinding]:
-    """Catalogue defects named in a rationale, in catalogue order, each with its `where`."""
-    found = []
-    for spec in catalogue:
-        match = _defect_pattern(spec).search(rationale)
-        if match:
-            where = match.group(1).strip() if match.group(1) else None
-            found.append(DefectFinding(type=spec.name, where=where or None))
-    return found
 
 
 def tokenizer_corpus() -> Iterable[str]:

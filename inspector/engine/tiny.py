@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import get_peft_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     Phi4MultimodalConfig,
@@ -23,14 +23,12 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from inspector.engine.lora import LoraSpec
 from inspector.engine.prompt import ASSISTANT, AUDIO, END, IMAGE, SYSTEM, USER, tokenizer_corpus
 from inspector.engine.types import SPEECH_ADAPTER, VISION_ADAPTER
 
 TEXT_EOS = "<|endoftext|>"
 SPECIAL_TOKENS = (TEXT_EOS, SYSTEM, USER, ASSISTANT, END, IMAGE, AUDIO)
-# The public checkpoint's LoRAs cover every attention and MLP projection of the language
-# model and nothing in the vision or audio towers; site adapters keep that shape.
-LORA_TARGETS = r"model\.layers\.\d+\.((self_attn\.(qkv|o)_proj)|(mlp\.(gate_up|down)_proj))"
 TINY_VISION_RANK = 8
 TINY_SPEECH_RANK = 4
 
@@ -118,22 +116,10 @@ def full_size_config(tokenizer: PreTrainedTokenizerFast) -> Phi4MultimodalConfig
     )
 
 
-def lora_config(rank: int) -> LoraConfig:
-    """A LoRA shaped like the public checkpoint's (alpha = 2 × rank, LM projections only)."""
-    return LoraConfig(
-        r=rank,
-        lora_alpha=2 * rank,
-        lora_dropout=0.0,
-        target_modules=LORA_TARGETS,
-        task_type="CAUSAL_LM",
-        init_lora_weights=False,  # random A and B, so each adapter really changes the output
-    )
-
-
 def write_random_adapter(model: PreTrainedModel, path: Path, rank: int, seed: int) -> Path:
-    """Save a random LoRA adapter for `model` into `path` (adapter_config + safetensors)."""
+    """Save a random LoRA adapter of the shared spec for `model` into `path`."""
     torch.manual_seed(seed)
-    peft_model = get_peft_model(model, lora_config(rank))
+    peft_model = get_peft_model(model, LoraSpec(rank=rank).config(random_init=True))
     peft_model.save_pretrained(str(path))
     peft_model.unload()  # leave `model` as it was, without LoRA layers
     return path

@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
+from inspector.engine.shapes import Bucket
 from inspector.errors import EngineFailed as EngineFailed
 from inspector.protocol import Judgement
 
@@ -49,6 +50,10 @@ class InferenceEngine(Protocol):
     """What a worker needs from a model engine."""
 
     model_name: str
+
+    def shape_bucket(self, sizes: Sequence[tuple[int, int]]) -> Bucket:
+        """The batching bucket of a request's (width, height) photos: equal buckets batch best."""
+        ...
 
     def infer(self, batch: Sequence[EngineRequest]) -> list[EngineResult]:
         """Verdicts for `batch`, in the same order; raises on failure."""

@@ -1,4 +1,4 @@
-"""Turn the verdict token's logits into PASS / FAIL / REVIEW with a confidence."""
+"""The verdict tokens of a checkpoint and P(PASS) from the logits at the verdict position."""
 
 from __future__ import annotations
 
@@ -50,21 +50,3 @@ def pass_probability(logits: torch.Tensor, tokens: VerdictTokens) -> list[float]
     """P(PASS) normalised over PASS and FAIL, per row of next-token `logits` [B, V]."""
     pair = logits[:, [tokens.pass_id, tokens.fail_id]].float()
     return [float(p) for p in torch.softmax(pair, dim=-1)[:, 0].tolist()]
-
-
-@dataclass(frozen=True)
-class Scored:
-    """The decision on one request before its rationale is written."""
-
-    decision: Decision
-    leaning: Decision  # PASS or FAIL: the word the rationale continues from
-    confidence: float
-    p_pass: float
-
-
-def decide(p_pass: float, threshold: float) -> Scored:
-    """PASS or FAIL by the larger probability; REVIEW when that is below `threshold`."""
-    leaning = Decision.PASS if p_pass >= 0.5 else Decision.FAIL
-    confidence = max(p_pass, 1.0 - p_pass)
-    decision = leaning if confidence >= threshold else Decision.REVIEW
-    return Scored(decision, leaning, confidence, p_pass)

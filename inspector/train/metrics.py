@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from inspector.engine.verdict import decide
+from inspector.engine.policy import decide
 from inspector.protocol import Decision
 
 CALIBRATION_BINS = 10

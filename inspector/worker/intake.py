@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from inspector.engine import Bucket, shape_bucket
 from inspector.errors import Code, RejectedInput
 from inspector.media import DecodedAudio, DecodedImage, decode_audio, decode_image
 from inspector.mqtt import Message
@@ -21,8 +23,8 @@ from inspector.settings import LimitSettings
 
 log = logging.getLogger(__name__)
 
-# Phi-4-multimodal tiles photos into 448-pixel crops; photos with the same crop grid batch well.
-CROP = 448
+# How the engine buckets a request's photos for batching, from their (width, height).
+BucketOf = Callable[[Sequence[tuple[int, int]]], Bucket]
 
 
 @dataclass(slots=True)
@@ -34,7 +36,7 @@ class Accepted:
     images: list[DecodedImage]
     audio: DecodedAudio | None
     received: float  # time.monotonic() when the message arrived
-    bucket: tuple[tuple[int, int], ...] = field(default=())
+    bucket: Bucket = field(default=())
 
     @property
     def request_id(self) -> str:
@@ -57,11 +59,6 @@ class Refused:
     received: float
 
 
-def shape_bucket(images: list[DecodedImage]) -> tuple[tuple[int, int], ...]:
-    """The crop grid of each photo: requests with equal buckets pad least when batched."""
-    return tuple((-(-img.width // CROP), -(-img.height // CROP)) for img in images)
-
-
 def _station_of(topic: str) -> StationKey | None:
     try:
         return parse_station_topic(topic).station
@@ -70,9 +67,15 @@ def _station_of(topic: str) -> StationKey | None:
 
 
 def validate(
-    message: Message, limits: LimitSettings, received: float | None = None
+    message: Message,
+    limits: LimitSettings,
+    received: float | None = None,
+    bucket_of: BucketOf = shape_bucket,
 ) -> Accepted | Refused:
-    """Parse and decode one message; any failure becomes a Refused with a stable code."""
+    """Parse and decode one message; any failure becomes a Refused with a stable code.
+
+    `bucket_of` is the engine's `shape_bucket`: the engine knows how it tiles photos.
+    """
     received = time.monotonic() if received is None else received
     try:
         request = parse_request(message.payload, limits, topic=message.topic)
@@ -92,4 +95,5 @@ def validate(
         return Refused(
             message, error, peek_request_id(message.payload), _station_of(message.topic), received
         )
-    return Accepted(message, request, images, audio, received, shape_bucket(images))
+    bucket = bucket_of([(img.width, img.height) for img in images])
+    return Accepted(message, request, images, audio, received, bucket)

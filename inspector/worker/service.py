@@ -224,7 +224,7 @@ class Worker:
     # --- validation threads ------------------------------------------------------------
 
     def _validate(self, message: Message, received: float) -> None:
-        outcome = validate(message, self.settings.limits, received)
+        outcome = validate(message, self.settings.limits, received, self.engine.shape_bucket)
         if isinstance(outcome, Refused):
             self.batcher.settle(None, self._stopping)
             self._outbox.put([outcome])

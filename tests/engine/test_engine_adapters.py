@@ -11,7 +11,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from inspector.engine import EngineRequest
-from inspector.engine.engine import PhiEngine, load_engine
+from inspector.engine.runtime import PhiEngine, load_engine
 from inspector.errors import ModelLoadError
 from inspector.settings import ModelSettings, SiteProfile
 from tests.engine.media import photo

@@ -11,9 +11,9 @@ from transformers.cache_utils import DynamicLayer
 
 from inspector.engine import EngineRequest
 from inspector.engine.decode import DecodeGraphs, Prefilled, greedy_continue, prefill
-from inspector.engine.engine import PhiEngine, load_engine
 from inspector.engine.inputs import embed, encode
 from inspector.engine.prompt import verdict_prompt
+from inspector.engine.runtime import PhiEngine, load_engine
 from inspector.settings import ModelSettings, SiteProfile
 from tests.engine.media import photo, voice
 

@@ -10,7 +10,7 @@ import torch
 
 from inspector.engine import EngineRequest
 from inspector.engine.checkpoint import resolve_runtime
-from inspector.engine.engine import load_engine
+from inspector.engine.runtime import load_engine
 from inspector.settings import ModelSettings
 from tests.engine.media import photo, voice
 

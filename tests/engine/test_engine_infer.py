@@ -11,9 +11,9 @@ import torch
 
 from inspector.engine import PROMPT_VERSION, EngineFailed, EngineRequest, EngineResult
 from inspector.engine.decode import greedy_continue, prefill
-from inspector.engine.engine import PhiEngine, load_engine
 from inspector.engine.inputs import embed, encode
 from inspector.engine.prompt import verdict_prompt
+from inspector.engine.runtime import PhiEngine, load_engine
 from inspector.errors import RejectedInput
 from inspector.protocol import Decision
 from inspector.settings import DefectSpec, ModelSettings, SiteProfile

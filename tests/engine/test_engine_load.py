@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from inspector.engine.checkpoint import resolve_runtime
-from inspector.engine.engine import load_engine
+from inspector.engine.runtime import load_engine
 from inspector.engine.tiny import build_tokenizer
 from inspector.engine.verdict import verdict_tokens
 from inspector.errors import ModelLoadError

@@ -13,7 +13,6 @@ from inspector.engine.prompt import (
     NOTE_CLOSE,
     NOTE_OPEN,
     PROMPT_VERSION,
-    find_defects,
     quote_note,
     verdict_prompt,
 )
@@ -78,14 +77,3 @@ def test_injection_note_adds_no_special_tokens(tiny_model_dir: Path) -> None:
 
 def test_prompt_version_is_a_stable_label() -> None:
     assert re.fullmatch(r"[a-z]+-v\d+", PROMPT_VERSION)
-
-
-def test_defects_are_read_from_the_rationale_with_where() -> None:
-    found = find_defects(
-        "scratch (left edge) and some POROSITY; no scratches elsewhere", PROFILE.defects
-    )
-    assert [(d.type, d.where) for d in found] == [("scratch", "left edge"), ("porosity", None)]
-
-
-def test_defect_names_only_match_whole_words() -> None:
-    assert find_defects("scratches and microporosity-like marks", PROFILE.defects) == []

@@ -1,4 +1,10 @@
-"""The Phi-4-multimodal engine: batched joint image+audio verdicts with per-row adapters."""
+"""The runtime: batches of inspections through the model core, verdicts by the policy.
+
+One batch is one prefill over left-padded prompts (each row with its adapter), the
+verdict from its last logits, then a bounded greedy rationale decoded from a static KV
+cache (a CUDA graph on a GPU; see decode.py). All of it runs under inference mode; the
+model core and the policy it calls are the ones training uses.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +17,15 @@ import torch
 from peft import PeftModel
 from transformers import ProcessorMixin
 
+from inspector.engine import policy
 from inspector.engine.adapters import AdapterSet
 from inspector.engine.checkpoint import load_checkpoint, resolve_runtime
 from inspector.engine.compiled import compile_blocks
+from inspector.engine.core import PhiCore
 from inspector.engine.decode import DecodeGraphs, greedy_continue, prefill
-from inspector.engine.inputs import embed, encode
-from inspector.engine.prompt import (
-    END,
-    PROMPT_VERSION,
-    find_defects,
-    transcript_prompt,
-    verdict_prompt,
-)
+from inspector.engine.shapes import Bucket, shape_bucket
 from inspector.engine.types import SPEECH_ADAPTER, EngineFailed, EngineRequest, EngineResult
-from inspector.engine.verdict import decide, pass_probability, verdict_tokens
 from inspector.errors import Code, RejectedInput
-from inspector.protocol import Decision
 from inspector.settings import ModelSettings, SiteProfile
 
 log = logging.getLogger(__name__)
@@ -44,6 +43,7 @@ class PhiEngine:
         model_name: str | None = None,
         static_decode: bool = True,
     ) -> None:
+        self.core = PhiCore(model, processor)
         self.model = model
         self.processor = processor
         self.settings = settings
@@ -52,24 +52,17 @@ class PhiEngine:
         # Decode from a static KV cache, as a CUDA graph on a GPU (see decode.py); off runs
         # one eager forward per token, the slower path kept for comparison.
         self.static_decode = static_decode
-        self.device = next(model.parameters()).device
-        tokenizer = processor.tokenizer
-        self._tokenizer = tokenizer
-        self._verdict = verdict_tokens(tokenizer)
-        self._image_token: str = processor.image_token  # type: ignore[attr-defined]
-        self._audio_token: str = processor.audio_token  # type: ignore[attr-defined]
-        eos = model.config.eos_token_id
-        stops = set(eos if isinstance(eos, list) else [eos])
-        stops.update({tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END)})
-        self._stop_ids = sorted(s for s in stops if isinstance(s, int) and s >= 0)
-        pad = tokenizer.pad_token_id
-        self._pad_id: int = pad if pad is not None else self._stop_ids[0]
+        self.device = self.core.device
         self._adapters = AdapterSet(model, settings.adapters_dir)
         if settings.compile and self.device.type == "cuda":
             compile_blocks(model)
         # Static caches and decode graphs reused across batches (see decode.DecodeGraphs).
         self._graphs = DecodeGraphs()
         self._graphs_generation = self._adapters.generation
+
+    def shape_bucket(self, sizes: Sequence[tuple[int, int]]) -> Bucket:
+        """The crop grid of each (width, height) photo under this checkpoint's processor."""
+        return shape_bucket(sizes, self.core.crop)
 
     # --- adapters --------------------------------------------------------------------
 
@@ -102,7 +95,8 @@ class PhiEngine:
 
     def _infer_splitting(self, batch: list[EngineRequest]) -> list[EngineResult]:
         try:
-            return self._run(batch)
+            with torch.inference_mode():
+                return self._run(batch)
         except torch.OutOfMemoryError as exc:
             if len(batch) == 1:
                 raise EngineFailed(
@@ -124,10 +118,6 @@ class PhiEngine:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _profile(self, site: str) -> SiteProfile:
-        # The same lookup as Settings.site: the engine holds only the sites mapping.
-        return self.sites.get(site) or self.sites.get("default") or SiteProfile()
-
     def _decode_graphs(self) -> DecodeGraphs:
         """The reusable decode graphs, emptied first if an adapter changed since."""
         if self._graphs_generation != self._adapters.generation:
@@ -136,22 +126,14 @@ class PhiEngine:
         return self._graphs
 
     def _run(self, batch: list[EngineRequest]) -> list[EngineResult]:
+        core = self.core
         started = time.perf_counter()
-        profiles = [self._profile(r.site) for r in batch]
-        routes = [
-            self._adapters.route(r.adapter or p.adapter)
-            for r, p in zip(batch, profiles, strict=True)
-        ]
-        prompts = [
-            verdict_prompt(
-                p, len(r.images), r.audio is not None, r.note, self._image_token, self._audio_token
-            )
-            for r, p in zip(batch, profiles, strict=True)
-        ]
-        images = [image for r in batch for image in r.images]
-        inputs = encode(self.processor, prompts, images, [r.audio for r in batch], self.device)
+        profiles = [policy.site_profile(self.sites, r.site) for r in batch]
+        loaded = self._adapters.site_adapters()
+        routes = [policy.route(r, p, loaded) for r, p in zip(batch, profiles, strict=True)]
+        inputs = core.encode(batch, profiles)
         prompt_tokens = inputs.attention_mask.sum(dim=1).tolist()
-        embeds = embed(self.model, inputs)
+        embeds = core.embed(inputs)
         encoded = time.perf_counter()
 
         state = prefill(
@@ -159,25 +141,23 @@ class PhiEngine:
         )
         del inputs, embeds
         scores = [
-            decide(p_pass, profile.threshold)
-            for p_pass, profile in zip(
-                pass_probability(state.logits, self._verdict), profiles, strict=True
-            )
+            policy.decide(p_pass, profile.threshold)
+            for p_pass, profile in zip(core.pass_probability(state.logits), profiles, strict=True)
         ]
         prefilled = time.perf_counter()
-        forced = [self._verdict.spelled(s.leaning) for s in scores]
+        forced = [core.verdict.spelled(s.leaning) for s in scores]
         rationale_ids = greedy_continue(
             self.model,
             state,
             forced,
             self.settings.max_rationale_tokens,
-            self._stop_ids,
-            self._pad_id,
+            core.stop_ids,
+            core.pad_id,
             static=self.static_decode,
             graphs=self._decode_graphs(),
         )
         del state
-        rationales = self._tokenizer.batch_decode(rationale_ids, skip_special_tokens=True)
+        rationales = core.tokenizer.batch_decode(rationale_ids, skip_special_tokens=True)
         decoded = time.perf_counter()
         transcripts = self._transcribe(batch) if self.settings.transcribe else [None] * len(batch)
         finished = time.perf_counter()
@@ -188,31 +168,19 @@ class PhiEngine:
             "decode": (decoded - prefilled) * 1e3,
             "transcribe": (finished - decoded) * 1e3,
         }
-        results = []
-        for i, request in enumerate(batch):
-            score, profile, rationale = scores[i], profiles[i], rationales[i].strip()
-            defects = (
-                find_defects(rationale, profile.defects) if score.leaning is Decision.FAIL else []
+        return [
+            policy.build_result(
+                request,
+                profiles[i],
+                routes[i],
+                scores[i],
+                rationales[i],
+                transcripts[i],
+                self.model_name,
+                policy.Measured(int(prompt_tokens[i]), len(rationale_ids[i]), timings),
             )
-            results.append(
-                EngineResult(
-                    request_id=request.request_id,
-                    verdict=score.decision,
-                    confidence=score.confidence,
-                    p_pass=score.p_pass,
-                    rationale=rationale,
-                    transcript=transcripts[i],
-                    defects=defects,
-                    model=self.model_name,
-                    adapter=routes[i].adapter,
-                    adapter_fallback=routes[i].fallback,
-                    prompt_version=PROMPT_VERSION,
-                    prompt_tokens=int(prompt_tokens[i]),
-                    rationale_tokens=len(rationale_ids[i]),
-                    timings_ms=dict(timings),
-                )
-            )
-        return results
+            for i, request in enumerate(batch)
+        ]
 
     def _transcribe(self, batch: list[EngineRequest]) -> list[str | None]:
         """Transcripts of the voice notes (speech LoRA, speech projection), None without one."""
@@ -220,28 +188,24 @@ class PhiEngine:
         out: list[str | None] = [None] * len(batch)
         if not rows:
             return out
-        prompt = transcript_prompt(self._audio_token)
-        inputs = encode(
-            self.processor, [prompt] * len(rows), [], [batch[i].audio for i in rows], self.device
-        )
+        core = self.core
+        notes = [a for a in (batch[i].audio for i in rows) if a is not None]
+        inputs = core.encode_transcripts(notes)
         state = prefill(
-            self.model,
-            embed(self.model, inputs),
-            inputs.attention_mask,
-            [SPEECH_ADAPTER] * len(rows),
+            self.model, core.embed(inputs), inputs.attention_mask, [SPEECH_ADAPTER] * len(rows)
         )
         ids = greedy_continue(
             self.model,
             state,
             [()] * len(rows),
             self.settings.max_transcript_tokens,
-            self._stop_ids,
-            self._pad_id,
+            core.stop_ids,
+            core.pad_id,
             static=self.static_decode,
             graphs=self._decode_graphs(),
         )
         for row, text in zip(
-            rows, self._tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True
+            rows, core.tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True
         ):
             out[row] = text.strip()
         return out

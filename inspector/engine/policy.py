@@ -1,0 +1,123 @@
+"""The product policy around the model, torch-free: adapter choice, decision, defects, result.
+
+The model core turns a prompt into P(PASS); everything the product decides from there is
+here, so serving, training and evaluation apply one rule set:
+
+- a request runs with the site adapter it names (or its site's default) when that adapter
+  is loaded, else on the base, and the result says it fell back;
+- PASS or FAIL by the larger probability, REVIEW when that is below the site's threshold;
+- the rationale continues from the leaning verdict word, and the catalogue defects it
+  names (FAIL leanings only) become the verdict's findings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from inspector.engine.prompt import PROMPT_VERSION
+from inspector.engine.types import VISION_ADAPTER, EngineRequest, EngineResult
+from inspector.protocol import Decision, DefectFinding
+from inspector.settings import DefectSpec, SiteProfile
+
+
+def site_profile(sites: Mapping[str, SiteProfile], site: str) -> SiteProfile:
+    """The site's profile, else the `default` one, else the built-in defaults."""
+    # The same lookup as Settings.site: the engine holds only the sites mapping.
+    return sites.get(site) or sites.get("default") or SiteProfile()
+
+
+@dataclass(frozen=True)
+class Route:
+    """The adapter one request runs with, and whether it is a fallback."""
+
+    adapter: str
+    fallback: bool
+
+
+def route(request: EngineRequest, profile: SiteProfile, loaded: Collection[str]) -> Route:
+    """The requested (or site default) adapter if `loaded` has it, else the base."""
+    requested = request.adapter or profile.adapter
+    if requested is None or requested == VISION_ADAPTER:
+        return Route(VISION_ADAPTER, fallback=False)
+    if requested in loaded:
+        return Route(requested, fallback=False)
+    return Route(VISION_ADAPTER, fallback=True)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The decision on one request before its rationale is written."""
+
+    decision: Decision
+    leaning: Decision  # PASS or FAIL: the word the rationale continues from
+    confidence: float
+    p_pass: float
+
+
+def decide(p_pass: float, threshold: float) -> Scored:
+    """PASS or FAIL by the larger probability; REVIEW when that is below `threshold`."""
+    leaning = Decision.PASS if p_pass >= 0.5 else Decision.FAIL
+    confidence = max(p_pass, 1.0 - p_pass)
+    decision = leaning if confidence >= threshold else Decision.REVIEW
+    return Scored(decision, leaning, confidence, p_pass)
+
+
+def _defect_pattern(spec: DefectSpec) -> re.Pattern[str]:
+    # A name only counts as a whole word; "(where)" right after it says where.
+    return re.compile(
+        rf"(?<![a-z0-9-]){re.escape(spec.name)}(?![a-z0-9-])(?:\s*\(([^()\n]{{1,200}})\))?",
+        re.IGNORECASE,
+    )
+
+
+def find_defects(rationale: str, catalogue: Sequence[DefectSpec]) -> list[DefectFinding]:
+    """Catalogue defects named in a rationale, in catalogue order, each with its `where`."""
+    found = []
+    for spec in catalogue:
+        match = _defect_pattern(spec).search(rationale)
+        if match:
+            where = match.group(1).strip() if match.group(1) else None
+            found.append(DefectFinding(type=spec.name, where=where or None))
+    return found
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the runtime measured about one request's run."""
+
+    prompt_tokens: int
+    rationale_tokens: int
+    timings_ms: Mapping[str, float]
+
+
+def build_result(
+    request: EngineRequest,
+    profile: SiteProfile,
+    chosen: Route,
+    scored: Scored,
+    rationale: str,
+    transcript: str | None,
+    model_name: str,
+    measured: Measured,
+) -> EngineResult:
+    """The verdict on `request`, with its defects read from the rationale."""
+    rationale = rationale.strip()
+    defects = find_defects(rationale, profile.defects) if scored.leaning is Decision.FAIL else []
+    return EngineResult(
+        request_id=request.request_id,
+        verdict=scored.decision,
+        confidence=scored.confidence,
+        p_pass=scored.p_pass,
+        rationale=rationale,
+        transcript=transcript,
+        defects=defects,
+        model=model_name,
+        adapter=chosen.adapter,
+        adapter_fallback=chosen.fallback,
+        prompt_version=PROMPT_VERSION,
+        prompt_tokens=measured.prompt_tokens,
+        rationale_tokens=measured.rationale_tokens,
+        timings_ms=dict(measured.timings_ms),
+    )
