@@ -27,8 +27,8 @@ from transformers import AutoModelForCausalLM, AutoProcessor
 
 from inspector.engine.checkpoint import check_model_dir, resolve_runtime
 from inspector.engine.inputs import embed, encode
+from inspector.engine.lora import LORA_TARGETS
 from inspector.engine.prompt import verdict_prompt
-from inspector.engine.tiny import LORA_TARGETS
 from inspector.engine.types import VISION_ADAPTER, EngineRequest
 from inspector.engine.verdict import verdict_tokens
 from inspector.errors import ModelLoadError
