@@ -8,6 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from inspector.engine import Bucket
 from inspector.engine.types import EngineRequest, EngineResult, InferenceEngine
 from inspector.store.models import Inspection, Verdict
 from inspector.worker import Worker
@@ -31,6 +32,9 @@ class Rendezvous:
         results = self._engine.infer(batch)
         self._barrier.wait()  # both workers are past inference before either commits
         return results
+
+    def shape_bucket(self, sizes: Sequence[tuple[int, int]]) -> Bucket:
+        return self._engine.shape_bucket(sizes)
 
     def adapters(self) -> list[str]:
         return self._engine.adapters()
