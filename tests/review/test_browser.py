@@ -56,7 +56,9 @@ def keyboard_login(page: Any, base: str, name: str, path: str = "/queue") -> Non
     """Open a page, land on the login form, log in with the keyboard alone."""
     page.goto(base + path)
     assert "/login?next=" in page.url
-    page.keyboard.type(name)  # the user name field has autofocus
+    # The user name field has autofocus; Chromium applies it after the load event.
+    page.wait_for_function("document.activeElement?.id === 'username'")
+    page.keyboard.type(name)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     with page.expect_navigation():
