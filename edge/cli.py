@@ -13,10 +13,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from inspector.errors import ConfigError, InspectorError
+from inspector.safetext import terminal
 
 from .config import DEFAULT_EDGE_CONFIG, EdgeSettings, load_edge_settings
 
@@ -37,7 +37,7 @@ def _settings(config: Path) -> EdgeSettings:
     try:
         return load_edge_settings(config)
     except ConfigError as exc:
-        err_console.print(f"[bold red]configuration error[/]: {escape(exc.message)}")
+        err_console.print(f"[bold red]configuration error[/]: {terminal(exc.message)}")
         raise typer.Exit(2) from None
 
 
@@ -69,7 +69,7 @@ def run(
     try:
         agent = EdgeAgent(settings, console)
     except InspectorError as exc:
-        err_console.print(f"[bold red]cannot start:[/] {escape(exc.message)}")
+        err_console.print(f"[bold red]cannot start:[/] {terminal(exc.message)}")
         raise typer.Exit(1) from None
     try:
         agent.start()
@@ -92,7 +92,7 @@ def run(
     except KeyboardInterrupt:
         pass
     except InspectorError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(exc.message)}")
+        err_console.print(f"[bold red]error:[/] {terminal(exc.message)}")
         raise typer.Exit(1) from None
     finally:
         agent.stop()
@@ -214,7 +214,7 @@ def send(
                 err_console.print(f"[yellow]no verdict for every capture within {wait:g} s[/]")
                 raise typer.Exit(1)
     except InspectorError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(exc.message)}")
+        err_console.print(f"[bold red]error:[/] {terminal(exc.message)}")
         raise typer.Exit(1) from None
     finally:
         agent.stop()

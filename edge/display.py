@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 from rich.console import Console, Group
-from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
@@ -26,6 +25,7 @@ from inspector.protocol import (
     parse_rejection,
     parse_verdict,
 )
+from inspector.safetext import terminal, visible
 
 from .config import DisplaySettings
 from .spool import CaptureRecord, Spool
@@ -110,7 +110,7 @@ class HookRunner:
             if done.returncode != 0:
                 err = done.stderr.decode(errors="replace").strip()[-200:]
                 self._console.print(
-                    f"[yellow]hook {self._argv[0]} exited {done.returncode}[/] {escape(err)}"
+                    f"[yellow]hook {self._argv[0]} exited {done.returncode}[/] {terminal(err)}"
                 )
         except subprocess.TimeoutExpired:
             self._console.print(f"[yellow]hook {self._argv[0]} killed after {self._timeout:g} s[/]")
@@ -149,7 +149,7 @@ class VerdictBoard:
         try:
             msg = parse_verdict(payload)
         except ValidationError as exc:
-            self._console.print(f"[yellow]unreadable verdict ignored:[/] {escape(_first(exc))}")
+            self._console.print(f"[yellow]unreadable verdict ignored:[/] {terminal(_first(exc))}")
             return None
         rid = str(msg.request_id)
         before = self._spool.record_outcome(rid, msg.verdict.value)
@@ -157,7 +157,7 @@ class VerdictBoard:
         if repeat:
             # Redelivered requests get their stored verdict again; show it once.
             self._console.print(
-                f"[dim]repeat verdict {msg.verdict.value} for part {escape(msg.part_id)}[/]"
+                f"[dim]repeat verdict {msg.verdict.value} for part {terminal(msg.part_id)}[/]"
             )
         else:
             self._console.print(
@@ -177,7 +177,7 @@ class VerdictBoard:
         try:
             msg = parse_rejection(payload)
         except ValidationError as exc:
-            self._console.print(f"[yellow]unreadable rejection ignored:[/] {escape(_first(exc))}")
+            self._console.print(f"[yellow]unreadable rejection ignored:[/] {terminal(_first(exc))}")
             return None
         rid = str(msg.request_id) if msg.request_id else ""
         before = self._spool.record_outcome(rid, "REJECTED") if rid else None
@@ -187,11 +187,11 @@ class VerdictBoard:
             body = Text.assemble(
                 ("REJECTED", STYLES["REJECTED"]),
                 "  ",
-                (f"part {part or '?'}  ", "bold"),
-                (msg.code, "bold magenta"),
+                (f"part {visible(part or '?')}  ", "bold"),
+                (visible(msg.code), "bold magenta"),
                 (_resent(before.resends if before else 0), "yellow"),
                 "\n",
-                msg.message,
+                visible(msg.message, multiline=True),
             )
             self._console.print(
                 Panel(body, title=f"request {rid or 'unknown'}", border_style="magenta")
@@ -217,7 +217,7 @@ class VerdictBoard:
                     Text.assemble(
                         ("NO VERDICT", "bold black on bright_white"),
                         "  ",
-                        (f"part {rec.part_id}", "bold"),
+                        (f"part {visible(rec.part_id)}", "bold"),
                         f" after {when - rec.captured_at:.0f} s: {where}",
                     ),
                     title=f"request {rec.request_id}",
@@ -234,19 +234,19 @@ class VerdictBoard:
         lines = [
             head,
             Text.assemble(
-                (f"part {msg.part_id}", "bold"),
+                (f"part {visible(msg.part_id)}", "bold"),
                 f"   confidence {msg.confidence:.2f}   {msg.latency_ms:.0f} ms"
-                f"   adapter {msg.adapter}",
+                f"   adapter {visible(msg.adapter)}",
                 (_resent(resends), "bold yellow"),
             ),
         ]
         if msg.rationale:
-            lines.append(Text(msg.rationale))
+            lines.append(Text(visible(msg.rationale, multiline=True)))
         if msg.defects:
             found = ", ".join(d.type + (f" ({d.where})" if d.where else "") for d in msg.defects)
-            lines.append(Text(f"defects: {found}", style="bold"))
+            lines.append(Text(f"defects: {visible(found)}", style="bold"))
         if msg.transcript:
-            lines.append(Text(f"voice note: {msg.transcript}", style="italic"))
+            lines.append(Text(f"voice note: {visible(msg.transcript)}", style="italic"))
         if late:
             lines.append(Text("(arrived after the verdict timeout)", style="dim"))
         return Panel(

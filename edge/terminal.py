@@ -7,10 +7,10 @@ import time
 
 from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
 from rich.text import Text
 
 from inspector.errors import InspectorError
+from inspector.safetext import terminal
 
 from .agent import EdgeAgent
 from .audio import SILENT_DB, meter
@@ -58,7 +58,7 @@ class StationTerminal:
         try:
             self._agent.capture(CaptureCommand())
         except InspectorError as exc:
-            self._console.print(f"[bold red]capture failed:[/] {escape(exc.message)}")
+            self._console.print(f"[bold red]capture failed:[/] {terminal(exc.message)}")
 
     def _toggle_note(self) -> None:
         if self._agent.recorder is None:
@@ -78,7 +78,7 @@ class StationTerminal:
         try:
             note = self._agent.record_note(stop)
         except InspectorError as exc:
-            self._console.print(f"[bold red]recording failed:[/] {escape(exc.message)}")
+            self._console.print(f"[bold red]recording failed:[/] {terminal(exc.message)}")
             return
         finally:
             self._level = SILENT_DB

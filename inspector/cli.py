@@ -19,12 +19,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from typer import _click as click  # typer carries its own click; its groups are built on it
 from typer.core import TyperCommand, TyperGroup
 
 from inspector.context import ConfigOption, remember_config
 from inspector.errors import ConfigError, InspectorError
+from inspector.safetext import terminal
 
 
 @dataclass(frozen=True)
@@ -164,8 +164,8 @@ def main() -> None:
     try:
         app()
     except ConfigError as exc:
-        err_console.print(f"[bold red]configuration error[/]: {escape(exc.message)}")
+        err_console.print(f"[bold red]configuration error[/]: {terminal(exc.message)}")
         raise SystemExit(2) from None
     except InspectorError as exc:
-        err_console.print(f"[bold red]error[/]: {escape(exc.message)}")
+        err_console.print(f"[bold red]error[/]: {terminal(exc.message)}")
         raise SystemExit(1) from None

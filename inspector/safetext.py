@@ -114,7 +114,7 @@ def csv_cell(value: object) -> str:
 
 def _json_escape(match: re.Match[str]) -> str:
     ch = match.group()
-    if not is_unsafe(ch):
+    if ch == "\n" or not is_unsafe(ch):
         return ch
     cp = ord(ch)
     if cp < 0x10000:
@@ -123,14 +123,18 @@ def _json_escape(match: re.Match[str]) -> str:
     return f"\\u{0xD800 + (cp >> 10):04x}\\u{0xDC00 + (cp & 0x3FF):04x}"
 
 
-def json_line(obj: Any) -> str:
-    """`obj` as one line of JSON: readable UTF-8, but unsafe characters as ``\\uXXXX`` escapes.
+def json_line(obj: Any, *, indent: int | None = None) -> str:
+    """`obj` as JSON: readable UTF-8, but unsafe characters as ``\\uXXXX`` escapes.
 
-    The data round-trips exactly through any JSON parser; only the file's bytes are safe
-    to `cat` on a terminal.
+    One line by default; with `indent`, pretty-printed for a terminal (print it with markup
+    off). The data round-trips exactly through any JSON parser; only the bytes are safe to
+    `cat` on a terminal.
     """
     # Unsafe characters can only occur inside JSON strings, where \\uXXXX is their spelling.
-    return _NOT_ASCII_PRINTABLE.sub(_json_escape, json.dumps(obj, ensure_ascii=False))
+    # json.dumps escapes newlines in strings, so a raw one is the indentation's own.
+    return _NOT_ASCII_PRINTABLE.sub(
+        _json_escape, json.dumps(obj, ensure_ascii=False, indent=indent)
+    )
 
 
 @dataclass(frozen=True, slots=True)

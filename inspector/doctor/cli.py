@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from inspector.context import settings_from
+from inspector.safetext import terminal
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
@@ -58,7 +58,7 @@ def doctor(
         table.add_column("status")
         table.add_column("found / what to do")
         for f in findings:
-            text = escape(f.detail) + (f"\n[bold]→[/] {escape(f.fix)}" if f.fix else "")
+            text = terminal(f.detail) + (f"\n[bold]→[/] {terminal(f.fix)}" if f.fix else "")
             table.add_row(f.check, f"[{_STYLE[f.status]}]{f.status.value}[/]", text)
         console.print(table)
         if failed:

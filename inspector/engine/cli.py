@@ -14,6 +14,7 @@ from rich.console import Console
 
 from inspector.context import settings_from
 from inspector.errors import InspectorError
+from inspector.safetext import json_line
 
 console = Console()
 err_console = Console(stderr=True)
@@ -82,4 +83,5 @@ def infer(
         raise _fail(exc.message) from None
     except OSError as exc:
         raise _fail(f"cannot read {exc.filename}: {exc.strerror}") from None
-    console.print_json(result.model_dump_json())
+    # The rationale is model text: unsafe characters reach the terminal as JSON escapes.
+    console.print(json_line(result.model_dump(mode="json"), indent=2), markup=False)

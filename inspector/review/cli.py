@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+
+from inspector.safetext import terminal
 
 console = Console()
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -102,11 +103,11 @@ def users_list(ctx: typer.Context) -> None:
     for user in people:
         own = [t for t in tokens if t.username == user.username and not t.revoked]
         table.add_row(
-            escape(user.username),
+            terminal(user.username),
             user.role,
             "disabled" if user.disabled else "active",
             user.created_at.strftime("%Y-%m-%d"),
-            ", ".join(escape(f"{t.name} ({t.prefix}…)") for t in own),
+            ", ".join(terminal(f"{t.name} ({t.prefix}…)") for t in own),
         )
     console.print(table)
 
@@ -152,7 +153,7 @@ def users_token(
     token = new_api_token()
     with open_store(ctx) as store, store.db.write() as session:
         users.add_token(session, _name(username), name, digest(token), token[:12])
-    console.print(f"API token {escape(name)} for {username} (shown once, keep it secret):")
+    console.print(f"API token {terminal(name)} for {username} (shown once, keep it secret):")
     sys.stdout.write(token + "\n")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from inspector.context import open_store, settings_from
+from inspector.safetext import csv_cell, json_line, terminal
 
 if TYPE_CHECKING:
     from inspector.store import Store
@@ -110,12 +110,12 @@ def verdicts_list(
             insp = row.inspection
             table.add_row(
                 insp.captured_at.strftime("%Y-%m-%d %H:%M:%S"),
-                f"{insp.site}/{insp.line}/{insp.station}",
-                insp.part_id,
+                terminal(f"{insp.site}/{insp.line}/{insp.station}"),
+                terminal(insp.part_id),
                 f"[{_COLOURS.get(row.verdict, '')}]{row.verdict}[/]",
                 f"{row.confidence:.2f}",
-                row.adapter,
-                insp.request_id,
+                terminal(row.adapter),
+                str(insp.request_id),
             )
     console.print(table)
     console.print(f"{len(rows)} verdict(s)")
@@ -138,14 +138,15 @@ def verdicts_show(
             err_console.print(f"[red]no inspection with request_id {rid}[/]")
             raise typer.Exit(1)
         console.print(
-            f"[bold]{insp.site}/{insp.line}/{insp.station}[/] part {insp.part_id} "
-            f"captured {insp.captured_at.isoformat()}"
+            f"[bold]{terminal(f'{insp.site}/{insp.line}/{insp.station}')}[/] "
+            f"part {terminal(insp.part_id)} captured {insp.captured_at.isoformat()}"
         )
         if insp.note:
-            console.print(f"operator note: {insp.note}")
+            console.print(f"operator note: {terminal(insp.note, multiline=True)}")
         for row in insp.verdicts:
-            msg = verdict_message(row)
-            console.print_json(msg.model_dump_json(by_alias=True, exclude_none=True))
+            body = verdict_message(row).model_dump(mode="json", by_alias=True, exclude_none=True)
+            # Model and operator text, with unsafe characters as JSON escapes; no markup.
+            console.print(json_line(body, indent=2), markup=False, highlight=False)
         if not insp.verdicts:
             console.print("[yellow]no verdict yet[/]")
 
@@ -187,10 +188,10 @@ def _write_export(store: Store, flt: Any, fmt: str, out: TextIO) -> int:
             writer.writeheader()
             for rec in iter_export(session, flt):
                 rec["defects"] = ";".join(d["type"] for d in rec["defects"])
-                writer.writerow(rec)
+                writer.writerow({k: csv_cell(v) for k, v in rec.items()})
                 count += 1
         else:
             for rec in iter_export(session, flt):
-                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                out.write(json_line(rec) + "\n")
                 count += 1
     return count

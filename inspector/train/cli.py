@@ -14,11 +14,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from inspector.context import settings_from
 from inspector.errors import InspectorError
+from inspector.safetext import json_line, terminal
 from inspector.settings import Settings
 
 console = Console()
@@ -109,7 +109,7 @@ def _snapshot(
     for split, n_pass, n_fail, total, share in balance_report(snapshot):
         table.add_row(split, str(n_pass), str(n_fail), str(total), share)
     console.print(
-        f"snapshot {snapshot.id} of site {escape(site)}: {len(snapshot.items)} reviewed "
+        f"snapshot {snapshot.id} of site {terminal(site)}: {len(snapshot.items)} reviewed "
         f"inspection(s), content hash {snapshot.content_hash[:16]}…"
     )
     console.print(table)
@@ -155,14 +155,14 @@ def adapters_list(
     for row in rows:
         ev = row.metrics.get("eval", {}).get("candidate", {})
         table.add_row(
-            escape(row.site),
-            escape(row.ref),
+            terminal(row.site),
+            terminal(row.ref),
             f"[{_STATUS.get(row.status.value, '')}]{row.status.value}[/]",
             _pct(ev.get("accuracy")),
             _pct(ev.get("escape_rate")),
             _pct(ev.get("review_rate")),
             row.created_at.strftime("%Y-%m-%d %H:%M"),
-            escape(row.created_by),
+            terminal(row.created_by),
         )
     console.print(table)
     console.print(f"{len(rows)} adapter version(s)")
@@ -213,7 +213,7 @@ def adapters_show(ctx: typer.Context, ref: RefArg) -> None:
         }
         for a in trail
     ]
-    console.print_json(json.dumps(body, ensure_ascii=False))
+    console.print(json_line(body, indent=2), markup=False, highlight=False)
 
 
 def _announce(settings: Settings, change: Any) -> None:
@@ -227,7 +227,7 @@ def _announce(settings: Settings, change: Any) -> None:
         err_console.print(f"warning: {exc.message}", markup=False, soft_wrap=True)
         raise typer.Exit(code=3) from None
     console.print(
-        f"announced to the workers of site {escape(change.site)}: {escape(_ref(change.active))}"
+        f"announced to the workers of site {terminal(change.site)}: {terminal(_ref(change.active))}"
     )
 
 
@@ -253,7 +253,7 @@ def adapters_promote(
     finally:
         store.close()
     was = change.replaced.ref if change.replaced is not None else "the base model"
-    console.print(f"[green]{escape(_ref(change.active))} is active[/] (replaces {escape(was)})")
+    console.print(f"[green]{terminal(_ref(change.active))} is active[/] (replaces {terminal(was)})")
     _announce(settings, change)
 
 
@@ -273,7 +273,8 @@ def adapters_rollback(
     finally:
         store.close()
     console.print(
-        f"[green]{escape(_ref(change.replaced))} retired; {escape(_ref(change.active))} serves[/]"
+        f"[green]{terminal(_ref(change.replaced))} retired; "
+        f"{terminal(_ref(change.active))} serves[/]"
     )
     _announce(settings, change)
 
@@ -292,7 +293,7 @@ def adapters_retire(
         raise _fail(exc) from None
     finally:
         store.close()
-    console.print(f"{escape(row.ref)} retired")
+    console.print(f"{terminal(row.ref)} retired")
 
 
 @adapters_app.command("announce")
@@ -353,7 +354,7 @@ def train(
         (ev["baseline"]["adapter"], ev["baseline"]["metrics"]),
     ):
         results.add_row(
-            escape(label),
+            terminal(label),
             _pct(m["accuracy"]),
             _pct(m["escape_rate"]),
             _pct(m["false_reject_rate"]),
@@ -363,6 +364,6 @@ def train(
     console.print(results)
     losses = done.result.epoch_losses
     console.print(
-        f"candidate {escape(done.adapter.ref)} (sha256 {done.adapter.sha256[:16]}…), "
+        f"candidate {terminal(done.adapter.ref)} (sha256 {done.adapter.sha256[:16]}…), "
         f"loss {losses[0]:.3f} → {losses[-1]:.3f} in {done.result.seconds:.0f} s"
     )

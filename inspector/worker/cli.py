@@ -13,6 +13,7 @@ from rich.panel import Panel
 
 from inspector.context import settings_from
 from inspector.protocol import RejectionMessage, StationKey
+from inspector.safetext import json_line, terminal
 
 console = Console(stderr=True)  # stdout carries only the verdict JSON
 
@@ -82,16 +83,20 @@ def submit(
         transport.stop()
     if isinstance(answer, RejectionMessage):
         console.print(
-            Panel(f"[bold]{answer.code}[/]\n{answer.message}", title="REJECTED", style="red")
+            Panel(
+                f"[bold]{terminal(answer.code)}[/]\n{terminal(answer.message)}",
+                title="REJECTED",
+                style="red",
+            )
         )
-        typer.echo(answer.to_payload().decode())
+        typer.echo(json_line(answer.model_dump(mode="json", exclude_none=True)))
         raise typer.Exit(3)
     console.print(
         Panel(
             f"[{_STYLE[answer.verdict.value]}] {answer.verdict.value} [/]  "
-            f"confidence {answer.confidence:.2f}\n{answer.rationale}",
-            title=f"{answer.site}/{answer.line}/{answer.station} {answer.part_id}",
+            f"confidence {answer.confidence:.2f}\n{terminal(answer.rationale, multiline=True)}",
+            title=terminal(f"{answer.site}/{answer.line}/{answer.station} {answer.part_id}"),
         ),
         highlight=False,
     )
-    typer.echo(answer.to_payload().decode())
+    typer.echo(json_line(answer.model_dump(mode="json", exclude_none=True)))

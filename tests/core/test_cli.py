@@ -163,3 +163,62 @@ def test_export_refuses_bad_arguments(config: Path) -> None:
     assert fmt.returncode == 2 and "csv or jsonl" in fmt.stderr
     date = run("--config", str(config), "verdicts", "export", "--since", "last week")
     assert date.returncode == 2 and "ISO date" in date.stderr
+
+
+HOSTILE_PART = "P-\u202eLIAF\u202c[/][link=https://evil.example]x[/link]\x9b31m"
+HOSTILE_TEXT = "ok\u2028[bold red on white]FAIL\x1b]8;;https://evil.example\x07click\x85"
+
+
+@pytest.fixture
+def hostile(config: Path, filled: list[str], tmp_path: Path) -> str:
+    """The first stored inspection, its part id, note and rationale rewritten to hostile text.
+
+    Rows written before today's intake rules, or by another writer, can hold anything.
+    """
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "db.sqlite") as db:
+        db.execute(
+            "UPDATE inspections SET part_id = ?, note = ? WHERE request_id = ?",
+            (HOSTILE_PART, HOSTILE_TEXT, filled[0]),
+        )
+        db.execute(
+            "UPDATE verdicts SET rationale = ?, transcript = ? WHERE inspection_id = "
+            "(SELECT id FROM inspections WHERE request_id = ?)",
+            (HOSTILE_TEXT, HOSTILE_TEXT, filled[0]),
+        )
+    return filled[0]
+
+
+def _unsafe(text: str) -> list[str]:
+    from inspector.safetext import first_unsafe
+
+    return [ch for ch in text if first_unsafe(ch, allow="\n") is not None]
+
+
+def test_hostile_stored_text_is_shown_literally_by_list_and_show(
+    config: Path, hostile: str
+) -> None:
+    out = run("--config", str(config), "verdicts", "list")
+    assert out.returncode == 0, out.stderr
+    assert _unsafe(out.stdout) == [] and "3 verdict(s)" in out.stdout
+    assert "P-\\u202eLIAF\\u202c[/][link=https://evil.example]x[/link]" in out.stdout
+    assert "P-FAIL" not in out.stdout
+    shown = run("--config", str(config), "verdicts", "show", hostile)
+    assert shown.returncode == 0, shown.stderr
+    assert _unsafe(shown.stdout) == []
+    assert "[bold red on white]FAIL" in shown.stdout and "\\u2028" in shown.stdout
+    body = shown.stdout[shown.stdout.index("{") :]
+    assert json.loads(body)["rationale"] == HOSTILE_TEXT, "the JSON is exact data"
+
+
+def test_hostile_stored_text_is_exported_inert(config: Path, hostile: str) -> None:
+    out = run("--config", str(config), "verdicts", "export", "--format", "csv", "--station", "s1")
+    assert out.returncode == 0, out.stderr
+    assert _unsafe(out.stdout) == []
+    rows = {r["request_id"]: r for r in csv.DictReader(io.StringIO(out.stdout))}
+    assert rows[hostile]["part_id"].startswith("P-\\u202e")
+    jsonl = run("--config", str(config), "verdicts", "export", "--format", "jsonl")
+    assert _unsafe(jsonl.stdout) == []
+    records = {r["request_id"]: r for r in map(json.loads, jsonl.stdout.splitlines())}
+    assert records[hostile]["part_id"] == HOSTILE_PART

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import threading
@@ -14,7 +15,7 @@ from rich.console import Console
 
 from edge.agent import EdgeAgent
 from edge.config import EdgeSettings
-from edge.display import Outcome, block_letters
+from edge.display import Outcome, VerdictBoard, block_letters
 from edge.spool import Spool, SpoolEntry
 from inspector.protocol import (
     Decision,
@@ -196,3 +197,26 @@ def test_unreadable_verdict_messages_are_reported_not_fatal(
     finally:
         agent.stop()
     assert "unreadable verdict ignored" in screen(quiet_console)
+
+
+def test_model_text_cannot_restyle_or_spoof_the_station_screen(
+    make_edge_settings: Callable[..., EdgeSettings], tmp_path: Path
+) -> None:
+    settings = make_edge_settings(display={"big": False})
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=True, color_system="truecolor")
+    spool = Spool(tmp_path / "board.sqlite")
+    payload = json.loads(_verdict(settings, str(uuid.uuid4()), "P-1", Decision.PASS))
+    payload["rationale"] = "fine [bold red on white]FAIL[/] \u202eLIAF\u202c \x1b]8;;https://x\x07l"
+    payload["transcript"] = "note\x9b31m \u2028 [link=https://evil.example]x[/link]"
+    board = VerdictBoard(console, spool, settings.display)
+    try:
+        assert board.handle_verdict(json.dumps(payload).encode()) is not None
+    finally:
+        spool.close()
+    shown = out.getvalue()
+    for raw in ("\x1b]8", "\u202e", "\x9b", "\u2028"):
+        assert raw not in shown, f"{raw!r} reached the screen"
+    assert "[bold red on white]FAIL[/]" in shown, "markup in model text is shown, not applied"
+    assert "\\u202eLIAF\\u202c" in shown, "a bidi override is spelled out"
+    assert "[link=https://evil.example]x[/link]" in shown
