@@ -98,13 +98,25 @@ def verdicts_list(
     since: SinceOpt = None,
     until: UntilOpt = None,
     limit: Annotated[int, typer.Option(min=1, max=10000, help="Most rows shown.")] = 50,
+    after: Annotated[
+        str | None,
+        typer.Option(help="Continue a listing from the cursor the previous page printed."),
+    ] = None,
 ) -> None:
-    """List verdicts, newest capture first."""
-    from inspector.store import list_verdicts
+    """List verdicts, newest capture first, a page at a time (stable while verdicts arrive)."""
+    from inspector.errors import InvalidInput
+    from inspector.store import Cursor, list_verdicts
 
+    try:
+        cursor = Cursor.parse(after) if after is not None else None
+    except InvalidInput as exc:
+        raise typer.BadParameter(exc.message, param_hint="--after") from None
     flt = _filter(site, line, station, verdict, since, until)
     with open_store(ctx) as store, store.db.read() as session:
-        rows = list_verdicts(session, flt, limit=limit)
+        rows = list_verdicts(session, flt, limit=limit + 1, after=cursor)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_page = Cursor.after(rows[-1]).token() if more else None
         table = Table("captured", "station", "part", "verdict", "conf.", "adapter", "request")
         for row in rows:
             insp = row.inspection
@@ -119,6 +131,8 @@ def verdicts_list(
             )
     console.print(table)
     console.print(f"{len(rows)} verdict(s)")
+    if next_page is not None:
+        console.print(f"more: --after {next_page}", highlight=False)
 
 
 @verdicts_app.command("show")

@@ -17,7 +17,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from inspector.errors import NotFound
+from inspector.errors import InvalidInput, NotFound
 from inspector.protocol import PART_FIELDS, VERDICT_FIELDS, VerdictMessage
 from inspector.store.models import Inspection, Verdict
 
@@ -177,7 +177,27 @@ class Cursor:
     @classmethod
     def after(cls, row: Verdict) -> Cursor:
         """The cursor just past `row`."""
-        return cls(row.inspection.captured_at, row.id)
+        return cls(_aware(row.inspection.captured_at), row.id)
+
+    def token(self) -> str:
+        """The cursor as text a user can pass back (`verdicts list --after`)."""
+        return f"{_aware(self.captured_at).astimezone(UTC).isoformat()}~{self.verdict_id}"
+
+    @classmethod
+    def parse(cls, token: str) -> Cursor:
+        """A cursor from :meth:`token`'s text; InvalidInput says what is wrong with it."""
+        when, sep, ident = token.rpartition("~")
+        try:
+            if not sep or not ident.isdigit():
+                raise ValueError
+            captured = datetime.fromisoformat(when)
+        except ValueError:
+            raise InvalidInput(
+                "the cursor is not one a listing printed (capture time~verdict id)"
+            ) from None
+        if captured.tzinfo is None:
+            raise InvalidInput("the cursor's capture time has no time zone")
+        return cls(captured.astimezone(UTC), int(ident))
 
 
 def list_verdicts(

@@ -40,37 +40,43 @@ def config(tmp_path: Path) -> Path:
     return cfg
 
 
+def store_verdict(store: Store, station: str, part_id: str, decision: Decision, n: int) -> str:
+    """One inspection with its verdict, as a worker stores them; its request_id."""
+    req = make_request(station=station, part_id=part_id)
+    with store.db.write() as s:
+        record_inspection(s, store.blobs, req)
+        record_verdict(
+            s,
+            VerdictMessage(
+                request_id=req.request_id,
+                site=req.site,
+                line=req.line,
+                station=station,
+                part_id=req.part_id,
+                verdict=decision,
+                confidence=0.9,
+                p_pass=0.9,
+                rationale=f"reason, with comma {n}",
+                defects=[{"type": "scratch"}] if decision is Decision.FAIL else [],
+                model="tiny",
+                adapter="vision",
+                prompt_version="v1",
+                worker_id="w",
+                latency_ms=1.0,
+                decided_at=utcnow(),
+            ),
+        )
+    return str(req.request_id)
+
+
 @pytest.fixture
 def filled(config: Path, tmp_path: Path) -> list[str]:
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "blobs")
     store.upgrade()
-    ids = []
-    with store.db.write() as s:
-        for i, station in enumerate(["s1", "s1", "s2"]):
-            req = make_request(station=station, part_id=f"P-{i}")
-            record_inspection(s, store.blobs, req)
-            record_verdict(
-                s,
-                VerdictMessage(
-                    request_id=req.request_id,
-                    site=req.site,
-                    line=req.line,
-                    station=station,
-                    part_id=req.part_id,
-                    verdict=Decision.FAIL if i == 0 else Decision.PASS,
-                    confidence=0.9,
-                    p_pass=0.9,
-                    rationale=f"reason, with comma {i}",
-                    defects=[{"type": "scratch"}] if i == 0 else [],
-                    model="tiny",
-                    adapter="vision",
-                    prompt_version="v1",
-                    worker_id="w",
-                    latency_ms=1.0,
-                    decided_at=utcnow(),
-                ),
-            )
-            ids.append(str(req.request_id))
+    ids = [
+        store_verdict(store, station, f"P-{i}", Decision.FAIL if i == 0 else Decision.PASS, i)
+        for i, station in enumerate(["s1", "s1", "s2"])
+    ]
     store.close()
     return ids
 
@@ -222,3 +228,24 @@ def test_hostile_stored_text_is_exported_inert(config: Path, hostile: str) -> No
     assert _unsafe(jsonl.stdout) == []
     records = {r["request_id"]: r for r in map(json.loads, jsonl.stdout.splitlines())}
     assert records[hostile]["part_id"] == HOSTILE_PART
+
+
+def test_verdicts_list_pages_by_cursor_stable_while_verdicts_arrive(
+    config: Path, filled: list[str], tmp_path: Path
+) -> None:
+    first = run("--config", str(config), "verdicts", "list", "--limit", "2")
+    assert first.returncode == 0, first.stderr
+    assert "2 verdict(s)" in first.stdout
+    cursor = first.stdout.split("more: --after ")[1].split()[0]
+    # A newer verdict arrives between pages: it belongs before page one, not on page two.
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "blobs")
+    late = store_verdict(store, "s1", "P-new", Decision.PASS, 9)
+    store.close()
+    second = run("--config", str(config), "verdicts", "list", "--limit", "2", "--after", cursor)
+    assert second.returncode == 0, second.stderr
+    assert "1 verdict(s)" in second.stdout and "more:" not in second.stdout
+    pages = first.stdout + second.stdout
+    assert all(pages.count(rid) == 1 for rid in filled), "every verdict once across the pages"
+    assert late not in pages
+    bad = run("--config", str(config), "verdicts", "list", "--after", "yesterday")
+    assert bad.returncode == 2 and "cursor" in bad.stderr
