@@ -229,6 +229,10 @@ class RegistryRefused(RejectedInput):
     """An adapter registry change that the rules do not allow (or an unknown adapter)."""
 
 
+class AdapterRefused(RejectedInput):
+    """A site adapter that cannot be served: its file differs from the registry, or won't load."""
+
+
 class AlreadyExists(InspectorError):
     """A record with this name already exists (a user, a token name)."""
 

@@ -220,6 +220,9 @@ class Judgement(_Message):
     defects: list[DefectFinding] = Field(default_factory=list)
     model: str
     adapter: str
+    adapter_version: int | None = Field(
+        None, title="Registry version of the site adapter (none: the base or a named adapter)"
+    )
     adapter_fallback: bool = Field(False, title="The requested adapter was unknown")
     prompt_version: str
 
@@ -315,9 +318,16 @@ class SiteAdapterState(_Message):
     """Which adapter a worker serves for one site, and what went wrong with the announced one."""
 
     site: Slug
-    name: str | None = None
+    state: Literal["serving", "failed"] = Field(
+        "serving",
+        title="failed: the last announced adapter could not be loaded; the one named here serves",
+    )
+    name: str | None = Field(None, title="The adapter served (none: the base, no site LoRA)")
     version: int | None = None
     sha256: str | None = None
+    code: str | None = Field(
+        None, title="Stable code of the failure, e.g. adapter.checksum_mismatch"
+    )
     error: str | None = Field(
         None, title="Why the announced adapter could not be loaded (the previous one serves)"
     )

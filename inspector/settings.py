@@ -130,7 +130,9 @@ class ModelSettings(_Section):
     max_rationale_tokens: int = Field(48, title="Longest rationale in tokens", ge=0, le=1024)
     transcribe: bool = Field(False, title="Also transcribe voice notes")
     max_transcript_tokens: int = Field(96, title="Longest transcript in tokens", ge=1, le=2048)
-    adapters_dir: Path = Field(Path("var/adapters"), title="Site adapter registry directory")
+    adapters_dir: Path = Field(
+        Path("var/adapters"), title="Site adapter files (relative registry paths)"
+    )
     compile: bool = Field(
         False, title="torch.compile the transformer blocks on a GPU (slower first batches)"
     )

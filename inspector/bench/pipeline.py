@@ -71,8 +71,14 @@ class InstantEngine:
     def unload_adapter(self, name: str) -> None:
         raise NotImplementedError("the instant engine has no adapters")
 
-    def refresh_adapters(self) -> list[str]:
-        return []
+    def load_site_adapter(self, site: str, name: str, version: int, path: str, sha256: str) -> None:
+        raise NotImplementedError("the instant engine has no adapters")
+
+    def clear_site_adapter(self, site: str) -> None:
+        """Nothing to clear: the instant engine serves no adapter."""
+
+    def site_adapters(self) -> dict[str, tuple[str, int, str]]:
+        return {}
 
 
 @dataclass(frozen=True)

@@ -1,106 +1,225 @@
-"""Site LoRA adapters: load, unload and resync with the registry directory between batches."""
+"""Site LoRA adapters attached next to the checkpoint's own LoRAs, swapped between batches.
+
+A site serves the adapter the registry made active for it, loaded with `load_site`: the
+file's sha256 is checked against the registry's before anything is attached, the weights
+attached are the bytes that were hashed, and the new version is attached under a key of its
+own before the old one is dropped, so a refused or broken file leaves the site on the
+version it had. Adapters can also be attached by name (`load`) for evaluations that name
+the adapter in each request.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from peft import LoraConfig, PeftModel
+from peft import LoraConfig, PeftModel, set_peft_model_state_dict
+from safetensors.torch import load as load_safetensors
 
 from inspector.engine.checkpoint import check_adapter_dir
 from inspector.engine.lora import targets_of
 from inspector.engine.types import RESERVED_ADAPTERS, VISION_ADAPTER
-from inspector.errors import ModelLoadError
+from inspector.errors import AdapterRefused, Code, ModelLoadError
 from inspector.settings import SLUG
+
+WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 @dataclass(frozen=True)
-class _Loaded:
+class SiteAdapter:
+    """The adapter version one site serves, and the peft key it is attached under."""
+
+    site: str
+    name: str
+    version: int
+    sha256: str
     path: Path
-    stamp: float  # mtime of the weights file, so a rewritten adapter is reloaded
+    key: str
+
+    @property
+    def ref(self) -> str:
+        """`name@version`, as the registry names it."""
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A site adapter read and verified, ready to attach: nothing in the model changed yet."""
+
+    site: str
+    name: str
+    version: int
+    sha256: str
+    path: Path
+    config: LoraConfig
+    weights: bytes
+
+
+def site_key(name: str, version: int) -> str:
+    """The peft key of a registry version; "_" never occurs in a slug, so it cannot collide."""
+    return f"{name}_v{version}"
+
+
+def adapter_dir(path: Path) -> Path:
+    """The peft adapter directory of a registry path (the directory or its weights file)."""
+    return path.parent if path.name == WEIGHTS_FILE else path
 
 
 class AdapterSet:
     """The site adapters attached to a PeftModel next to its vision and speech LoRAs."""
 
-    def __init__(self, model: PeftModel, registry: Path | None) -> None:
+    def __init__(self, model: PeftModel) -> None:
         self._model = model
-        self._registry = registry
-        self._sites: dict[str, _Loaded] = {}
-        # Bumped on every load and unload: whatever holds adapter weights (captured decode
+        self._named: dict[str, Path] = {}  # attached by name (`load`)
+        self._sites: dict[str, SiteAdapter] = {}  # served per site (`load_site`)
+        # Bumped on every attach and detach: whatever holds adapter weights (captured decode
         # graphs) is stale once it moves.
         self.generation = 0
 
     def names(self) -> list[str]:
-        """Every adapter attached now, the checkpoint's own included."""
+        """Every adapter attached now, the checkpoint's own included (peft keys)."""
         return sorted(self._model.peft_config)
 
-    def site_adapters(self) -> list[str]:
-        """The site adapters attached now."""
-        return sorted(self._sites)
+    def named(self) -> list[str]:
+        """The adapters attached by name."""
+        return sorted(self._named)
+
+    def sites(self) -> dict[str, SiteAdapter]:
+        """The adapter each site serves, by site."""
+        return dict(self._sites)
+
+    # --- by name ---------------------------------------------------------------------
 
     def load(self, name: str, path: Path) -> None:
-        """Attach (or replace) site adapter `name` from a peft adapter directory."""
+        """Attach (or replace) adapter `name` from a peft adapter directory."""
         if not re.match(SLUG, name) or name in RESERVED_ADAPTERS:
             raise ModelLoadError(
                 f"adapter name {name!r} must be a slug and not one of {sorted(RESERVED_ADAPTERS)}"
             )
         check_adapter_dir(path, f"adapter {name!r}")
-        self._check_shape(name, path)
-        if name in self._sites:
+        self._check_shape(name, path, self._config(name, path))
+        if name in self._named:
             self.unload(name)
         try:
             # In the model's dtype, like the checkpoint's own LoRAs (see load_checkpoint).
             self._model.load_adapter(str(path), adapter_name=name, autocast_adapter_dtype=False)
         except Exception as exc:  # peft surfaces safetensors and shape errors as they come
             raise ModelLoadError(f"cannot load adapter {name!r} from {path}: {exc}") from None
-        self._sites[name] = _Loaded(path, _stamp(path))
+        self._named[name] = path
         self.generation += 1
 
     def unload(self, name: str) -> None:
-        """Detach site adapter `name`; unknown names are ignored."""
+        """Detach adapter `name` attached by name; unknown names are ignored."""
         if name in RESERVED_ADAPTERS:
             raise ModelLoadError(f"the checkpoint's own {name!r} LoRA cannot be unloaded")
-        if self._sites.pop(name, None) is not None:
+        if self._named.pop(name, None) is not None:
             self._model.delete_adapter(name)
             self.generation += 1
 
-    def refresh(self) -> list[str]:
-        """Load new or rewritten adapters found in the registry, unload vanished ones."""
-        found: dict[str, Path] = {}
-        if self._registry is not None and self._registry.is_dir():
-            for entry in sorted(self._registry.iterdir()):
-                is_adapter = (entry / "adapter_config.json").is_file()
-                if (
-                    is_adapter
-                    and re.match(SLUG, entry.name)
-                    and entry.name not in RESERVED_ADAPTERS
-                ):
-                    found[entry.name] = entry
-        for name in [n for n in self._sites if n not in found]:
-            self.unload(name)
-        for name, path in found.items():
-            loaded = self._sites.get(name)
-            if loaded is None or loaded.path != path or loaded.stamp != _stamp(path):
-                self.load(name, path)
-        return self.site_adapters()
+    # --- per site --------------------------------------------------------------------
 
-    def _check_shape(self, name: str, path: Path) -> None:
-        # A site adapter must touch exactly the modules the vision LoRA touches, so one
-        # batch can mix them and the vision LoRA stays a valid fallback for every row.
+    def prepare(self, site: str, name: str, version: int, path: Path, sha256: str) -> Prepared:
+        """Read and verify a registry version; raises AdapterRefused, touches no weights."""
+        ref = f"{name}@{version}"
+        if not re.match(SLUG, name) or name in RESERVED_ADAPTERS:
+            raise AdapterRefused(
+                Code.ADAPTER_LOAD_FAILED,
+                f"adapter name {name!r} must be a slug and not one of {sorted(RESERVED_ADAPTERS)}",
+            )
+        directory = adapter_dir(path)
         try:
-            config = LoraConfig.from_pretrained(str(path))
+            weights = (directory / WEIGHTS_FILE).read_bytes()
+        except OSError as exc:
+            raise AdapterRefused(
+                Code.ADAPTER_LOAD_FAILED, f"cannot read {ref} at {directory}: {exc.strerror}"
+            ) from None
+        actual = hashlib.sha256(weights).hexdigest()
+        if actual != sha256.lower():
+            raise AdapterRefused(
+                Code.ADAPTER_CHECKSUM_MISMATCH,
+                f"{ref}: {directory / WEIGHTS_FILE} has sha256 {actual[:16]}…, the registry "
+                f"says {sha256[:16]}…; the file was changed or replaced, so it is not loaded",
+            )
+        try:
+            config = self._config(ref, directory)
+            self._check_shape(ref, directory, config)
+        except ModelLoadError as exc:
+            raise AdapterRefused(Code.ADAPTER_LOAD_FAILED, exc.message) from None
+        return Prepared(site, name, version, sha256.lower(), directory, config, weights)
+
+    def attach_site(self, prepared: Prepared) -> SiteAdapter:
+        """Serve a prepared version for its site; the version it replaces is detached after."""
+        key = site_key(prepared.name, prepared.version)
+        served = self._sites.get(prepared.site)
+        if served is not None and served.key == key and served.sha256 == prepared.sha256:
+            return served
+        in_use = {a.key for a in self._sites.values()}
+        if key not in in_use:
+            self._attach(key, prepared)
+        adapter = SiteAdapter(
+            prepared.site, prepared.name, prepared.version, prepared.sha256, prepared.path, key
+        )
+        self._sites[prepared.site] = adapter
+        if served is not None and served.key != key:
+            self._release(served.key)
+        return adapter
+
+    def clear_site(self, site: str) -> None:
+        """The site serves no site adapter from now on."""
+        served = self._sites.pop(site, None)
+        if served is not None:
+            self._release(served.key)
+
+    def _attach(self, key: str, prepared: Prepared) -> None:
+        ref = f"{prepared.name}@{prepared.version}"
+        config = prepared.config
+        config.inference_mode = True
+        try:
+            state = load_safetensors(prepared.weights)
+            # In the model's dtype, like the checkpoint's own LoRAs (see load_checkpoint).
+            self._model.add_adapter(key, config, autocast_adapter_dtype=False)
+        except Exception as exc:  # safetensors and peft raise their own types
+            raise AdapterRefused(Code.ADAPTER_LOAD_FAILED, f"cannot load {ref}: {exc}") from None
+        try:
+            result: Any = set_peft_model_state_dict(self._model, state, adapter_name=key)
+            missing = [k for k in result.missing_keys if f".{key}." in k and "lora_" in k]
+            unexpected = list(result.unexpected_keys)
+            if missing or unexpected:
+                raise ValueError(
+                    f"{len(missing)} LoRA weight(s) missing, {len(unexpected)} unexpected "
+                    f"(e.g. {(missing or unexpected)[0]})"
+                )
+        except Exception as exc:  # a shape mismatch surfaces as torch's RuntimeError
+            self._model.delete_adapter(key)
+            raise AdapterRefused(Code.ADAPTER_LOAD_FAILED, f"cannot load {ref}: {exc}") from None
+        self.generation += 1
+
+    def _release(self, key: str) -> None:
+        if key not in {a.key for a in self._sites.values()} and key in self._model.peft_config:
+            if key in self._model.active_adapters:
+                # The last batch switched it on; peft would otherwise pick any other one.
+                self._model.set_adapter(VISION_ADAPTER)
+            self._model.delete_adapter(key)
+            self.generation += 1
+
+    # --- checks ----------------------------------------------------------------------
+
+    def _config(self, name: str, path: Path) -> LoraConfig:
+        try:
+            config: LoraConfig = LoraConfig.from_pretrained(str(path))
+            return config
         except (OSError, ValueError, TypeError) as exc:
             raise ModelLoadError(f"adapter {name!r} at {path} has a bad config: {exc}") from None
+
+    def _check_shape(self, name: str, path: Path, config: LoraConfig) -> None:
+        # A site adapter must touch exactly the modules the vision LoRA touches, so one
+        # batch can mix them and the vision LoRA stays a valid fallback for every row.
         ours, theirs = targets_of(self._model.peft_config[VISION_ADAPTER]), targets_of(config)
         if ours != theirs:
             raise ModelLoadError(
                 f"adapter {name!r} at {path} targets {theirs!r}, but site adapters "
                 f"must target the vision LoRA's modules {ours!r}"
             )
-
-
-def _stamp(path: Path) -> float:
-    weights = path / "adapter_model.safetensors"
-    return weights.stat().st_mtime if weights.exists() else 0.0

@@ -3,8 +3,9 @@
 The model core turns a prompt into P(PASS); everything the product decides from there is
 here, so serving, training and evaluation apply one rule set:
 
-- a request runs with the site adapter it names (or its site's default) when that adapter
-  is loaded, else on the base, and the result says it fell back;
+- a request runs with the adapter it names when that one is attached, else with the
+  adapter version its site serves (the registry's active one), else on the base; a named
+  adapter that is not attached falls back to the site's, and the result says so;
 - PASS or FAIL by the larger probability, REVIEW when that is below the site's threshold;
 - the rationale continues from the leaning verdict word, and the catalogue defects it
   names (FAIL leanings only) become the verdict's findings.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from inspector.engine.prompt import PROMPT_VERSION
 from inspector.engine.types import VISION_ADAPTER, EngineRequest, EngineResult
@@ -29,21 +30,45 @@ def site_profile(sites: Mapping[str, SiteProfile], site: str) -> SiteProfile:
 
 
 @dataclass(frozen=True)
+class Served:
+    """The adapter version a site serves, as the runtime attached it."""
+
+    name: str
+    version: int
+    key: str  # the runtime's handle of that version
+
+
+@dataclass(frozen=True)
 class Route:
-    """The adapter one request runs with, and whether it is a fallback."""
+    """The adapter one request runs with, which version, and whether it is a fallback."""
 
     adapter: str
     fallback: bool
+    version: int | None = None
+    key: str | None = None  # the runtime's handle, when it is not the adapter's name
+
+    @property
+    def handle(self) -> str:
+        """What the runtime runs the row with."""
+        return self.key or self.adapter
 
 
-def route(request: EngineRequest, profile: SiteProfile, loaded: Collection[str]) -> Route:
-    """The requested (or site default) adapter if `loaded` has it, else the base."""
-    requested = request.adapter or profile.adapter
-    if requested is None or requested == VISION_ADAPTER:
-        return Route(VISION_ADAPTER, fallback=False)
-    if requested in loaded:
+BASE_ROUTE = Route(VISION_ADAPTER, fallback=False)
+
+
+def route(request: EngineRequest, named: Collection[str], served: Served | None) -> Route:
+    """The adapter a request names if attached, else the one its site serves, else the base."""
+    default = (
+        Route(served.name, False, served.version, served.key) if served is not None else BASE_ROUTE
+    )
+    requested = request.adapter
+    if requested is None or (served is not None and requested == served.name):
+        return default
+    if requested == VISION_ADAPTER:
+        return BASE_ROUTE
+    if requested in named:
         return Route(requested, fallback=False)
-    return Route(VISION_ADAPTER, fallback=True)
+    return replace(default, fallback=True)
 
 
 @dataclass(frozen=True)
@@ -115,6 +140,7 @@ def build_result(
         defects=defects,
         model=model_name,
         adapter=chosen.adapter,
+        adapter_version=chosen.version,
         adapter_fallback=chosen.fallback,
         prompt_version=PROMPT_VERSION,
         prompt_tokens=measured.prompt_tokens,

@@ -9,6 +9,7 @@ model core and the policy it calls are the ones training uses.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from peft import PeftModel
 from transformers import ProcessorMixin
 
 from inspector.engine import policy
-from inspector.engine.adapters import AdapterSet
+from inspector.engine.adapters import AdapterSet, SiteAdapter
 from inspector.engine.checkpoint import load_checkpoint, resolve_runtime
 from inspector.engine.compiled import compile_blocks
 from inspector.engine.core import PhiCore
@@ -53,7 +54,10 @@ class PhiEngine:
         # one eager forward per token, the slower path kept for comparison.
         self.static_decode = static_decode
         self.device = self.core.device
-        self._adapters = AdapterSet(model, settings.adapters_dir)
+        self._adapters = AdapterSet(model)
+        # Held for a whole batch and for every adapter change: a change waits for the batch
+        # in flight, which finishes on the adapters it started with.
+        self._batch_lock = threading.Lock()
         if settings.compile and self.device.type == "cuda":
             compile_blocks(model)
         # Static caches and decode graphs reused across batches (see decode.DecodeGraphs).
@@ -71,16 +75,37 @@ class PhiEngine:
         return self._adapters.names()
 
     def load_adapter(self, name: str, path: str | Path) -> None:
-        """Attach or replace a site adapter; call between batches."""
-        self._adapters.load(name, Path(path))
+        """Attach or replace an adapter that requests name; waits for the batch in flight."""
+        with self._batch_lock:
+            self._adapters.load(name, Path(path))
 
     def unload_adapter(self, name: str) -> None:
-        """Detach a site adapter; call between batches."""
-        self._adapters.unload(name)
+        """Detach an adapter attached by name; waits for the batch in flight."""
+        with self._batch_lock:
+            self._adapters.unload(name)
 
-    def refresh_adapters(self) -> list[str]:
-        """Resync site adapters with `adapters_dir`; call between batches."""
-        return self._adapters.refresh()
+    def load_site_adapter(
+        self, site: str, name: str, version: int, path: str | Path, sha256: str
+    ) -> None:
+        """Serve registry version `name@version` for `site` from the next batch on.
+
+        The file is read and its sha256 checked before the batch lock is taken (a mismatch
+        raises AdapterRefused with adapter.checksum_mismatch); the verified bytes are then
+        attached between batches. On any failure the site keeps the version it served.
+        """
+        prepared = self._adapters.prepare(site, name, version, Path(path), sha256)
+        with self._batch_lock:
+            served = self._adapters.attach_site(prepared)
+        log.info("site %s now serves %s", site, served.ref)
+
+    def clear_site_adapter(self, site: str) -> None:
+        """`site` runs with no site adapter from the next batch on."""
+        with self._batch_lock:
+            self._adapters.clear_site(site)
+
+    def site_adapters(self) -> dict[str, tuple[str, int, str]]:
+        """(name, version, sha256) of the adapter each site serves, by site."""
+        return {s: (a.name, a.version, a.sha256) for s, a in self._adapters.sites().items()}
 
     # --- inference -------------------------------------------------------------------
 
@@ -91,7 +116,8 @@ class PhiEngine:
                 raise RejectedInput(
                     Code.PAYLOAD_INVALID, f"request {request.request_id} has no photo to inspect"
                 )
-        return self._infer_splitting(list(batch))
+        with self._batch_lock:
+            return self._infer_splitting(list(batch))
 
     def _infer_splitting(self, batch: list[EngineRequest]) -> list[EngineResult]:
         try:
@@ -129,15 +155,15 @@ class PhiEngine:
         core = self.core
         started = time.perf_counter()
         profiles = [policy.site_profile(self.sites, r.site) for r in batch]
-        loaded = self._adapters.site_adapters()
-        routes = [policy.route(r, p, loaded) for r, p in zip(batch, profiles, strict=True)]
+        named, served = self._adapters.named(), self._adapters.sites()
+        routes = [policy.route(r, named, _served(served.get(r.site))) for r in batch]
         inputs = core.encode(batch, profiles)
         prompt_tokens = inputs.attention_mask.sum(dim=1).tolist()
         embeds = core.embed(inputs)
         encoded = time.perf_counter()
 
         state = prefill(
-            self.model, embeds, inputs.attention_mask, [route.adapter for route in routes]
+            self.model, embeds, inputs.attention_mask, [route.handle for route in routes]
         )
         del inputs, embeds
         scores = [
@@ -212,11 +238,10 @@ class PhiEngine:
 
 
 def load_engine(model: ModelSettings, sites: Mapping[str, SiteProfile]) -> PhiEngine:
-    """Load `model.path` onto its device, attach its LoRAs and the registry's site adapters."""
+    """Load `model.path` onto its device with its LoRAs; site adapters come later, per site."""
     runtime = resolve_runtime(model)
     peft_model, processor = load_checkpoint(model, runtime)
     engine = PhiEngine(peft_model, processor, model, sites)
-    engine.refresh_adapters()
     log.info(
         "loaded %s on %s (%s, %s); adapters %s",
         model.path,
@@ -226,3 +251,7 @@ def load_engine(model: ModelSettings, sites: Mapping[str, SiteProfile]) -> PhiEn
         engine.adapters(),
     )
     return engine
+
+
+def _served(adapter: SiteAdapter | None) -> policy.Served | None:
+    return None if adapter is None else policy.Served(adapter.name, adapter.version, adapter.key)

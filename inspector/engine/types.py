@@ -64,13 +64,25 @@ class InferenceEngine(Protocol):
         ...
 
     def load_adapter(self, name: str, path: str) -> None:
-        """Load (or replace) a site adapter from a peft adapter directory."""
+        """Attach (or replace) an adapter that requests name, from a peft adapter directory."""
         ...
 
     def unload_adapter(self, name: str) -> None:
-        """Forget a site adapter; requests naming it fall back to the vision LoRA."""
+        """Forget an adapter attached by name; requests naming it fall back to their site's."""
         ...
 
-    def refresh_adapters(self) -> list[str]:
-        """Sync site adapters with the registry directory; returns the loaded names."""
+    def load_site_adapter(self, site: str, name: str, version: int, path: str, sha256: str) -> None:
+        """Serve registry version `name@version` for `site` between batches, sha256 checked.
+
+        Raises AdapterRefused (adapter.checksum_mismatch, adapter.load_failed) and leaves the
+        site on what it served before.
+        """
+        ...
+
+    def clear_site_adapter(self, site: str) -> None:
+        """`site` runs with no site adapter from the next batch on."""
+        ...
+
+    def site_adapters(self) -> dict[str, tuple[str, int, str]]:
+        """(name, version, sha256) of the adapter each site serves, by site."""
         ...

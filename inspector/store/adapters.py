@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,6 +54,11 @@ class AdapterRecord:
     def ref(self) -> str:
         """`name@version`, how the CLI and logs name one adapter version."""
         return f"{self.name}@{self.version}"
+
+    def file(self, adapters_dir: Path) -> Path:
+        """Where the adapter lies: a relative registry path is under `model.adapters_dir`."""
+        path = Path(self.path)
+        return path if path.is_absolute() else adapters_dir / path
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""`inspector train` and `inspector adapters snapshot|list|show|promote|rollback|retire|announce`.
+"""`inspector train`, `inspector adapters snapshot|list|show|eval|promote|rollback|retire|announce`.
 
 Each command parses, calls one function of `inspector.train`, and renders with rich; the
 model and torch are imported only by the commands that run it.
@@ -216,6 +216,97 @@ def adapters_show(ctx: typer.Context, ref: RefArg) -> None:
     console.print(json_line(body, indent=2), markup=False, highlight=False)
 
 
+def _metric_rows(evaluation: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(label, metrics at the site threshold, the escape-target threshold) per adapter."""
+    base = evaluation["baseline"]
+    return [
+        (evaluation["adapter"], evaluation["candidate"], evaluation["candidate_for_target"]),
+        (base["adapter"], base["metrics"], base["for_target"]),
+    ]
+
+
+def _eval_tables(evaluation: dict[str, Any]) -> list[Table]:
+    rows = _metric_rows(evaluation)
+    threshold = evaluation["site_threshold"]
+    figures = Table(
+        "holdout",
+        "accuracy",
+        "escape",
+        "false reject",
+        "REVIEW",
+        "calibration",
+        title=f"snapshot {evaluation['snapshot_id']} holdout ({evaluation['holdout']} parts), "
+        f"site threshold {threshold:.2f}",
+    )
+    target = Table(
+        "holdout",
+        "threshold",
+        "escape",
+        "false reject",
+        "REVIEW",
+        title=f"lowest threshold with escape rate ≤ {rows[0][2]['target']:.1%}",
+    )
+    confusion = Table("holdout", "label", "→ PASS", "→ FAIL", "→ REVIEW", title="confusion")
+    for label, m, t in rows:
+        figures.add_row(
+            terminal(label),
+            _pct(m["accuracy"]),
+            _pct(m["escape_rate"]),
+            _pct(m["false_reject_rate"]),
+            _pct(m["review_rate"]),
+            f"{m['calibration_error']:.3f}",
+        )
+        target.add_row(
+            terminal(label),
+            f"{t['threshold']:.3f}",
+            _pct(t["escape_rate"]),
+            _pct(t["false_reject_rate"]),
+            _pct(t["review_rate"]),
+        )
+        for truth in ("PASS", "FAIL"):
+            cells = m["confusion"][truth]
+            confusion.add_row(
+                terminal(label), truth, *(str(cells[d]) for d in ("PASS", "FAIL", "REVIEW"))
+            )
+    return [figures, confusion, target]
+
+
+@adapters_app.command("eval")
+def adapters_eval(
+    ctx: typer.Context,
+    ref: RefArg,
+    version: Annotated[
+        int | None, typer.Option("--version", help="Adapter version (instead of NAME@VERSION).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation as JSON.")] = False,
+    by: ByOpt = None,
+) -> None:
+    """Score an adapter and what its site serves now on the adapter's holdout; store the result."""
+    from inspector.train.evaluate import evaluate_adapter
+
+    if version is not None:
+        if "@" in ref:
+            raise typer.BadParameter("give the version once: NAME@VERSION or --version")
+        ref = f"{ref}@{version}"
+    settings = _settings(ctx)
+    store = _open(settings)
+    try:
+        done = evaluate_adapter(store, settings, ref, _who(by))
+    except InspectorError as exc:
+        raise _fail(exc) from None
+    finally:
+        store.close()
+    if as_json:
+        print(json_line(done.evaluation, indent=2))
+        return
+    for table in _eval_tables(done.evaluation):
+        console.print(table)
+    console.print(
+        f"majority class accuracy {_pct(done.evaluation['majority_accuracy'])}; stored with "
+        f"{terminal(done.adapter.ref)}, compared with {terminal(_ref(done.baseline))}"
+    )
+
+
 def _announce(settings: Settings, change: Any) -> None:
     from inspector.errors import InspectorError
     from inspector.train.registry import announcement, publish_announcement
@@ -347,21 +438,8 @@ def train(
     for split, n_pass, n_fail, total, share in balance_report(done.snapshot):
         table.add_row(split, str(n_pass), str(n_fail), str(total), share)
     console.print(table)
-    ev = done.adapter.metrics["eval"]
-    results = Table("holdout", "accuracy", "escape", "false reject", "REVIEW", "calibration")
-    for label, m in (
-        (done.adapter.ref, ev["candidate"]),
-        (ev["baseline"]["adapter"], ev["baseline"]["metrics"]),
-    ):
-        results.add_row(
-            terminal(label),
-            _pct(m["accuracy"]),
-            _pct(m["escape_rate"]),
-            _pct(m["false_reject_rate"]),
-            _pct(m["review_rate"]),
-            f"{m['calibration_error']:.3f}",
-        )
-    console.print(results)
+    for table in _eval_tables(done.adapter.metrics["eval"]):
+        console.print(table)
     losses = done.result.epoch_losses
     console.print(
         f"candidate {terminal(done.adapter.ref)} (sha256 {done.adapter.sha256[:16]}…), "

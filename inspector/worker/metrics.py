@@ -8,7 +8,7 @@ _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class WorkerMetrics:
-    """Requests, verdicts, rejections by reason, batch sizes, queue depth and latency histograms."""
+    """Requests, verdicts, rejections, batches, queue depth, latencies and site adapters."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -56,3 +56,27 @@ class WorkerMetrics:
             registry=r,
         )
         self.healthy.set(1)
+        self.adapter_version = Gauge(
+            "inspector_worker_adapter_version",
+            "Registry version of the site adapter served per site (0: none, the base)",
+            ["site"],
+            registry=r,
+        )
+        self.adapter_loads = Counter(
+            "inspector_worker_adapter_loads_total",
+            "Site adapters loaded (at start-up or announced)",
+            ["site"],
+            registry=r,
+        )
+        self.adapter_load_failures = Counter(
+            "inspector_worker_adapter_load_failures_total",
+            "Announced or active site adapters that could not be served, by reason code",
+            ["site", "code"],
+            registry=r,
+        )
+        self.adapter_announcements_refused = Counter(
+            "inspector_worker_adapter_announcements_refused_total",
+            "Malformed adapter announcements on the control topic, by reason code",
+            ["code"],
+            registry=r,
+        )

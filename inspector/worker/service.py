@@ -24,10 +24,13 @@ from inspector.errors import Code, DuplicateConflict, RejectedInput, StoreUnavai
 from inspector.mqtt import ConnectionEvent, Message, MqttTransport
 from inspector.protocol import (
     RejectionMessage,
+    SiteAdapterState,
     TopicKind,
     VerdictMessage,
     WorkerState,
     WorkerStatus,
+    adapter_control_filter,
+    adapter_control_topic,
     judgement_of,
     request_filter,
     sha256_hex,
@@ -45,6 +48,7 @@ from inspector.store import (
     record_verdicts,
     stored_verdict_message,
 )
+from inspector.worker.adapters import SiteAdapters
 from inspector.worker.batcher import Batcher
 from inspector.worker.heartbeat import Heartbeat
 from inspector.worker.intake import Accepted, Refused, validate
@@ -52,7 +56,6 @@ from inspector.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
-ADAPTER_SCAN_S = 5.0
 # A group whose commit fails for any reason but an unreachable database is tried this many
 # times, with backoff, before its requests are rejected with request.commit_failed.
 COMMIT_ATTEMPTS = 3
@@ -85,6 +88,7 @@ def status_message(
     sites: Sequence[str] = (),
     backlog: bool = False,
     heartbeat_s: float | None = None,
+    site_adapters: Sequence[SiteAdapterState] = (),
 ) -> WorkerStatus:
     """The retained status of a worker."""
     return WorkerStatus(
@@ -93,6 +97,7 @@ def status_message(
         version=__version__,
         model=engine.model_name if engine is not None else None,
         adapters=engine.adapters() if engine is not None else [],
+        site_adapters=list(site_adapters),
         updated_at=utcnow(),
         sites=list(sites),
         backlog=backlog,
@@ -128,6 +133,9 @@ class Worker:
         self._metrics_server: Any = None
         self.heartbeat = Heartbeat(self._beat, lambda: self.transport.unacked >= ws.receive_maximum)
         self._healthy = True
+        self.site_adapters = SiteAdapters(
+            engine, store, settings, self.metrics, self._publish_status_if_online
+        )
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -139,6 +147,13 @@ class Worker:
                 ws.metrics_port, addr=ws.metrics_host, registry=self.metrics.registry
             )
         self.transport.on_connection(self._on_connection)
+        # Before any request is taken: the first batch already runs on the active adapters.
+        self.site_adapters.load_active()
+        # Every worker of a site hears its announcements: a plain subscription, not shared.
+        for topic_filter in [adapter_control_topic(s) for s in ws.sites] or [
+            adapter_control_filter()
+        ]:
+            self.transport.subscribe(topic_filter, self._on_control, qos=1)
         # MQTT 3.1.1 has no shared subscriptions: such a broker serves one worker, plainly.
         shared = self.settings.broker.protocol == "5"
         for site in ws.sites or (None,):
@@ -146,7 +161,11 @@ class Worker:
                 shared_request_subscription(ws.group, site) if shared else request_filter(site)
             )
             self.transport.subscribe(topic_filter, self._on_message, qos=1)
-        for name, target in (("engine", self._engine_loop), ("commit", self._commit_loop)):
+        for name, target in (
+            ("engine", self._engine_loop),
+            ("commit", self._commit_loop),
+            ("adapters", lambda: self.site_adapters.run(self._stopping)),
+        ):
             thread = threading.Thread(target=target, name=f"worker-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -197,6 +216,10 @@ class Worker:
         if self.transport.wait_subscribed(0) and not self._stopping.is_set():
             self._publish_status("online")
 
+    def _publish_status_if_online(self) -> None:
+        if self.transport.wait_subscribed(0) and not self._stopping.is_set():
+            self._publish_status("online" if self._healthy else "unhealthy")
+
     def _publish_status(self, state: WorkerState) -> Any:
         try:
             msg = status_message(
@@ -206,6 +229,7 @@ class Worker:
                 sites=self.settings.worker.sites,
                 backlog=state == "online" and self.heartbeat.backlog,
                 heartbeat_s=self.heartbeat.interval_s,
+                site_adapters=self.site_adapters.states(),
             )
             return self.transport.publish(
                 status_topic(self.worker_id), msg.to_payload(), qos=1, retain=True
@@ -213,6 +237,13 @@ class Worker:
         except Exception:
             log.exception("could not publish worker status")
             return None
+
+    def _on_control(self, message: Message) -> None:
+        # Acked at once: a lost announcement costs nothing, the store is read at start-up.
+        try:
+            self.site_adapters.on_message(message)
+        finally:
+            self.transport.ack(message)
 
     def _on_message(self, message: Message) -> None:
         if self._stopping.is_set():
@@ -235,12 +266,8 @@ class Worker:
     # --- engine thread -----------------------------------------------------------------
 
     def _engine_loop(self) -> None:
-        next_scan = time.monotonic() + ADAPTER_SCAN_S
         try:
             while not self._stopping.is_set():
-                if time.monotonic() >= next_scan:
-                    self._refresh_adapters()
-                    next_scan = time.monotonic() + ADAPTER_SCAN_S
                 batch = self.batcher.next_batch(self._stopping)
                 self.metrics.queue_depth.set(self.batcher.depth())
                 if batch:
@@ -249,18 +276,6 @@ class Worker:
             log.exception("engine loop failed")
         finally:
             self._engine_done.set()
-
-    def _refresh_adapters(self) -> None:
-        before = self.engine.adapters()
-        try:
-            self.engine.refresh_adapters()
-            after = self.engine.adapters()
-        except Exception:
-            log.exception("adapter refresh failed; keeping the loaded adapters")
-            return
-        if sorted(before) != sorted(after):
-            log.info("adapters now %s", ", ".join(after) or "(none)")
-            self._publish_status("online")
 
     def _known(self, batch: Sequence[Accepted]) -> dict[str, tuple[str, bool]]:
         """request_id → (stored fingerprint, has a verdict), for requests already stored."""

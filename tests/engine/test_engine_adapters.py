@@ -1,7 +1,8 @@
-"""Site adapters: per-row adapters in one batch, fallback, hot load/unload, registry sync."""
+"""Site adapters: per-row adapters in one batch, fallback, per-site versions, sha256 checks."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from inspector.engine import EngineRequest
 from inspector.engine.runtime import PhiEngine, load_engine
-from inspector.errors import ModelLoadError
+from inspector.errors import AdapterRefused, Code, ModelLoadError
 from inspector.settings import ModelSettings, SiteProfile
 from tests.engine.media import photo
 
@@ -27,7 +28,7 @@ def registry(tmp_path: Path) -> Path:
 @pytest.fixture
 def engine(tiny_model_dir: Path, registry: Path) -> PhiEngine:
     settings = ModelSettings(path=tiny_model_dir, max_rationale_tokens=6, adapters_dir=registry)
-    sites = {"line-a": SiteProfile(adapter="plant-a", threshold=0.0)}
+    sites = {"line-a": SiteProfile(threshold=0.0)}
     return load_engine(settings, sites)
 
 
@@ -37,29 +38,31 @@ def ask(site: str, adapter: str | None, seed: int = 1) -> EngineRequest:
     )
 
 
+def sha(adapter: Path) -> str:
+    return hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()
+
+
 def test_unknown_adapter_falls_back_to_the_vision_lora(engine: PhiEngine) -> None:
     [base, unknown] = engine.infer([ask("x", None), ask("x", "no-such-adapter")])
-    assert (base.adapter, base.adapter_fallback) == ("vision", False)
+    assert (base.adapter, base.adapter_version, base.adapter_fallback) == ("vision", None, False)
     assert (unknown.adapter, unknown.adapter_fallback) == ("vision", True)
     assert unknown.p_pass == pytest.approx(base.p_pass, abs=1e-6)
-    # A site whose default adapter is not loaded falls back too, and says so.
-    [site_default] = engine.infer([ask("line-a", None)])
-    assert (site_default.adapter, site_default.adapter_fallback) == ("vision", True)
 
 
 def test_loaded_site_adapter_changes_the_verdict_and_mixes_in_one_batch(
     engine: PhiEngine, make_site_adapter: MakeAdapter
 ) -> None:
-    engine.load_adapter("plant-a", make_site_adapter("plant-a", 7))
+    plant_a = make_site_adapter("plant-a", 7)
+    engine.load_site_adapter("line-a", "plant-a", 3, plant_a, sha(plant_a))
     engine.load_adapter("plant-b", make_site_adapter("plant-b", 8))
-    assert {"vision", "plant-a", "plant-b"} <= set(engine.adapters())
-    batch = [ask("line-a", None), ask("x", "plant-b"), ask("x", None), ask("x", "plant-a", 2)]
+    assert {"vision", "plant-a_v3", "plant-b"} <= set(engine.adapters())
+    batch = [ask("line-a", None), ask("x", "plant-b"), ask("x", None), ask("line-a", None, 2)]
     mixed = engine.infer(batch)
-    assert [(r.adapter, r.adapter_fallback) for r in mixed] == [
-        ("plant-a", False),
-        ("plant-b", False),
-        ("vision", False),
-        ("plant-a", False),
+    assert [(r.adapter, r.adapter_version, r.adapter_fallback) for r in mixed] == [
+        ("plant-a", 3, False),
+        ("plant-b", None, False),
+        ("vision", None, False),
+        ("plant-a", 3, False),
     ]
     alone = [engine.infer([req])[0] for req in batch]
     for a, b in zip(mixed, alone, strict=True):
@@ -79,24 +82,53 @@ def test_unload_makes_requests_fall_back(engine: PhiEngine, make_site_adapter: M
         engine.unload_adapter("vision")
 
 
-def test_refresh_follows_the_registry_directory(
-    engine: PhiEngine, registry: Path, make_site_adapter: MakeAdapter
+def test_a_new_version_replaces_the_sites_adapter_and_clearing_returns_to_the_base(
+    engine: PhiEngine, make_site_adapter: MakeAdapter
 ) -> None:
-    registry.mkdir()
-    shutil.copytree(make_site_adapter("plant-a", 7), registry / "plant-a")
-    (registry / "notes").mkdir()  # not an adapter: ignored
-    assert engine.refresh_adapters() == ["plant-a"]
-    [before] = engine.infer([ask("x", "plant-a")])
-    # A new version written over the old one is picked up on the next refresh.
-    shutil.rmtree(registry / "plant-a")
-    shutil.copytree(make_site_adapter("plant-a", 9), registry / "plant-a")
-    assert engine.refresh_adapters() == ["plant-a"]
-    [after] = engine.infer([ask("x", "plant-a")])
-    assert after.adapter == "plant-a"
-    assert after.p_pass != pytest.approx(before.p_pass, abs=1e-7)
-    shutil.rmtree(registry / "plant-a")
-    assert engine.refresh_adapters() == []
-    assert "plant-a" not in engine.adapters()
+    [base] = engine.infer([ask("line-a", None)])
+    v1, v2 = make_site_adapter("plant-a", 7), make_site_adapter("plant-a", 9)
+    engine.load_site_adapter("line-a", "plant-a", 1, v1, sha(v1))
+    [first] = engine.infer([ask("line-a", None)])
+    engine.load_site_adapter("line-a", "plant-a", 2, v2 / "adapter_model.safetensors", sha(v2))
+    [second] = engine.infer([ask("line-a", None)])
+    assert (first.adapter_version, second.adapter_version) == (1, 2)
+    assert second.p_pass != pytest.approx(first.p_pass, abs=1e-7)
+    # The replaced version is detached; only the served one stays attached.
+    assert [n for n in engine.adapters() if n.startswith("plant-a")] == ["plant-a_v2"]
+    assert engine.site_adapters() == {"line-a": ("plant-a", 2, sha(v2))}
+    # A request naming the site's adapter gets the served version, not a fallback.
+    [named] = engine.infer([ask("line-a", "plant-a")])
+    assert (named.adapter, named.adapter_version, named.adapter_fallback) == ("plant-a", 2, False)
+    engine.clear_site_adapter("line-a")
+    [cleared] = engine.infer([ask("line-a", None)])
+    assert (cleared.adapter, cleared.adapter_version) == ("vision", None)
+    assert cleared.p_pass == pytest.approx(base.p_pass, abs=1e-6)
+    assert not [n for n in engine.adapters() if n.startswith("plant-a")]
+
+
+def test_a_tampered_adapter_file_is_refused_and_the_site_keeps_its_version(
+    engine: PhiEngine, make_site_adapter: MakeAdapter, tmp_path: Path
+) -> None:
+    v1 = make_site_adapter("plant-a", 7)
+    engine.load_site_adapter("line-a", "plant-a", 1, v1, sha(v1))
+    [before] = engine.infer([ask("line-a", None)])
+    tampered = tmp_path / "tampered"
+    shutil.copytree(make_site_adapter("plant-a", 9), tampered)
+    registered = sha(tampered)
+    weights = tampered / "adapter_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one bit of one weight flipped
+    with pytest.raises(AdapterRefused) as refused:
+        engine.load_site_adapter("line-a", "plant-a", 2, tampered, registered)
+    assert refused.value.code is Code.ADAPTER_CHECKSUM_MISMATCH
+    assert "plant-a@2" in refused.value.reason
+    [after] = engine.infer([ask("line-a", None)])
+    assert (after.adapter, after.adapter_version) == ("plant-a", 1)
+    assert after.p_pass == pytest.approx(before.p_pass, abs=1e-6)
+    with pytest.raises(AdapterRefused) as missing:
+        engine.load_site_adapter("line-a", "plant-a", 3, tmp_path / "nowhere", registered)
+    assert missing.value.code is Code.ADAPTER_LOAD_FAILED
+    assert engine.site_adapters()["line-a"][:2] == ("plant-a", 1)
 
 
 def test_adapter_of_another_shape_is_refused(

@@ -39,8 +39,14 @@ class Rendezvous:
     def adapters(self) -> list[str]:
         return self._engine.adapters()
 
-    def refresh_adapters(self) -> list[str]:
-        return self._engine.refresh_adapters()
+    def load_site_adapter(self, site: str, name: str, version: int, path: str, sha256: str) -> None:
+        self._engine.load_site_adapter(site, name, version, path, sha256)
+
+    def clear_site_adapter(self, site: str) -> None:
+        self._engine.clear_site_adapter(site)
+
+    def site_adapters(self) -> dict[str, tuple[str, int, str]]:
+        return self._engine.site_adapters()
 
     def load_adapter(self, name: str, path: str) -> None:
         self._engine.load_adapter(name, path)
