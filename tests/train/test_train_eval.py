@@ -67,7 +67,7 @@ def test_eval_compares_the_candidate_with_the_active_adapter_on_the_holdout(
         app, ["adapters", "eval", unique, "--version", "2", "--json", "--by", "qe"], env=env
     )
     assert result.exit_code == 0, result.output
-    evaluation = json.loads(result.output)
+    evaluation = json.loads(result.stdout)  # progress bars of the model load go to stderr
     assert (evaluation["adapter"], evaluation["baseline"]["adapter"]) == (candidate, active)
     assert evaluation["snapshot_id"] == snapshot.id and evaluation["holdout"] == 4
     for figures in (evaluation["candidate"], evaluation["baseline"]["metrics"]):
