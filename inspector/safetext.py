@@ -76,6 +76,9 @@ def describe_char(ch: str) -> str:
 
 
 def _replace(text: str, keep: str) -> str:
+    if text.isascii() and text.isprintable():
+        return text  # the common case, without the regex: printable ASCII is all safe
+
     def one(match: re.Match[str]) -> str:
         ch = match.group()
         return escape_char(ch) if ch not in keep and is_unsafe(ch) else ch

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from inspector.store.stats import BUCKETS
+from inspector.store.tallies import BUCKETS
 
 VERDICTS = ("PASS", "FAIL", "REVIEW")
 FINALS = ("PASS", "FAIL")
@@ -56,23 +56,29 @@ class Tally:
 
 
 def tally(
-    verdict_rows: list[tuple[str, str, str, int, str, int]],
+    verdict_rows: list[tuple[str, str, str, int]],
     reviewed_rows: list[tuple[str, str, str, str, int]],
-) -> tuple[dict[tuple[str, str], Tally], Tally, dict[str, list[int]]]:
-    """Per (site, adapter) tallies, the overall tally, and verdicts per line and hour of day."""
+) -> tuple[dict[tuple[str, str], Tally], Tally]:
+    """Per (site, adapter) tallies and the overall tally."""
     groups: dict[tuple[str, str], Tally] = defaultdict(Tally)
     total = Tally()
-    per_line: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
-    for site, adapter, line, hour, verdict, n in verdict_rows:
+    for site, adapter, verdict, n in verdict_rows:
         if verdict in VERDICTS:
             groups[(site, adapter)].verdicts[verdict] += n
             total.verdicts[verdict] += n
-        per_line[f"{site}/{line}"][hour % 24] += n
     for site, adapter, verdict, final, n in reviewed_rows:
         if verdict in VERDICTS and final in FINALS:
             groups[(site, adapter)].confusion[verdict][final] += n
             total.confusion[verdict][final] += n
-    return dict(sorted(groups.items())), total, dict(sorted(per_line.items()))
+    return dict(sorted(groups.items())), total
+
+
+def per_line_hour(hour_rows: list[tuple[str, str, int, int]]) -> dict[str, list[int]]:
+    """Verdicts per site/line and hour of day."""
+    per_line: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
+    for site, line, hour, n in hour_rows:
+        per_line[f"{site}/{line}"][hour % 24] += n
+    return dict(sorted(per_line.items()))
 
 
 def what_if(histogram: list[tuple[int, str, int]], threshold: float) -> dict[str, float | None]:

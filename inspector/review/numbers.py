@@ -69,9 +69,10 @@ def compute(ctx: AppContext, q: StatsQuery, with_hours: bool = True) -> Numbers:
         verdict_rows = stats_store.verdict_counts(session, flt)
         reviewed_rows = stats_store.reviewed_counts(session, flt)
         histogram = stats_store.reviewed_histogram(session, flt)
-    groups, total, per_line = metrics.tally(verdict_rows, reviewed_rows)
+        hour_rows = stats_store.hourly_counts(session, flt) if with_hours else []
+    groups, total = metrics.tally(verdict_rows, reviewed_rows)
     site_threshold = ctx.threshold(q.site) if q.site else None
     threshold = q.threshold or site_threshold or ctx.threshold("default")
     return Numbers(
-        groups, total, per_line if with_hours else {}, histogram, threshold, site_threshold
+        groups, total, metrics.per_line_hour(hour_rows), histogram, threshold, site_threshold
     )

@@ -5,11 +5,16 @@ Also the adapter audit trail and the dataset snapshots adapters are trained on.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (all are UTC; SQLite hands back naive ones)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -50,6 +55,11 @@ class Inspection(Base):
         sa.Index(None, "site", "line", "station", "captured_at"),
         sa.Index(None, "received_at"),
         sa.Index(None, "captured_at", "id"),  # the review queue's keyset order
+        # The queue's tabs and counts: one index range per latest verdict (and site), in order.
+        sa.Index(None, "verdict", "captured_at", "id"),
+        sa.Index(None, "site", "verdict", "captured_at", "id"),
+        sa.Index(None, "site", "captured_at", "id"),  # the All tab of one site
+        sa.Index(None, "verdict", "id"),  # the PASS audit count: narrow entries to scan
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -64,6 +74,12 @@ class Inspection(Base):
     operator: Mapped[str | None] = mapped_column(sa.String(64))
     note: Mapped[str | None] = mapped_column(sa.Text)
     adapter_hint: Mapped[str | None] = mapped_column(sa.String(64))
+    # Kept by store.tallies on every verdict and review: the latest of each ("the latest
+    # counts") without asking each time whether a newer row exists. No foreign keys: the
+    # verdicts and reviews tables already point here.
+    verdict_id: Mapped[int | None]
+    verdict: Mapped[str | None] = mapped_column(sa.String(8))
+    review_id: Mapped[int | None]
 
     media: Mapped[list[InspectionMedia]] = relationship(
         order_by="InspectionMedia.position", cascade="all, delete-orphan", lazy="selectin"
@@ -340,3 +356,47 @@ class ReviewMark(Base):
         sa.ForeignKey("inspections.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     marked_at: Mapped[datetime]
+
+
+class VerdictDay(Base):
+    """Latest verdicts per UTC capture day, site, line, adapter and verdict (store.tallies)."""
+
+    __tablename__ = "verdict_days"
+
+    day: Mapped[str] = mapped_column(sa.String(10), primary_key=True)  # YYYY-MM-DD
+    site: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    line: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    adapter: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    verdict: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+    n: Mapped[int]
+
+
+class VerdictHour(Base):
+    """Latest verdicts per UTC capture day, site, line, adapter and hour of day (store.tallies)."""
+
+    __tablename__ = "verdict_hours"
+
+    day: Mapped[str] = mapped_column(sa.String(10), primary_key=True)
+    site: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    line: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    adapter: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    hour: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    n: Mapped[int]
+
+
+class ReviewedDay(Base):
+    """Reviewed inspections per day, site, adapter, verdicts and P(PASS) bucket (store.tallies).
+
+    Each counts once, by its latest verdict (verdict, adapter, P(PASS) bucket) and its latest
+    review (final_verdict); the day is the UTC capture day.
+    """
+
+    __tablename__ = "reviewed_days"
+
+    day: Mapped[str] = mapped_column(sa.String(10), primary_key=True)
+    site: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    adapter: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    verdict: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+    final_verdict: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+    bucket: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    n: Mapped[int]

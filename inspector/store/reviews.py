@@ -2,7 +2,8 @@
 
 Every listing is "an inspection with its latest verdict", ordered newest capture first and
 paged by key (captured_at, id), so a page costs the same on page 1 and page 2 000 and stays
-stable while new inspections arrive.
+stable while new inspections arrive. The latest verdict and review are the inspection's own
+`verdict_id` / `verdict` / `review_id` (kept by store.tallies), so a tab is one index range.
 """
 
 from __future__ import annotations
@@ -15,21 +16,25 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, noload
 
 from inspector.errors import InvalidReview, NotFound, ReviewConflict
 from inspector.protocol import utcnow
+from inspector.store import tallies
 from inspector.store.inspections import find_inspection
-from inspector.store.models import Inspection, InspectionMedia, Media, Review, ReviewMark, Verdict
-from inspector.store.verdicts import latest_verdict
+from inspector.store.models import (
+    Inspection,
+    InspectionMedia,
+    Media,
+    Review,
+    ReviewMark,
+    Verdict,
+    utc,
+)
+from inspector.store.verdicts import VerdictFilter, latest_verdict
 
 TABS = ("review", "fail", "audit", "all")
 Cursor = tuple[datetime, int]
-
-
-def utc(value: datetime) -> datetime:
-    """A stored time as an aware UTC datetime (SQLite hands back naive ones)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def audit_condition(percent: float) -> sa.ColumnElement[bool]:
@@ -42,8 +47,8 @@ def audit_condition(percent: float) -> sa.ColumnElement[bool]:
         return sa.false()
     every = max(1, round(100 / percent))
     if every == 1:
-        return Verdict.verdict == "PASS"
-    return sa.and_(Verdict.verdict == "PASS", Verdict.inspection_id % every == 0)
+        return Inspection.verdict == "PASS"
+    return sa.and_(Inspection.verdict == "PASS", Inspection.id % every == 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +73,20 @@ class QueueFilter:
         if self.tab not in TABS:
             raise ValueError(f"tab must be one of {', '.join(TABS)}")
 
-
-def _latest_verdict() -> sa.ColumnElement[bool]:
-    newer = aliased(Verdict)
-    return ~sa.exists().where(newer.inspection_id == Verdict.inspection_id, newer.id > Verdict.id)
+    def scope(self) -> VerdictFilter:
+        """The filter's conditions other than the tab and the reviewed state."""
+        return VerdictFilter(
+            site=self.site,
+            line=self.line,
+            station=self.station,
+            verdict=self.verdict,
+            since=self.since,
+            until=self.until,
+            adapter=self.adapter,
+            min_confidence=self.min_confidence,
+            max_confidence=self.max_confidence,
+            part_id=self.part_id,
+        )
 
 
 def _mine(user_id: int) -> sa.Exists:
@@ -82,42 +97,16 @@ def _mine(user_id: int) -> sa.Exists:
 
 def _tab(tab: str, audit_percent: float) -> list[sa.ColumnElement[bool]]:
     if tab == "review":
-        return [Verdict.verdict == "REVIEW"]
+        return [Inspection.verdict == "REVIEW"]
     if tab == "fail":
-        return [Verdict.verdict == "FAIL"]
+        return [Inspection.verdict == "FAIL"]
     if tab == "audit":
         return [audit_condition(audit_percent)]
-    return []
-
-
-def _scope(flt: QueueFilter) -> list[sa.ColumnElement[bool]]:
-    """Conditions of the filter other than the tab and the reviewed state."""
-    conds: list[sa.ColumnElement[bool]] = [_latest_verdict()]
-    if flt.site:
-        conds.append(Inspection.site == flt.site)
-    if flt.line:
-        conds.append(Inspection.line == flt.line)
-    if flt.station:
-        conds.append(Inspection.station == flt.station)
-    if flt.verdict:
-        conds.append(Verdict.verdict == flt.verdict)
-    if flt.since:
-        conds.append(Inspection.captured_at >= utc(flt.since))
-    if flt.until:
-        conds.append(Inspection.captured_at < utc(flt.until))
-    if flt.adapter:
-        conds.append(Verdict.adapter == flt.adapter)
-    if flt.min_confidence is not None:
-        conds.append(Verdict.confidence >= flt.min_confidence)
-    if flt.max_confidence is not None:
-        conds.append(Verdict.confidence <= flt.max_confidence)
-    if flt.part_id:
-        conds.append(Inspection.part_id.startswith(flt.part_id, autoescape=True))
-    return conds
+    return []  # every inspection with a verdict: the join to it (_scoped) says which
 
 
 def _conditions(flt: QueueFilter, user_id: int) -> list[sa.ColumnElement[bool]]:
-    conds = _scope(flt) + _tab(flt.tab, flt.audit_percent)
+    conds = flt.scope().where() + _tab(flt.tab, flt.audit_percent)
     if flt.reviewed is not None:
         conds.append(_mine(user_id) if flt.reviewed else ~_mine(user_id))
     return conds
@@ -162,12 +151,13 @@ class QueueItem:
 
 def _latest_review_verdict() -> sa.ScalarSelect[Any]:
     return (
-        sa.select(Review.final_verdict)
-        .where(Review.inspection_id == Inspection.id)
-        .order_by(Review.id.desc())
-        .limit(1)
-        .scalar_subquery()
+        sa.select(Review.final_verdict).where(Review.id == Inspection.review_id).scalar_subquery()
     )
+
+
+def _with_verdict(stmt: Any) -> Any:
+    """`stmt` over inspections joined to their latest verdicts."""
+    return stmt.select_from(Inspection).join(Verdict, Verdict.id == Inspection.verdict_id)
 
 
 def _items_select(user_id: int) -> Any:
@@ -184,8 +174,8 @@ def _items_select(user_id: int) -> Any:
         Verdict.adapter,
         _latest_review_verdict(),
         _mine(user_id),
-    ).join(Verdict, Verdict.inspection_id == Inspection.id)
-    return stmt
+    )
+    return _with_verdict(stmt)
 
 
 def _item(row: sa.Row[Any]) -> QueueItem:
@@ -223,50 +213,62 @@ def neighbours(
     session: Session, flt: QueueFilter, user_id: int, cursor: Cursor
 ) -> tuple[str | None, str | None]:
     """The request_ids before and after `cursor` in the queue order (previous, next)."""
-    conds = _conditions(flt, user_id)
+    base = _scoped(sa.select(Inspection.request_id), flt).where(*_conditions(flt, user_id))
     nxt = session.scalar(
-        sa.select(Inspection.request_id)
-        .join(Verdict, Verdict.inspection_id == Inspection.id)
-        .where(*conds, _before(cursor))
+        base.where(_before(cursor))
         .order_by(Inspection.captured_at.desc(), Inspection.id.desc())
         .limit(1)
     )
     prev = session.scalar(
-        sa.select(Inspection.request_id)
-        .join(Verdict, Verdict.inspection_id == Inspection.id)
-        .where(*conds, _after(cursor))
+        base.where(_after(cursor))
         .order_by(Inspection.captured_at.asc(), Inspection.id.asc())
         .limit(1)
     )
     return prev, nxt
 
 
-def _needs_inspections(flt: QueueFilter) -> bool:
-    return any((flt.site, flt.line, flt.station, flt.since, flt.until, flt.part_id))
+def _scoped(stmt: Any, flt: QueueFilter) -> Any:
+    """`stmt` over the filter's inspections, joined to their latest verdicts where needed."""
+    if flt.tab == "all":
+        return _with_verdict(stmt)  # the join is what says "has a verdict"
+    return _over(stmt, flt.scope())
+
+
+def _over(stmt: Any, scope: VerdictFilter) -> Any:
+    """`stmt` over inspections, joined to their latest verdict where the scope names it."""
+    return _with_verdict(stmt) if scope.needs_verdicts else stmt.select_from(Inspection)
 
 
 def unreviewed_counts(session: Session, flt: QueueFilter, user_id: int) -> dict[str, int]:
     """Per tab, how many inspections in the filter's scope this user has not reviewed."""
-    audit = audit_condition(flt.audit_percent)
-    not_mine = ~sa.exists().where(
-        ReviewMark.user_id == user_id, ReviewMark.inspection_id == Verdict.inspection_id
+    scope = flt.scope()
+    review_fail = ("REVIEW", "FAIL")
+    kept = tallies.verdict_totals(session, scope, review_fail)
+    if kept is not None:
+        # The kept totals less what this user marked: the cost grows with the user's marks,
+        # not with the inspections.
+        stmt = (
+            _over(sa.select(Inspection.verdict, sa.func.count()), scope)
+            .join(ReviewMark, ReviewMark.inspection_id == Inspection.id)
+            .where(*scope.where(), ReviewMark.user_id == user_id)
+            .where(Inspection.verdict.in_(review_fail))
+            .group_by(Inspection.verdict)
+        )
+        marked = dict(session.execute(stmt).tuples().all())
+        review, fail = (kept[v] - int(marked.get(v, 0)) for v in review_fail)
+    else:
+        counts = (sa.func.count().filter(Inspection.verdict == v) for v in review_fail)
+        stmt = _over(sa.select(*counts), scope).where(
+            *scope.where(), ~_mine(user_id), Inspection.verdict.in_(review_fail)
+        )
+        review, fail = session.execute(stmt).one()
+    # The audit sample depends on a review setting, so it is not kept: PASS verdicts are
+    # counted along their own index range.
+    audit_stmt = _over(sa.select(sa.func.count()), scope).where(
+        *scope.where(), ~_mine(user_id), audit_condition(flt.audit_percent)
     )
-    stmt = sa.select(
-        sa.func.count().filter(Verdict.verdict == "REVIEW"),
-        sa.func.count().filter(Verdict.verdict == "FAIL"),
-        sa.func.count().filter(audit),
-    ).where(*_scope(flt), not_mine, sa.or_(Verdict.verdict.in_(("REVIEW", "FAIL")), audit))
-    if _needs_inspections(flt):
-        stmt = stmt.select_from(Verdict).join(Inspection, Inspection.id == Verdict.inspection_id)
-    review, fail, audited = session.execute(stmt).one()
+    audited = session.scalar(audit_stmt) or 0
     return {"review": int(review), "fail": int(fail), "audit": int(audited)}
-
-
-def _day(session: Session, column: Any) -> sa.ColumnElement[str]:
-    if session.get_bind().dialect.name == "sqlite":
-        # SQLite keeps UTC times as "YYYY-MM-DD HH:MM:SS.ffffff" text.
-        return sa.func.substr(column, 1, 10)
-    return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
 
 
 def calendar(
@@ -274,11 +276,9 @@ def calendar(
 ) -> list[tuple[str, int]]:
     """Days (YYYY-MM-DD, UTC) between start and end with unreviewed items, and how many."""
     scoped = QueueFilter(**{**_fields(flt), "since": start, "until": end, "reviewed": False})
-    day = _day(session, Inspection.captured_at)
+    day = tallies.day_of(session, Inspection.captured_at)
     stmt = (
-        sa.select(day, sa.func.count())
-        .select_from(Inspection)
-        .join(Verdict, Verdict.inspection_id == Inspection.id)
+        _scoped(sa.select(day, sa.func.count()), scoped)
         .where(*_conditions(scoped, user_id))
         .group_by(day)
         .order_by(day)
@@ -405,9 +405,16 @@ def _inspection_id(session: Session, request_id: str) -> int:
 
 def inspection_detail(session: Session, request_id: str, user_id: int) -> InspectionDetail:
     """One inspection with its media, verdicts (oldest first) and reviews (oldest first)."""
-    insp = session.scalar(sa.select(Inspection).where(Inspection.request_id == request_id))
-    if insp is None:
+    # Four queries: the inspection with the user's mark, its media, verdicts and reviews; the
+    # relationships' own eager loads (media, each verdict's inspection) are not wanted here.
+    found = session.execute(
+        sa.select(Inspection, _mine(user_id))
+        .options(noload(Inspection.media))
+        .where(Inspection.request_id == request_id)
+    ).first()
+    if found is None:
         raise NotFound(f"no inspection {request_id}")
+    insp, mine = found
     media = [
         MediaRef(role, sha, ctype, size)
         for role, sha, ctype, size in session.execute(
@@ -418,15 +425,13 @@ def inspection_detail(session: Session, request_id: str, user_id: int) -> Inspec
         )
     ]
     verdicts = session.scalars(
-        sa.select(Verdict).where(Verdict.inspection_id == insp.id).order_by(Verdict.id)
+        sa.select(Verdict)
+        .options(noload(Verdict.inspection))
+        .where(Verdict.inspection_id == insp.id)
+        .order_by(Verdict.id)
     )
     reviews = session.scalars(
         sa.select(Review).where(Review.inspection_id == insp.id).order_by(Review.id)
-    )
-    mine = session.scalar(
-        sa.select(
-            sa.exists().where(ReviewMark.user_id == user_id, ReviewMark.inspection_id == insp.id)
-        )
     )
     return InspectionDetail(
         insp.id,
@@ -492,6 +497,14 @@ def mark_unreviewed(session: Session, user_id: int, request_id: str) -> None:
     )
 
 
+def set_reviewed(session: Session, user_id: int, request_id: str, reviewed: bool) -> None:
+    """Mark one inspection reviewed by this user, or put it back in their queue."""
+    if reviewed:
+        mark_reviewed(session, user_id, [request_id])
+    else:
+        mark_unreviewed(session, user_id, request_id)
+
+
 def review_inspections(
     session: Session, user_id: int, reviews: Sequence[ReviewInput]
 ) -> list[ReviewView]:
@@ -530,11 +543,6 @@ EXPORT_COLUMNS = (
     "reviews",
     "media",
 )
-
-
-def _latest_review() -> sa.ColumnElement[bool]:
-    newer = aliased(Review)
-    return ~sa.exists().where(newer.inspection_id == Review.inspection_id, newer.id > Review.id)
 
 
 _EXPORT_SELECT = (
@@ -578,22 +586,21 @@ def iter_export(
         .scalar_subquery()
     )
     base = (
-        sa.select(*_EXPORT_SELECT, review_count)
-        .select_from(Inspection)
-        .join(Verdict, Verdict.inspection_id == Inspection.id)
-        .outerjoin(Review, sa.and_(Review.inspection_id == Inspection.id, _latest_review()))
+        _with_verdict(sa.select(*_EXPORT_SELECT, review_count))
+        .outerjoin(Review, Review.id == Inspection.review_id)
         .where(*_conditions(flt, user_id))
         .order_by(Inspection.captured_at.desc(), Inspection.id.desc())
     )
+    conn = session.connection()  # Core rows: no ORM loading for thousands of rows
     after: Cursor | None = None
     left = limit
     while left is None or left > 0:
         size = chunk if left is None else min(chunk, left)
         stmt = base.where(_before(after)) if after is not None else base
-        rows = session.execute(stmt.limit(size)).all()
+        rows = conn.execute(stmt.limit(size)).all()
         if not rows:
             return
-        media = _media_of(session, [r[0] for r in rows])
+        media = _media_of(conn, [r[0] for r in rows])
         for row in rows:
             yield _export_row(tuple(row), media.get(row[0], []))
         after = (rows[-1][6], rows[-1][0])
@@ -601,9 +608,9 @@ def iter_export(
             left -= len(rows)
 
 
-def _media_of(session: Session, ids: list[int]) -> dict[int, list[tuple[str, str]]]:
+def _media_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[tuple[str, str]]]:
     out: dict[int, list[tuple[str, str]]] = {}
-    for iid, role, sha in session.execute(
+    for iid, role, sha in conn.execute(
         sa.select(InspectionMedia.inspection_id, InspectionMedia.role, InspectionMedia.sha256)
         .where(InspectionMedia.inspection_id.in_(ids))
         .order_by(InspectionMedia.inspection_id, InspectionMedia.position)
@@ -727,4 +734,5 @@ def record_review(session: Session, review: ReviewInput) -> tuple[Review, bool]:
     )
     session.add(row)
     session.flush()
+    tallies.review_recorded(session, inspection.id, row.id)
     return row, True

@@ -1,111 +1,95 @@
-"""Aggregates for the review app's numbers page: a few GROUP BYs, the arithmetic elsewhere.
+"""Aggregates for the review app's numbers page: sums over store.tallies, the arithmetic elsewhere.
 
-Each inspection counts once, with its latest verdict and (where reviewed) its latest review.
+Each inspection counts once, with its latest verdict and (where reviewed) its latest review;
+the tallies are kept per UTC capture day, so a page costs the same at 100 000 inspections.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, time, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
-from inspector.store.models import Inspection, Review, Verdict
-from inspector.store.reviews import utc
+from inspector.store.models import ReviewedDay, VerdictDay, VerdictHour, utc
 
-BUCKETS = 1000  # P(PASS) resolution of the threshold what-if
+Condition = sa.ColumnElement[bool]
+
+
+def _floor(at: datetime) -> datetime:
+    return datetime.combine(utc(at).date(), time.min, tzinfo=UTC)
+
+
+def _ceil(at: datetime) -> datetime:
+    day = _floor(at)
+    return day if day == utc(at) else day + timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
 class StatsFilter:
-    """Which inspections the numbers cover; dates bound the capture time."""
+    """Which inspections the numbers cover; dates bound the capture time in whole UTC days.
+
+    The numbers are kept per day, so `since` counts from the start of its day and `until`
+    (exclusive) to the end of its day unless it is a midnight.
+    """
 
     site: str | None = None
     adapter: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
-
-def _where(flt: StatsFilter) -> list[sa.ColumnElement[bool]]:
-    newer = aliased(Verdict)
-    conds: list[sa.ColumnElement[bool]] = [
-        ~sa.exists().where(newer.inspection_id == Verdict.inspection_id, newer.id > Verdict.id)
-    ]
-    if flt.site:
-        conds.append(Inspection.site == flt.site)
-    if flt.adapter:
-        conds.append(Verdict.adapter == flt.adapter)
-    if flt.since:
-        conds.append(Inspection.captured_at >= utc(flt.since))
-    if flt.until:
-        conds.append(Inspection.captured_at < utc(flt.until))
-    return conds
-
-
-def _latest_review() -> sa.ColumnElement[bool]:
-    newer = aliased(Review)
-    return ~sa.exists().where(newer.inspection_id == Review.inspection_id, newer.id > Review.id)
+    def on(
+        self, tally: type[VerdictDay | VerdictHour | ReviewedDay]
+    ) -> list[sa.ColumnElement[bool]]:
+        """The filter as conditions on a tally table."""
+        conds: list[sa.ColumnElement[bool]] = []
+        if self.site:
+            conds.append(tally.site == self.site)
+        if self.adapter:
+            conds.append(tally.adapter == self.adapter)
+        if self.since:
+            conds.append(tally.day >= _floor(self.since).strftime("%Y-%m-%d"))
+        if self.until:
+            conds.append(tally.day < _ceil(self.until).strftime("%Y-%m-%d"))
+        return conds
 
 
-def _hour(session: Session) -> sa.ColumnElement[Any]:
-    if session.get_bind().dialect.name == "sqlite":
-        return sa.cast(sa.func.substr(Inspection.captured_at, 12, 2), sa.Integer)
-    return sa.cast(
-        sa.func.extract("hour", sa.func.timezone("UTC", Inspection.captured_at)), sa.Integer
-    )
-
-
-def _bucket(session: Session) -> sa.ColumnElement[Any]:
-    scaled = Verdict.p_pass * BUCKETS
-    if session.get_bind().dialect.name == "sqlite":
-        return sa.cast(scaled, sa.Integer)  # truncates, and P(PASS) is never negative
-    return sa.cast(sa.func.floor(scaled), sa.Integer)
-
-
-def verdict_counts(session: Session, flt: StatsFilter) -> list[tuple[str, str, str, int, str, int]]:
-    """(site, adapter, line, hour of day UTC, verdict, count) over the filter."""
-    hour = _hour(session)
+def verdict_counts(session: Session, flt: StatsFilter) -> list[tuple[str, str, str, int]]:
+    """(site, adapter, verdict, count) of latest verdicts over the filter."""
+    n = sa.func.sum(VerdictDay.n)
     stmt = (
-        sa.select(
-            Inspection.site,
-            Verdict.adapter,
-            Inspection.line,
-            hour,
-            Verdict.verdict,
-            sa.func.count(),
-        )
-        .join(Verdict, Verdict.inspection_id == Inspection.id)
-        .where(*_where(flt))
-        .group_by(Inspection.site, Verdict.adapter, Inspection.line, hour, Verdict.verdict)
+        sa.select(VerdictDay.site, VerdictDay.adapter, VerdictDay.verdict, n)
+        .where(*flt.on(VerdictDay))
+        .group_by(VerdictDay.site, VerdictDay.adapter, VerdictDay.verdict)
+        .having(n > 0)
     )
-    return [(s, a, ln, int(h), v, int(n)) for s, a, ln, h, v, n in session.execute(stmt)]
+    return [(s, a, v, int(c)) for s, a, v, c in session.execute(stmt)]
+
+
+def hourly_counts(session: Session, flt: StatsFilter) -> list[tuple[str, str, int, int]]:
+    """(site, line, hour of day UTC, count) of latest verdicts over the filter."""
+    n = sa.func.sum(VerdictHour.n)
+    stmt = (
+        sa.select(VerdictHour.site, VerdictHour.line, VerdictHour.hour, n)
+        .where(*flt.on(VerdictHour))
+        .group_by(VerdictHour.site, VerdictHour.line, VerdictHour.hour)
+        .having(n > 0)
+    )
+    return [(s, ln, int(h), int(c)) for s, ln, h, c in session.execute(stmt)]
 
 
 def reviewed_counts(session: Session, flt: StatsFilter) -> list[tuple[str, str, str, str, int]]:
     """(site, adapter, model verdict, reviewer verdict, count) over reviewed inspections."""
-    stmt = (
-        sa.select(
-            Inspection.site, Verdict.adapter, Verdict.verdict, Review.final_verdict, sa.func.count()
-        )
-        .join(Verdict, Verdict.inspection_id == Inspection.id)
-        .join(Review, Review.inspection_id == Inspection.id)
-        .where(*_where(flt), _latest_review())
-        .group_by(Inspection.site, Verdict.adapter, Verdict.verdict, Review.final_verdict)
-    )
-    return [(s, a, v, f, int(n)) for s, a, v, f, n in session.execute(stmt)]
+    cols = (ReviewedDay.site, ReviewedDay.adapter, ReviewedDay.verdict, ReviewedDay.final_verdict)
+    n = sa.func.sum(ReviewedDay.n)
+    stmt = sa.select(*cols, n).where(*flt.on(ReviewedDay)).group_by(*cols).having(n > 0)
+    return [(s, a, v, f, int(c)) for s, a, v, f, c in session.execute(stmt)]
 
 
 def reviewed_histogram(session: Session, flt: StatsFilter) -> list[tuple[int, str, int]]:
     """(P(PASS) bucket of BUCKETS, reviewer verdict, count) over reviewed inspections."""
-    bucket = _bucket(session)
-    stmt = (
-        sa.select(bucket, Review.final_verdict, sa.func.count())
-        .select_from(Inspection)
-        .join(Verdict, Verdict.inspection_id == Inspection.id)
-        .join(Review, Review.inspection_id == Inspection.id)
-        .where(*_where(flt), _latest_review())
-        .group_by(bucket, Review.final_verdict)
-    )
-    return [(int(b), f, int(n)) for b, f, n in session.execute(stmt)]
+    cols = (ReviewedDay.bucket, ReviewedDay.final_verdict)
+    n = sa.func.sum(ReviewedDay.n)
+    stmt = sa.select(*cols, n).where(*flt.on(ReviewedDay)).group_by(*cols).having(n > 0)
+    return [(int(b), f, int(c)) for b, f, c in session.execute(stmt)]

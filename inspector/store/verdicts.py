@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from inspector.errors import InvalidInput, NotFound
 from inspector.protocol import PART_FIELDS, VERDICT_FIELDS, VerdictMessage
-from inspector.store.models import Inspection, Verdict
+from inspector.store import tallies
+from inspector.store.models import Inspection, Verdict, utc
 
 # The part, when it was captured, then the verdict's own fields in their defined order.
 EXPORT_COLUMNS: tuple[str, ...] = (*PART_FIELDS, "captured_at", *VERDICT_FIELDS)
@@ -27,7 +28,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (*PART_FIELDS, "captured_at", *VERDICT_FIELDS)
 
 @dataclass(frozen=True, slots=True)
 class VerdictFilter:
-    """Which verdicts to list; dates bound the inspection's capture time."""
+    """Which verdicts to list; dates bound the inspection's capture time, confidence inclusive."""
 
     site: str | None = None
     line: str | None = None
@@ -35,6 +36,10 @@ class VerdictFilter:
     verdict: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    adapter: str | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    part_id: str | None = None  # a prefix
 
     def where(self) -> list[sa.ColumnElement[bool]]:
         """The filter as SQL conditions."""
@@ -48,10 +53,26 @@ class VerdictFilter:
         if self.verdict:
             conds.append(Verdict.verdict == self.verdict)
         if self.since:
-            conds.append(Inspection.captured_at >= self.since)
+            conds.append(Inspection.captured_at >= utc(self.since))
         if self.until:
-            conds.append(Inspection.captured_at < self.until)
+            conds.append(Inspection.captured_at < utc(self.until))
+        if self.adapter:
+            conds.append(Verdict.adapter == self.adapter)
+        if self.min_confidence is not None:
+            conds.append(Verdict.confidence >= self.min_confidence)
+        if self.max_confidence is not None:
+            conds.append(Verdict.confidence <= self.max_confidence)
+        if self.part_id:
+            conds.append(Inspection.part_id.startswith(self.part_id, autoescape=True))
         return conds
+
+    @property
+    def needs_verdicts(self) -> bool:
+        """Whether the conditions name the verdicts table (not only the inspection)."""
+        return (
+            any((self.verdict, self.adapter, self.min_confidence is not None))
+            or self.max_confidence is not None
+        )
 
 
 def record_verdicts(session: Session, messages: Sequence[VerdictMessage]) -> list[tuple[int, bool]]:
@@ -104,6 +125,7 @@ def record_verdicts(session: Session, messages: Sequence[VerdictMessage]) -> lis
         ).all()
         for slot, key, created in waiting:
             out[slot] = (new_ids[pending[key]], created)
+        tallies.verdicts_recorded(session, [(key[0], new_ids[i]) for key, i in pending.items()])
     return out
 
 
@@ -138,7 +160,7 @@ def verdict_message(row: Verdict) -> VerdictMessage:
     """The wire message for a stored verdict (for re-publishing on redelivery)."""
     insp = row.inspection
     fields = {name: getattr(row, name) for name in VERDICT_FIELDS}
-    fields["decided_at"] = _aware(row.decided_at)
+    fields["decided_at"] = utc(row.decided_at)
     return VerdictMessage(
         request_id=UUID(insp.request_id),
         site=insp.site,
@@ -162,11 +184,6 @@ def latest_verdict_message(session: Session, request_id: UUID | str) -> VerdictM
     return verdict_message(row)
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """Where a page ended: the last verdict's capture time and id (the listing's key)."""
@@ -177,11 +194,11 @@ class Cursor:
     @classmethod
     def after(cls, row: Verdict) -> Cursor:
         """The cursor just past `row`."""
-        return cls(_aware(row.inspection.captured_at), row.id)
+        return cls(utc(row.inspection.captured_at), row.id)
 
     def token(self) -> str:
         """The cursor as text a user can pass back (`verdicts list --after`)."""
-        return f"{_aware(self.captured_at).astimezone(UTC).isoformat()}~{self.verdict_id}"
+        return f"{utc(self.captured_at).isoformat()}~{self.verdict_id}"
 
     @classmethod
     def parse(cls, token: str) -> Cursor:
@@ -197,7 +214,7 @@ class Cursor:
             ) from None
         if captured.tzinfo is None:
             raise InvalidInput("the cursor's capture time has no time zone")
-        return cls(captured.astimezone(UTC), int(ident))
+        return cls(utc(captured), int(ident))
 
 
 def list_verdicts(
@@ -219,7 +236,7 @@ def list_verdicts(
 
 
 def _iso(value: datetime) -> str:
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return utc(value).isoformat()
 
 
 def export_row(row: Verdict) -> dict[str, Any]:

@@ -206,6 +206,13 @@ def confirm_selected(
     return {"confirmed": n}
 
 
+def _set_mark(ctx: AppContext, who: Principal, request_id: str, reviewed: bool) -> Response:
+    rid = queue_store.parse_request_id(request_id)
+    with ctx.store.db.write() as session:
+        queue_store.set_reviewed(session, who.user.id, rid, reviewed)
+    return Response(status_code=204)
+
+
 @router.put("/inspections/{request_id}/reviewed", status_code=204)
 def mark_reviewed(
     request_id: str,
@@ -213,10 +220,7 @@ def mark_reviewed(
     ctx: AppContext = Depends(app_context),
 ) -> Response:
     """Mark the inspection reviewed for you without adding a review."""
-    rid = queue_store.parse_request_id(request_id)
-    with ctx.store.db.write() as session:
-        queue_store.mark_reviewed(session, who.user.id, [rid])
-    return Response(status_code=204)
+    return _set_mark(ctx, who, request_id, reviewed=True)
 
 
 @router.delete("/inspections/{request_id}/reviewed", status_code=204)
@@ -226,7 +230,4 @@ def mark_unreviewed(
     ctx: AppContext = Depends(app_context),
 ) -> Response:
     """Put the inspection back in your unreviewed queue (its reviews stay)."""
-    rid = queue_store.parse_request_id(request_id)
-    with ctx.store.db.write() as session:
-        queue_store.mark_unreviewed(session, who.user.id, rid)
-    return Response(status_code=204)
+    return _set_mark(ctx, who, request_id, reviewed=False)
