@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -10,11 +9,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from inspector.engine.identity import RANDOM_VERDICTS, is_tiny_model
 from inspector.errors import DemoFailed
 from inspector.settings import ModelSettings
 
 BUILD_TIMEOUT_S = 600.0
-TINY_HIDDEN_LIMIT = 512
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -46,15 +45,11 @@ def ensure_model(path: Path, console: Console, timeout_s: float = BUILD_TIMEOUT_
 
 
 def _note_if_tiny(path: Path, console: Console) -> None:
-    try:
-        hidden = json.loads((path / "config.json").read_text()).get("hidden_size", 0)
-    except (OSError, ValueError, AttributeError):
-        return  # the worker reports a broken checkpoint with the file it cannot read
-    # Phi-4-multimodal has 3072; the test model a few dozen.
-    if isinstance(hidden, int) and 0 < hidden < TINY_HIDDEN_LIMIT:
+    # A broken checkpoint is not said here: the worker reports it with the file it cannot read.
+    if is_tiny_model(path):
         console.print(
-            "[bold yellow]a tiny test model with random weights: its verdicts are random "
-            "until a site adapter is trained on reviews[/] (and its rationales noise); "
+            f"[bold yellow]a tiny test model with random weights: {RANDOM_VERDICTS}[/] "
+            "(and its rationales noise); "
             "point model.path at a local Phi-4-multimodal-instruct for real ones"
         )
 

@@ -7,7 +7,6 @@ judged from here. Checks never change anything: a missing SQLite file stays miss
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import shutil
@@ -20,11 +19,11 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from inspector.engine.identity import RANDOM_VERDICTS, hidden_size, is_tiny_model
 from inspector.errors import ConfigError, InspectorError, ModelLoadError, StoreUnavailable
 from inspector.settings import BrokerSettings, Settings
 
 GiB = 1024**3
-TINY_HIDDEN_LIMIT = 512  # Phi-4-multimodal has 3072; the tiny test model a few dozen
 
 
 class Status(StrEnum):
@@ -274,14 +273,6 @@ def check_clock(settings: Settings, options: DoctorOptions) -> Finding:
 # --- model ---------------------------------------------------------------------------------
 
 
-def _hidden_size(path: Path) -> int:
-    try:
-        value = json.loads((path / "config.json").read_text()).get("hidden_size", 0)
-    except (OSError, ValueError, AttributeError):
-        return 0
-    return value if isinstance(value, int) else 0
-
-
 def check_model(settings: Settings, options: DoctorOptions) -> Finding:
     """model.path holds a complete Phi4Multimodal checkpoint with its LoRAs."""
     from inspector.engine.checkpoint import check_model_dir
@@ -298,13 +289,12 @@ def check_model(settings: Settings, options: DoctorOptions) -> Finding:
             "directory with vision-lora/ and speech-lora/, or build the test model with "
             f"`inspector model tiny {path}`",
         )
-    hidden = _hidden_size(path)
-    if 0 < hidden < TINY_HIDDEN_LIMIT:
+    hidden = hidden_size(path)
+    if is_tiny_model(path):
         return Finding(
             "model",
             Status.WARN,
-            f"{path} is the tiny test model (random weights): its verdicts are random until a "
-            "site adapter is trained on reviews",
+            f"{path} is the tiny test model (random weights): {RANDOM_VERDICTS}",
             "for real verdicts point model.path at Phi-4-multimodal-instruct",
         )
     return Finding("model", Status.OK, f"{path} is complete (hidden size {hidden})")
@@ -336,7 +326,7 @@ def check_gpu(settings: Settings, options: DoctorOptions) -> Finding:
             "check `nvidia-smi`, the driver, CUDA_VISIBLE_DEVICES and the torch build "
             "(pip install 'inspector[worker]' brings a CUDA one on Linux x86-64)",
         )
-    tiny = 0 < _hidden_size(settings.model.path) < TINY_HIDDEN_LIMIT
+    tiny = is_tiny_model(settings.model.path)
     if tiny:
         return Finding(
             "gpu", Status.OK, f"none: {why}; the tiny test model runs on the CPU in seconds"

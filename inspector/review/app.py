@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -12,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from inspector.errors import InspectorError, InvalidInput, NotFound, ReviewConflict
 from inspector.review.auth import LoginRequired
-from inspector.review.context import HERE, AppContext, template_env
+from inspector.review.context import HERE, AppContext
 from inspector.review.security import SecurityHeaders
 from inspector.settings import Settings
 from inspector.store import Store
@@ -31,7 +33,7 @@ def build_app(settings: Settings, store: Store) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.ctx = AppContext(settings, store, template_env())
+    app.state.ctx = AppContext.build(settings, store)
     for module in (session, inspections, stats, export, docs):
         app.include_router(module.router, prefix="/api/v1")
     for page in (login, queue, detail, numbers, media_page):
@@ -46,14 +48,43 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/")
 
 
+# Coded errors as HTTP statuses (Starlette takes the nearest class in the exception's MRO).
+_STATUS: tuple[tuple[type[InspectorError], int], ...] = (
+    (NotFound, 404),
+    (InvalidInput, 422),
+    (ReviewConflict, 409),
+    (InspectorError, 503),
+)
+
+
 def _handlers(app: FastAPI) -> None:
     ctx: AppContext = app.state.ctx
 
-    def page(request: Request, status: int, message: str) -> Response:
-        html = ctx.templates.get_template("error.html").render(
-            status=status, message=message, user=getattr(request.state, "principal", None)
-        )
-        return HTMLResponse(html, status_code=status)
+    def reply(
+        request: Request,
+        status: int,
+        detail: Any,
+        message: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """An error page saying `message` for a browser, `{"detail": ...}` for the API."""
+        if _wants_html(request):
+            html = ctx.templates.get_template("error.html").render(
+                status=status,
+                message=str(detail) if message is None else message,
+                user=getattr(request.state, "principal", None),
+            )
+            return HTMLResponse(html, status_code=status)
+        return JSONResponse({"detail": detail}, status, headers=headers)
+
+    def coded(status: int) -> Any:
+        async def handler(request: Request, exc: InspectorError) -> Response:
+            return reply(request, status, exc.message)
+
+        return handler
+
+    for exc_type, status in _STATUS:
+        app.add_exception_handler(exc_type, coded(status))
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _exc: LoginRequired) -> Response:
@@ -62,21 +93,7 @@ def _handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
-        if _wants_html(request):
-            return page(request, exc.status_code, str(exc.detail))
-        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(NotFound)
-    async def _missing(request: Request, exc: NotFound) -> Response:
-        if _wants_html(request):
-            return page(request, 404, exc.message)
-        return JSONResponse({"detail": exc.message}, 404)
-
-    @app.exception_handler(InvalidInput)
-    async def _invalid(request: Request, exc: InvalidInput) -> Response:
-        if _wants_html(request):
-            return page(request, 422, exc.message)
-        return JSONResponse({"detail": exc.message}, 422)
+        return reply(request, exc.status_code, exc.detail, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -84,19 +101,5 @@ def _handlers(app: FastAPI) -> None:
             {"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]}
             for e in exc.errors()
         ]
-        if _wants_html(request):
-            text = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-            return page(request, 422, text)
-        return JSONResponse({"detail": problems}, 422)
-
-    @app.exception_handler(ReviewConflict)
-    async def _conflict(request: Request, exc: ReviewConflict) -> Response:
-        if _wants_html(request):
-            return page(request, 409, exc.message)
-        return JSONResponse({"detail": exc.message}, 409)
-
-    @app.exception_handler(InspectorError)
-    async def _other(request: Request, exc: InspectorError) -> Response:
-        if _wants_html(request):
-            return page(request, 503, exc.message)
-        return JSONResponse({"detail": exc.message}, 503)
+        text = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return reply(request, 422, problems, text)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
+from inspector.engine.identity import is_tiny_model
+from inspector.engine.types import VISION_ADAPTER
+from inspector.safetext import visible
 from inspector.settings import DefectSpec, Settings
 from inspector.store import Store
 
@@ -15,14 +20,30 @@ HERE = Path(__file__).parent
 OTHER_DEFECT = DefectSpec(name="other", description="a defect the catalogue does not name")
 
 
+def shown(value: Any) -> Any:
+    """Every `{{ }}` value before autoescape: control and bidi characters spelled visibly.
+
+    Autoescape makes HTML in untrusted text inert; this makes a bidi override in a part id
+    (``P-\\u202eLIAF\\u202c`` would display as "P-FAIL") or a zero-width character show as
+    the escape it is. Newlines stay (notes and rationales have lines); already-escaped
+    markup (macro output) passes as it is.
+    """
+    if value is None or isinstance(value, Markup | bool | int | float):
+        return value
+    return visible(value, multiline=True)
+
+
 def template_env() -> Environment:
-    """Jinja2 with autoescape on for every template: untrusted text renders as text."""
-    return Environment(
+    """Jinja2 with autoescape on for every template and `shown` on every value."""
+    env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=shown,
     )
+    env.filters["oneline"] = visible  # single-line fields (part ids): a newline shows as \x0a
+    return env
 
 
 @dataclass
@@ -32,6 +53,16 @@ class AppContext:
     settings: Settings
     store: Store
     templates: Environment
+    random_model: bool = False
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store) -> AppContext:
+        """The context, noting whether the configured model is the tiny random test model."""
+        random_model = is_tiny_model(settings.model.path)
+        templates = template_env()
+        templates.globals["random_model"] = random_model
+        templates.globals["base_adapter"] = VISION_ADAPTER  # a verdict without a site adapter
+        return cls(settings, store, templates, random_model)
 
     def defect_catalogue(self, site: str) -> tuple[DefectSpec, ...]:
         """The site's defect types (its profile's, else the default profile's), plus "other"."""

@@ -5,12 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from inspector.review import create_app
+from inspector.settings import Settings
 from inspector.store import Store
-from tests.review.helpers import CHEAP, PASSWORD, add_user, csrf_of, login, seed
+from tests.review.conftest import SETTINGS
+from tests.review.helpers import CHEAP, PASSWORD, T0, add_user, csrf_of, login, seed
 
 # App logic without SQL of its own runs on SQLite only; everything that queries runs on both.
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -374,6 +379,42 @@ def test_untrusted_text_renders_as_text_in_pages(client: TestClient, store: Stor
     detail = client.get(f"/inspections/{rid}").text
     assert "&lt;script&gt;alert(&#39;r&#39;)&lt;/script&gt;" in detail
     assert "&lt;/dd&gt;&lt;b&gt;bold&lt;/b&gt;" in detail
+
+
+@SQLITE_ONLY
+def test_a_bidi_override_in_a_part_id_shows_as_its_escape_not_as_another_word(
+    client: TestClient, store: Store
+) -> None:
+    (rid,) = seed(store, ["REVIEW"], part_id="P-\u202eLIAF\u202c", note="ok\u200b then\nnext")
+    add_user(store, "ana")
+    login(client, "ana")
+    for page in (client.get("/queue").text, client.get(f"/inspections/{rid}").text):
+        assert "\u202e" not in page and "\u202c" not in page and "\u200b" not in page
+        assert "P-\\u202eLIAF\\u202c" in page
+    detail = client.get(f"/inspections/{rid}").text
+    assert "ok\\u200b then\nnext" in detail  # the note keeps its line break
+    # The API and the JSON export carry the exact data; a client decides how to show it.
+    assert client.get(f"/api/v1/inspections/{rid}").json()["part_id"] == "P-\u202eLIAF\u202c"
+
+
+@SQLITE_ONLY
+def test_the_tiny_random_model_is_announced_until_a_site_adapter_serves(
+    store: Store, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    (base_rid,) = seed(store, ["REVIEW"], adapter="vision")
+    (adapted_rid,) = seed(store, ["REVIEW"], adapter="osaka-v1", start=T0 + timedelta(hours=1))
+    add_user(store, "ana")
+    tiny = create_app(Settings(**SETTINGS, model={"path": tiny_model_dir}), store)
+    with TestClient(tiny) as client:
+        login(client, "ana")
+        assert "random until a site adapter is trained" in client.get("/queue").text
+        assert 'id="random-verdict"' in client.get(f"/inspections/{base_rid}").text
+        assert 'id="random-verdict"' not in client.get(f"/inspections/{adapted_rid}").text
+    unknown = create_app(Settings(**SETTINGS, model={"path": tmp_path / "elsewhere"}), store)
+    with TestClient(unknown) as client:
+        login(client, "ana")
+        assert 'id="random-model"' not in client.get("/queue").text
+        assert 'id="random-verdict"' not in client.get(f"/inspections/{base_rid}").text
 
 
 @SQLITE_ONLY

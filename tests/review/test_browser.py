@@ -6,6 +6,7 @@ import csv
 import io
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from inspector.store import Store
 from tests.fixtures.browser import LiveServer
 from tests.fixtures.services import free_port
 from tests.review.conftest import SETTINGS
-from tests.review.helpers import PASSWORD, add_user, seed
+from tests.review.helpers import PASSWORD, T0, add_user, seed
 
 pytestmark = pytest.mark.browser
 
@@ -165,6 +166,12 @@ def test_script_rationale_and_formula_part_id_stay_inert(
     exported = page.request.get(f"{base}/api/v1/export?format=csv&tab=all&reviewed=any").text()
     (row,) = list(csv.DictReader(io.StringIO(exported)))
     assert row["part_id"] == "'" + part
+    (bidi,) = seed(store, ["REVIEW"], part_id="P-\u202eLIAF\u202c", start=T0 + timedelta(hours=1))
+    page.goto(f"{base}/inspections/{bidi}")
+    # Shown raw, the override would make the part id read "P-FAIL".
+    assert page.locator("#part-id").inner_text() == "P-\\u202eLIAF\\u202c"
+    page.goto(f"{base}/queue")
+    assert "P-\\u202eLIAF\\u202c" in page.locator(f'tr[data-rid="{bidi}"] .part').inner_text()
 
 
 def test_strangers_viewers_and_forged_forms_are_refused(

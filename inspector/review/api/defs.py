@@ -25,13 +25,18 @@ class Counts(BaseModel):
     audit: int
 
 
-class QueueItemOut(BaseModel):
+class PartOut(BaseModel):
+    """Which part an inspection looked at, where and when."""
+
     request_id: str
     site: str
     line: str
     station: str
     part_id: str
     captured_at: datetime
+
+
+class QueueItemOut(PartOut):
     verdict: str
     confidence: float
     adapter: str
@@ -99,13 +104,7 @@ class DefectType(BaseModel):
     description: str
 
 
-class InspectionOut(BaseModel):
-    request_id: str
-    site: str
-    line: str
-    station: str
-    part_id: str
-    captured_at: datetime
+class InspectionOut(PartOut):
     received_at: datetime
     operator: str | None
     note: str | None
