@@ -112,6 +112,8 @@ def csv_cell(value: object) -> str:
     text = str(value)
     if text.startswith(_FORMULA_START):
         text = "'" + text
+    if text.isascii() and text.isprintable():
+        return text  # most cells: nothing to escape (an export makes hundreds of thousands)
     return visible(text, multiline=True)
 
 
