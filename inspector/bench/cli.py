@@ -46,6 +46,13 @@ def bench_engine(
     compile_blocks: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile the engine's blocks.")
     ] = False,
+    unmerged: Annotated[
+        bool,
+        typer.Option(
+            "--unmerged/--no-unmerged",
+            help="Also time the vision LoRA attached unmerged (the base before merging).",
+        ),
+    ] = False,
 ) -> None:
     """Full-size Phi4Multimodal (random bf16 weights) on CUDA: engine vs seed recipe."""
     from inspector.bench.engine import EngineBenchConfig, run_engine_bench
@@ -63,6 +70,7 @@ def bench_engine(
         baseline=baseline,
         profile_runs=profile_runs,
         compile=compile_blocks,
+        unmerged=unmerged,
     )
     report = run_engine_bench(cfg, sizes)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -82,17 +90,33 @@ def bench_engine(
             f"{engine['peak_memory_gib']:.1f}",
             f"{run['speedup']:.1f}" if "speedup" in run else "",
         )
+        if "engine_unmerged" in run:
+            before = run["engine_unmerged"]
+            table.add_row(
+                image,
+                "engine, vision LoRA unmerged",
+                str(before["batch_size"]),
+                f"{before['inspections_per_s']:.2f}",
+                f"{before['batch_latency_s']['p95']:.3f}",
+                f"{before['peak_memory_gib']:.1f}",
+                f"{before['inspections_per_s'] / run['seed']['inspections_per_s']:.1f}"
+                if "seed" in run
+                else "",
+            )
         if "seed" in run:
             seed = run["seed"]
             table.add_row(image, "seed recipe", "1", f"{seed['inspections_per_s']:.2f}", "", "", "")
     console.print(table)
     for run in report["runs"]:
-        prof = run["engine"].get("profile")
-        if prof:
+        for key in ("engine", "engine_unmerged"):
+            prof = run.get(key, {}).get("profile")
+            if not prof:
+                continue
             ms = prof["stage_ms"]
             console.print(
-                f"{run['workload']['image']}: preprocess {ms['preprocess']:.0f} ms, towers "
-                f"{ms['towers']:.0f} ms (MFU {prof['mfu_towers']:.0%}), prefill "
+                f"{run['workload']['image']}, vision LoRA {run[key]['vision_lora']}: preprocess "
+                f"{ms['preprocess']:.0f} ms, towers {ms['towers']:.0f} ms "
+                f"(MFU {prof['mfu_towers']:.0%}), prefill "
                 f"{ms['prefill']:.0f} ms (MFU {prof['mfu_prefill']:.0%}), decode "
                 f"{prof['decode_ms_per_step']:.1f} ms/step (floor "
                 f"{prof['decode_floor_ms_per_step']:.1f})"

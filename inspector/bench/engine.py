@@ -5,9 +5,11 @@ same photos, voice notes and prompt text, so the ratio is a like-for-like compar
 
 - seed recipe: fp16, eager attention, batch 1, `generate` of 64 new tokens per request;
 - engine: bf16, sdpa (flash-attn when installed), one batch of many requests, verdict from
-  the prefill logits, then a bounded greedy rationale with the vision LoRA attached,
-  decoded from a static KV cache through a CUDA graph (`static_decode=False`: one eager
-  forward per token, the engine's earlier path).
+  the prefill logits, then a bounded greedy rationale, decoded from a static KV cache
+  through a CUDA graph (`static_decode=False`: one eager forward per token, the engine's
+  earlier path), on the served base: a random vision-shaped LoRA merged into the weights;
+- optionally the same engine with that LoRA attached unmerged (`unmerged`), the base as
+  it was served before the merge.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import transformers
-from peft import get_peft_model
+from peft import PeftModel, get_peft_model
 from transformers import Phi4MultimodalForCausalLM
 
 from inspector.engine.checkpoint import resolve_runtime
-from inspector.engine.lora import LoraSpec
+from inspector.engine.lora import LoraSpec, lora_factors, lora_host, merge_lora
 from inspector.engine.prompt import verdict_prompt
 from inspector.engine.runtime import PhiEngine
 from inspector.engine.tiny import build_processor, build_tokenizer, full_size_config, tiny_config
@@ -52,6 +54,7 @@ class EngineBenchConfig:
     static_decode: bool = True  # False: one eager forward per decoded token (the old path)
     lora_rank: int = 256  # the public vision LoRA's rank
     baseline: bool = True  # also time the seed recipe, in the same process
+    unmerged: bool = False  # also time the vision LoRA attached, not merged (the old base)
     compile: bool = False  # torch.compile the engine's transformer blocks
     profile_runs: int = 3  # stage-by-stage runs (each stage synchronised), minimum taken
     # Ceilings the MFU and the decode floor are taken against: the bf16 matrix rate and the
@@ -108,18 +111,30 @@ def build_bench_engine(
     processor: Any,
     config: Any,
     sites: Mapping[str, SiteProfile] | None = None,
+    merged: bool = True,
 ) -> PhiEngine:
-    """The engine over a freshly built random model with a vision-shaped LoRA."""
+    """The engine over a freshly built random model and a random vision-shaped LoRA.
+
+    `merged` serves as the engine loads a checkpoint: the LoRA merged into the weights and
+    no LoRA on the verdict rows; otherwise the LoRA stays attached and runs on every row,
+    as the engine did before merging.
+    """
     runtime = resolve_runtime(
         ModelSettings(device=cfg.device, attn_implementation=cfg.attn_implementation)
     )
-    model = get_peft_model(
+    model: PeftModel = get_peft_model(
         _build(config, runtime.dtype, runtime.attn_implementation, cfg.device),
         LoraSpec(rank=cfg.lora_rank).config(random_init=True),
         adapter_name=VISION_ADAPTER,
         autocast_adapter_dtype=False,  # as the engine loads its adapters
     )
     model.eval()
+    if merged:
+        vision = lora_factors(model, VISION_ADAPTER)
+        base: Any = model.unload()
+        merge_lora(base, vision)
+        del vision
+        model = lora_host(base)
     settings = ModelSettings(
         path=Path(f"phi4mm-{cfg.architecture}-random"),
         device=cfg.device,
@@ -338,15 +353,21 @@ def profile_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
 
 
 def _bench_engine(
-    cfg: EngineBenchConfig, sizes: list[tuple[int, int]], processor: Any, config: Any
+    cfg: EngineBenchConfig,
+    sizes: list[tuple[int, int]],
+    processor: Any,
+    config: Any,
+    merged: bool = True,
 ) -> list[dict[str, Any]]:
     started = time.perf_counter()
-    engine = build_bench_engine(cfg, processor, config)
+    engine = build_bench_engine(cfg, processor, config, merged=merged)
+    _sync(cfg.device)
     build_s = time.perf_counter() - started
     reports = []
     for width, height in sizes:
         sized = replace(cfg, width=width, height=height)
         report = measure_engine(sized, engine)
+        report["vision_lora"] = "merged" if merged else "attached"
         report["build_s"] = build_s
         if cfg.profile_runs > 0:
             report["profile"] = profile_engine(sized, engine)
@@ -430,10 +451,14 @@ def run_engine_bench(
     _free(cfg.device)
     engines = _bench_engine(cfg, sizes, processor, config)
     _free(cfg.device)
+    unmerged: list[dict[str, Any] | None] = [None] * len(sizes)
+    if cfg.unmerged:
+        unmerged = list(_bench_engine(cfg, sizes, processor, config, merged=False))
+        _free(cfg.device)
     seeds = _bench_seed(cfg, sizes, processor, config) if cfg.baseline else [None] * len(sizes)
     _free(cfg.device)
     runs = []
-    for (width, height), engine, seed in zip(sizes, engines, seeds, strict=True):
+    for (width, height), engine, seed, before in zip(sizes, engines, seeds, unmerged, strict=True):
         run: dict[str, Any] = {
             "workload": {
                 "image": f"{width}x{height}",
@@ -445,6 +470,9 @@ def run_engine_bench(
         if seed is not None:
             run["seed"] = seed
             run["speedup"] = engine["inspections_per_s"] / seed["inspections_per_s"]
+        if before is not None:
+            run["engine_unmerged"] = before
+            run["merged_speedup"] = engine["inspections_per_s"] / before["inspections_per_s"]
         runs.append(run)
     return {
         "benchmark": "engine",

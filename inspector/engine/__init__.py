@@ -5,7 +5,8 @@ Three layers, as in anomalib's split of network and glue:
 - policy (torch-free): `prompt` (prompt text), `policy` (adapter choice, decision from
   P(PASS) and the site threshold, defects, results), `shapes` (batching buckets);
 - model core (torch, shared with training, gradients allowed): `checkpoint` (loading),
-  `inputs` (tokens and media embedding), `lora` (the LoRA spec), `verdict` (verdict
+  `inputs` (tokens and media embedding), `lora` (the LoRA spec, the vision LoRA merged
+  into the served base, the transcription adapter), `verdict` (verdict
   tokens), `core` (`PhiCore`: requests → embeddings → logits at the verdict position);
 - runtime (torch, inference only): `runtime` (`PhiEngine`), `decode` (batched prefill and
   decode, static KV cache, CUDA graphs), `adapters` (site adapters between batches).

@@ -20,8 +20,8 @@ from peft import LoraConfig, PeftModel, set_peft_model_state_dict
 from safetensors.torch import load as load_safetensors
 
 from inspector.engine.checkpoint import check_adapter_dir
-from inspector.engine.lora import targets_of
-from inspector.engine.types import RESERVED_ADAPTERS, VISION_ADAPTER
+from inspector.engine.lora import LORA_TARGETS, ZERO_ADAPTER, targets_of
+from inspector.engine.types import RESERVED_ADAPTERS
 from inspector.errors import AdapterRefused, Code, ModelLoadError
 from inspector.settings import SLUG
 
@@ -69,7 +69,7 @@ def adapter_dir(path: Path) -> Path:
 
 
 class AdapterSet:
-    """The site adapters attached to a PeftModel next to its vision and speech LoRAs."""
+    """The site adapters attached to a PeftModel next to its transcription adapter."""
 
     def __init__(self, model: PeftModel) -> None:
         self._model = model
@@ -80,8 +80,8 @@ class AdapterSet:
         self.generation = 0
 
     def names(self) -> list[str]:
-        """Every adapter attached now, the checkpoint's own included (peft keys)."""
-        return sorted(self._model.peft_config)
+        """Every adapter attached now (peft keys), the transcription adapter included."""
+        return sorted(name for name in self._model.peft_config if name != ZERO_ADAPTER)
 
     def named(self) -> list[str]:
         """The adapters attached by name."""
@@ -201,7 +201,7 @@ class AdapterSet:
         if key not in {a.key for a in self._sites.values()} and key in self._model.peft_config:
             if key in self._model.active_adapters:
                 # The last batch switched it on; peft would otherwise pick any other one.
-                self._model.set_adapter(VISION_ADAPTER)
+                self._model.set_adapter(ZERO_ADAPTER)
             self._model.delete_adapter(key)
             self.generation += 1
 
@@ -215,11 +215,11 @@ class AdapterSet:
             raise ModelLoadError(f"adapter {name!r} at {path} has a bad config: {exc}") from None
 
     def _check_shape(self, name: str, path: Path, config: LoraConfig) -> None:
-        # A site adapter must touch exactly the modules the vision LoRA touches, so one
-        # batch can mix them and the vision LoRA stays a valid fallback for every row.
-        ours, theirs = targets_of(self._model.peft_config[VISION_ADAPTER]), targets_of(config)
+        # A site adapter must touch exactly the modules of the LoRA spec (those the
+        # checkpoint's own LoRAs touch), so any adapter trained here loads in any worker.
+        ours, theirs = LORA_TARGETS, targets_of(config)
         if ours != theirs:
             raise ModelLoadError(
                 f"adapter {name!r} at {path} targets {theirs!r}, but site adapters "
-                f"must target the vision LoRA's modules {ours!r}"
+                f"must target the LoRA spec's modules {ours!r}"
             )

@@ -1,5 +1,7 @@
 """Load a local Phi4Multimodal directory (weights, processor, LoRAs) onto a device.
 
+The vision LoRA is merged into the weights once here (every inspection prompt has a
+photo), and the speech LoRA becomes a transcription adapter over those merged weights.
 Nothing is ever downloaded: every load is `local_files_only`, and a missing or broken
 piece fails with a message naming the file that is missing.
 """
@@ -16,6 +18,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoProcessor, ProcessorMixin
 
+from inspector.engine.lora import attach_lora, difference_lora, lora_host, merge_lora, read_lora
 from inspector.engine.types import SPEECH_ADAPTER, VISION_ADAPTER
 from inspector.errors import ModelLoadError
 from inspector.settings import ModelSettings
@@ -118,8 +121,12 @@ def check_model_dir(path: Path, need_speech: bool) -> None:
         check_adapter_dir(path / f"{SPEECH_ADAPTER}-lora", "speech LoRA")
 
 
-def load_checkpoint(settings: ModelSettings, runtime: Runtime) -> tuple[PeftModel, ProcessorMixin]:
-    """The model with its vision (and speech) LoRA attached, and its processor."""
+def load_base(settings: ModelSettings, runtime: Runtime) -> tuple[Any, ProcessorMixin]:
+    """The served base, the model with its vision LoRA merged into the weights, and its processor.
+
+    Serving and training both start here: a site adapter is trained and served on top of
+    exactly these weights.
+    """
     path = settings.path
     check_model_dir(path, need_speech=settings.transcribe)
     try:
@@ -140,24 +147,26 @@ def load_checkpoint(settings: ModelSettings, runtime: Runtime) -> tuple[PeftMode
     _check_media_tokens(base.config, processor, path)
     base.to(runtime.device)
     base.eval()
-    try:
-        # peft keeps a bf16 model's adapters in float32 by default (for training); at
-        # inference that casts every LoRA layer's input up and runs its matmuls in fp32.
-        model = PeftModel.from_pretrained(
-            base,
-            str(path / f"{VISION_ADAPTER}-lora"),
-            adapter_name=VISION_ADAPTER,
-            autocast_adapter_dtype=False,
-        )
-        if settings.transcribe:
-            model.load_adapter(
-                str(path / f"{SPEECH_ADAPTER}-lora"),
-                adapter_name=SPEECH_ADAPTER,
-                autocast_adapter_dtype=False,
-            )
-    except Exception as exc:  # peft surfaces safetensors and shape errors as they come
-        raise ModelLoadError(f"cannot attach the LoRA adapters in {path}: {exc}") from None
-    model.eval()
+    merge_lora(base, read_lora(path / f"{VISION_ADAPTER}-lora", runtime.device))
+    return base, processor
+
+
+def load_checkpoint(settings: ModelSettings, runtime: Runtime) -> tuple[PeftModel, ProcessorMixin]:
+    """The served base ready for LoRA adapters, with the transcription adapter when enabled.
+
+    The transcription adapter is the speech LoRA minus the vision LoRA: over the merged
+    weights it gives the speech LoRA's model on the original ones.
+    """
+    base, processor = load_base(settings, runtime)
+    model = lora_host(base)
+    if settings.transcribe:
+        path = settings.path
+        speech = read_lora(path / f"{SPEECH_ADAPTER}-lora", runtime.device)
+        vision = read_lora(path / f"{VISION_ADAPTER}-lora", runtime.device)
+        try:
+            attach_lora(model, SPEECH_ADAPTER, difference_lora(speech, vision))
+        except (ValueError, RuntimeError) as exc:  # peft's and torch's shape errors
+            raise ModelLoadError(f"cannot attach the speech LoRA of {path}: {exc}") from None
     return model, processor
 
 

@@ -9,6 +9,8 @@ of Python (every layer's LoRA wrappers, mask building), so by default the rows o
 adapter are decoded from a preallocated `StaticCache`, whose step has fixed shapes and
 is replayed from one CUDA graph on a GPU. The other path, one eager forward per token on
 the growing `DynamicCache` with peft's per-row `adapter_names`, stays for comparison.
+
+Rows routed to the vision LoRA run with no LoRA: it is merged into the served base.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from transformers import DynamicCache, StaticCache
 from transformers.cache_utils import DynamicLayer, StaticLayer
 
 from inspector.engine.inputs import positions
+from inspector.engine.lora import NO_ADAPTER
+from inspector.engine.types import VISION_ADAPTER
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +51,50 @@ class Prefilled:
     cache: DynamicCache
     attention_mask: torch.Tensor  # [B, T] ones over real tokens, zeros over left padding
     positions: torch.Tensor  # [B] position id of each row's last prompt token
+    forward: Any  # the model, or its transformers core when one LoRA serves every row
     routing: dict[str, Any]
     adapter_names: list[str]  # the adapter of each row
 
 
-def adapter_routing(model: PeftModel, adapter_names: Sequence[str]) -> dict[str, Any]:
-    """Forward kwargs that run each row with its adapter.
+def lora_of(model: PeftModel, adapter: str) -> str | None:
+    """The LoRA a row routed to `adapter` runs with; None for none at all.
+
+    The vision LoRA is merged into the served base, so a row routed to it runs with no
+    LoRA, unless the model carries it unmerged (the benchmark's comparison).
+    """
+    if adapter == VISION_ADAPTER and adapter not in model.peft_config:
+        return None
+    return adapter
+
+
+def activate(model: PeftModel, lora: str | None) -> Any:
+    """Switch the model's LoRA layers to `lora` alone (None: off); returns what to call.
+
+    With one LoRA (or none) for every row the transformers model is called directly: its
+    LoRA layers run the active adapter, and peft's wrapper would add only its own lookups.
+    """
+    tuner: Any = model.base_model
+    if lora is None:
+        tuner.disable_adapter_layers()
+    else:
+        tuner.enable_adapter_layers()
+        model.set_adapter(lora)
+    return model.get_base_model()
+
+
+def adapter_routing(model: PeftModel, adapter_names: Sequence[str]) -> tuple[Any, dict[str, Any]]:
+    """What to call and the forward kwargs that run each row with its adapter.
 
     One adapter for the whole batch is switched on directly, which skips peft's
-    per-layer sub-batch gathers; mixed batches go through `adapter_names`.
+    per-layer sub-batch gathers; mixed batches go through `adapter_names`, rows without
+    a LoRA as peft's `__base__`.
     """
-    distinct = set(adapter_names)
+    loras = [lora_of(model, name) for name in adapter_names]
+    distinct = set(loras)
     if len(distinct) == 1:
-        model.set_adapter(next(iter(distinct)))
-        return {}
-    return {"adapter_names": list(adapter_names)}
+        return activate(model, loras[0]), {}
+    activate(model, next(name for name in loras if name is not None))
+    return model, {"adapter_names": [NO_ADAPTER if name is None else name for name in loras]}
 
 
 def prefill(
@@ -75,9 +108,9 @@ def prefill(
     Autograd stays as the caller has it; the engine calls this under inference mode.
     """
     position_ids = positions(attention_mask)
-    routing = adapter_routing(model, adapter_names)
+    forward, routing = adapter_routing(model, adapter_names)
     cache = DynamicCache(config=model.config)
-    out = model(
+    out = forward(
         inputs_embeds=inputs_embeds,
         attention_mask=attention_mask,
         position_ids=position_ids,
@@ -91,6 +124,7 @@ def prefill(
         cache=cache,
         attention_mask=attention_mask,
         positions=position_ids[:, -1],
+        forward=forward,
         routing=routing,
         adapter_names=list(adapter_names),
     )
@@ -120,7 +154,7 @@ def greedy_continue(
         return [[] for _ in range(batch)]
     if not static:
         return _greedy(
-            _DynamicSteps(model, state),
+            _DynamicSteps(state),
             state.logits,
             state.positions,
             forced,
@@ -137,14 +171,14 @@ def greedy_continue(
     steppers = []
     for name, rows in groups.items():
         steps = max(len(forced[r]) for r in rows) + max_new_tokens - 1
-        stepper = pool.steps(model, name, len(rows), prompt + steps, device)
+        stepper = pool.steps(model.get_base_model(), name, len(rows), prompt + steps, device)
         index = _row_index(rows, batch, device)
         stepper.reset(state.attention_mask if index is None else state.attention_mask[index])
         steppers.append((name, rows, index, stepper))
     _load_prompt(state, [(index, stepper) for _, _, index, stepper in steppers])
     out: list[list[int]] = [[] for _ in range(batch)]
     for name, rows, index, stepper in steppers:
-        model.set_adapter(name)
+        activate(model, lora_of(model, name))
         ids = _greedy(
             stepper,
             state.logits if index is None else state.logits[index],
@@ -232,8 +266,8 @@ def _greedy(
 class _DynamicSteps:
     """One eager forward of the whole batch per token, growing the prefill's DynamicCache."""
 
-    def __init__(self, model: PeftModel, state: Prefilled) -> None:
-        self._model = model
+    def __init__(self, state: Prefilled) -> None:
+        self._forward = state.forward
         self._cache = state.cache
         self._mask = state.attention_mask
         self._routing = state.routing
@@ -241,7 +275,7 @@ class _DynamicSteps:
     def __call__(self, token: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Greedy next token of each row after `token`."""
         self._mask = torch.cat([self._mask, self._mask.new_ones(self._mask.shape[0], 1)], dim=1)
-        out = self._model(
+        out = self._forward(
             input_ids=token[:, None],
             attention_mask=self._mask,
             position_ids=positions[:, None],

@@ -1,5 +1,8 @@
 """The runtime: batches of inspections through the model core, verdicts by the policy.
 
+The model is the served base (the vision LoRA merged into its weights) with LoRA
+adapters on top: rows routed to the vision LoRA run with none, rows of a site run with
+its adapter, and transcription runs with the speech LoRA minus the vision LoRA.
 One batch is one prefill over left-padded prompts (each row with its adapter), the
 verdict from its last logits, then a bounded greedy rationale decoded from a static KV
 cache (a CUDA graph on a GPU; see decode.py). All of it runs under inference mode; the
@@ -25,7 +28,13 @@ from inspector.engine.compiled import compile_blocks
 from inspector.engine.core import PhiCore
 from inspector.engine.decode import DecodeGraphs, greedy_continue, prefill
 from inspector.engine.shapes import Bucket, shape_bucket
-from inspector.engine.types import SPEECH_ADAPTER, EngineFailed, EngineRequest, EngineResult
+from inspector.engine.types import (
+    SPEECH_ADAPTER,
+    VISION_ADAPTER,
+    EngineFailed,
+    EngineRequest,
+    EngineResult,
+)
 from inspector.errors import Code, RejectedInput
 from inspector.settings import ModelSettings, SiteProfile
 
@@ -71,8 +80,8 @@ class PhiEngine:
     # --- adapters --------------------------------------------------------------------
 
     def adapters(self) -> list[str]:
-        """Every adapter attached now (vision, speech when transcribing, site adapters)."""
-        return self._adapters.names()
+        """The adapters served now: vision (merged into the base), speech, site adapters."""
+        return sorted({VISION_ADAPTER, *self._adapters.names()})
 
     def load_adapter(self, name: str, path: str | Path) -> None:
         """Attach or replace an adapter that requests name; waits for the batch in flight."""
@@ -209,7 +218,7 @@ class PhiEngine:
         ]
 
     def _transcribe(self, batch: list[EngineRequest]) -> list[str | None]:
-        """Transcripts of the voice notes (speech LoRA, speech projection), None without one."""
+        """Transcripts of the voice notes (the speech adapter over the merged base), else None."""
         rows = [i for i, r in enumerate(batch) if r.audio is not None]
         out: list[str | None] = [None] * len(batch)
         if not rows:
@@ -238,7 +247,7 @@ class PhiEngine:
 
 
 def load_engine(model: ModelSettings, sites: Mapping[str, SiteProfile]) -> PhiEngine:
-    """Load `model.path` onto its device with its LoRAs; site adapters come later, per site."""
+    """Load `model.path` onto its device, vision LoRA merged; site adapters come later."""
     runtime = resolve_runtime(model)
     peft_model, processor = load_checkpoint(model, runtime)
     engine = PhiEngine(peft_model, processor, model, sites)

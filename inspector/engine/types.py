@@ -17,7 +17,9 @@ from inspector.engine.shapes import Bucket
 from inspector.errors import EngineFailed as EngineFailed
 from inspector.protocol import Judgement
 
-# Adapter names of the checkpoint's own LoRAs; site adapters may not reuse them.
+# Adapter names of the checkpoint's own LoRAs; site adapters may not reuse them. The vision
+# LoRA is merged into the served base, so "vision" names the base: rows on it run no LoRA.
+# "speech" is the transcription adapter (the speech LoRA minus the vision LoRA).
 VISION_ADAPTER = "vision"
 SPEECH_ADAPTER = "speech"
 RESERVED_ADAPTERS = frozenset({VISION_ADAPTER, SPEECH_ADAPTER})

@@ -1,11 +1,12 @@
 """LoRA training of a site adapter on a dataset snapshot, through the serving prompt path.
 
-The base is the served one: the checkpoint with its vision LoRA merged into the weights.
-Each example is turned into input embeddings by the engine's own `encode` and `embed`
-(same prompt, same photo and voice-note embedding as a worker), then the language model
-runs with the site LoRA and the loss is the cross-entropy of the verdict token over PASS
-and FAIL, the two logits P(PASS) is read from. The LoRA touches only the language model,
-so the embeddings do not change during training and are computed once per batch.
+The base is the served one, loaded by the engine's `load_base`: the checkpoint with its
+vision LoRA merged into the weights. Each example goes through the engine's model core
+(`PhiCore`: the same prompt, photo and voice-note embedding and forward as a worker), the
+language model runs with the site LoRA, and the loss is the cross-entropy of the verdict
+token over PASS and FAIL, the two logits P(PASS) is read from. The LoRA touches only the
+language model, so the embeddings do not change during training and are computed once
+per batch.
 """
 
 from __future__ import annotations
@@ -19,19 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, AutoProcessor
 
-from inspector.engine.checkpoint import check_model_dir, resolve_runtime
-from inspector.engine.inputs import embed, encode
-from inspector.engine.lora import LORA_TARGETS
-from inspector.engine.prompt import verdict_prompt
+from inspector.engine.checkpoint import load_base, resolve_runtime
+from inspector.engine.core import PhiCore
+from inspector.engine.lora import LoraSpec
 from inspector.engine.types import VISION_ADAPTER, EngineRequest
-from inspector.engine.verdict import verdict_tokens
-from inspector.errors import ModelLoadError
 from inspector.settings import ModelSettings, SiteProfile, TrainSettings
 
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -73,41 +70,8 @@ def base_model_hash(model_dir: Path) -> str:
 
 
 def lora_config(settings: TrainSettings) -> LoraConfig:
-    """The site adapter's LoRA: the language model's projections, like the checkpoint's."""
-    return LoraConfig(
-        r=settings.rank,
-        lora_alpha=settings.alpha,
-        lora_dropout=0.0,
-        target_modules=LORA_TARGETS,
-        task_type="CAUSAL_LM",
-    )
-
-
-def load_served_base(model: ModelSettings) -> tuple[Any, Any, torch.device]:
-    """The checkpoint with its vision LoRA merged, its processor, and the device."""
-    check_model_dir(model.path, need_speech=False)
-    runtime = resolve_runtime(model)
-    try:
-        processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
-            str(model.path), local_files_only=True
-        )
-        base: Any = AutoModelForCausalLM.from_pretrained(
-            str(model.path),
-            local_files_only=True,
-            dtype=runtime.dtype,
-            attn_implementation=runtime.attn_implementation,
-        )
-        base.to(runtime.device)
-        merged = PeftModel.from_pretrained(
-            base, str(model.path / f"{VISION_ADAPTER}-lora")
-        ).merge_and_unload()
-    except Exception as exc:  # transformers, peft and safetensors each raise their own
-        raise ModelLoadError(f"cannot load the model from {model.path}: {exc}") from None
-    return merged, processor, runtime.device
-
-
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    return (mask.cumsum(-1) - 1).clamp(min=0)
+    """The site adapter's LoRA: the spec's modules at the configured rank and alpha."""
+    return LoraSpec(rank=settings.rank, alpha=settings.alpha).config()
 
 
 def _batches(
@@ -139,9 +103,10 @@ def train_adapter(
     """
     started = time.monotonic()
     torch.manual_seed(settings.seed)
-    base, processor, device = load_served_base(model)
-    tokens = verdict_tokens(processor.tokenizer)
+    runtime = resolve_runtime(model)
+    base, processor = load_base(model.model_copy(update={"transcribe": False}), runtime)
     peft_model: Any = get_peft_model(base, lora_config(settings))
+    core = PhiCore(peft_model, processor)
     if settings.gradient_checkpointing:
         peft_model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False}
@@ -152,31 +117,13 @@ def train_adapter(
     optimiser = torch.optim.AdamW(params, lr=settings.learning_rate)
 
     def embedded(chunk: Sequence[EngineRequest]) -> tuple[torch.Tensor, torch.Tensor]:
-        prompts = [
-            verdict_prompt(
-                profile,
-                len(r.images),
-                r.audio is not None,
-                r.note,
-                processor.image_token,
-                processor.audio_token,
-            )
-            for r in chunk
-        ]
-        images = [image for r in chunk for image in r.images]
-        encoded = encode(processor, prompts, images, [r.audio for r in chunk], device)
+        encoded = core.encode(chunk, [profile] * len(chunk))
         with torch.no_grad():
-            return embed(peft_model, encoded).clone(), encoded.attention_mask
+            return core.embed(encoded).clone(), encoded.attention_mask
 
     def verdict_pair(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        logits = peft_model(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            position_ids=_positions(mask),
-            logits_to_keep=1,
-        ).logits[:, -1]
-        pair: torch.Tensor = logits[:, [tokens.pass_id, tokens.fail_id]].float()
-        return pair
+        logits = core.forward(embeds, mask, logits_to_keep=1).logits[:, -1]
+        return core.verdict_pair(logits).float()
 
     def p_pass(held: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
         peft_model.eval()
@@ -189,7 +136,7 @@ def train_adapter(
     batches = []
     for chunk, target in _batches(requests, labels, settings.batch_size, settings.seed):
         embeds, mask = embedded(chunk)
-        batches.append((embeds, mask, target.to(device)))
+        batches.append((embeds, mask, target.to(runtime.device)))
     held = [
         embedded(holdout[i : i + settings.batch_size])
         for i in range(0, len(holdout), settings.batch_size)

@@ -19,6 +19,7 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
         height=48,
         audio_seconds=1.0,
         profile_runs=1,
+        unmerged=True,
     )
     report = run_engine_bench(cfg)
     (small,) = report["runs"]
@@ -40,6 +41,11 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
     assert prof["towers_tflop"] > 0 and prof["prefill_tflop"] > 0
     assert prof["mfu_prefill"] > 0 and prof["mfu_towers"] > 0
     assert prof["decode_steps"] == 5 and prof["decode_floor_ms_per_step"] > 0
+    # The served base has the vision LoRA merged: its prefill does none of the LoRA's work.
+    before = small["engine_unmerged"]
+    assert (engine["vision_lora"], before["vision_lora"]) == ("merged", "attached")
+    assert before["profile"]["prefill_tflop"] > prof["prefill_tflop"]
+    assert small["merged_speedup"] == engine["inspections_per_s"] / before["inspections_per_s"]
 
 
 def test_bench_without_the_baseline_measures_the_engine_alone_at_each_size() -> None:
@@ -60,4 +66,5 @@ def test_bench_without_the_baseline_measures_the_engine_alone_at_each_size() -> 
     assert [r["workload"]["image"] for r in runs] == ["64x48", "48x64"]
     for run in runs:
         assert "seed" not in run and "speedup" not in run and "profile" not in run["engine"]
+        assert "engine_unmerged" not in run
         assert run["engine"]["inspections_per_s"] > 0

@@ -148,6 +148,7 @@ def _rows(state: Prefilled, rows: list[int]) -> Prefilled:
         cache=state.cache,
         attention_mask=state.attention_mask[index],
         positions=state.positions[index],
+        forward=state.forward,
         routing=state.routing,
         adapter_names=[state.adapter_names[r] for r in rows],
     )

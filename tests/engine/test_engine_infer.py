@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from inspector.engine import PROMPT_VERSION, EngineFailed, EngineRequest, EngineResult
-from inspector.engine.decode import greedy_continue, prefill
+from inspector.engine.decode import activate, greedy_continue, prefill
 from inspector.engine.inputs import embed, encode
 from inspector.engine.prompt import verdict_prompt
 from inspector.engine.runtime import PhiEngine, load_engine
@@ -83,9 +83,10 @@ def test_verdict_matches_the_models_own_forward(engine: PhiEngine) -> None:
     inputs = processor(  # type: ignore[operator]
         text=[prompt], images=[image], audio=[audio], sampling_rate=16_000, return_tensors="pt"
     )
-    engine.model.set_adapter("vision")
+    # The served base (vision LoRA merged) with every LoRA layer off.
+    forward = activate(engine.model, None)
     with torch.inference_mode():
-        logits = engine.model(**inputs).logits[0, -1]
+        logits = forward(**inputs).logits[0, -1]
     tokenizer = processor.tokenizer  # type: ignore[attr-defined]
     pass_id = tokenizer.encode(" PASS", add_special_tokens=False)[0]
     fail_id = tokenizer.encode(" FAIL", add_special_tokens=False)[0]
