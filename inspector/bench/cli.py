@@ -1,4 +1,4 @@
-"""`inspector bench engine`: engine throughput next to the seed recipe, as JSON."""
+"""`inspector bench engine|swap|pipeline|line|review|delivery`: benchmarks, as JSON."""
 
 from __future__ import annotations
 
@@ -122,6 +122,39 @@ def bench_engine(
                 f"{prof['decode_floor_ms_per_step']:.1f})"
             )
     console.print(f"JSON: {output}")
+
+
+@app.command("swap")
+def bench_swap(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSON.")] = Path(
+        "var/bench/swap.json"
+    ),
+    rank: Annotated[int, typer.Option(min=1, help="Site adapter rank.")] = 32,
+    swaps: Annotated[int, typer.Option(min=1, help="Swaps to time.")] = 3,
+    batch_size: Annotated[int, typer.Option(min=1, help="Requests per engine batch.")] = 32,
+    image_size: Annotated[str, typer.Option(help="Photo size WxH.")] = "640x480",
+) -> None:
+    """Full-size Phi4Multimodal (random bf16 weights) on CUDA: site adapter load and hot swap."""
+    from inspector.bench.swap import SwapBenchConfig, run_swap_bench
+
+    width, height = _image_size(image_size)
+    cfg = SwapBenchConfig(rank=rank, swaps=swaps, batch_size=batch_size, width=width, height=height)
+    report = run_swap_bench(cfg)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    table = Table(title=f"{report['device']}: rank-{rank} site adapter, batch {batch_size}")
+    for column in ("load s", "in-flight batch s", "swap wait s", "first batch after s", "steady s"):
+        table.add_column(column)
+    for load, swap in zip(report["load_s"], report["swaps"], strict=True):
+        table.add_row(
+            f"{load:.3f}",
+            f"{swap['in_flight_batch_s']:.3f}",
+            f"{swap['swap_wait_s']:.3f}",
+            f"{swap['first_batch_after_s']:.3f}",
+            f"{swap['steady_batch_s']:.3f}",
+        )
+    console.print(table)
+    console.print(f"adapter file {report['adapter_mb']:.1f} MB; JSON: {output}")
 
 
 @app.command("pipeline")

@@ -112,6 +112,10 @@ class PhiEngine:
         with self._batch_lock:
             self._adapters.clear_site(site)
 
+    def batch_running(self) -> bool:
+        """Whether a batch holds the engine now (an adapter change would wait for it)."""
+        return self._batch_lock.locked()
+
     def site_adapters(self) -> dict[str, tuple[str, int, str]]:
         """(name, version, sha256) of the adapter each site serves, by site."""
         return {s: (a.name, a.version, a.sha256) for s, a in self._adapters.sites().items()}
