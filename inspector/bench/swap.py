@@ -33,9 +33,8 @@ from inspector.bench.engine import (
     build_random_engine,
 )
 from inspector.engine.adapters import WEIGHTS_FILE
-from inspector.engine.lora import LoraSpec
+from inspector.engine.lora import ZERO_ADAPTER, LoraSpec
 from inspector.engine.runtime import PhiEngine
-from inspector.engine.types import VISION_ADAPTER
 
 SITE = "bench"
 
@@ -59,7 +58,7 @@ class SwapBenchConfig:
 def write_site_adapter(engine: PhiEngine, directory: Path, rank: int, seed: int) -> str:
     """A random site adapter for `engine`'s model in peft's format; returns its sha256."""
     generator = torch.Generator().manual_seed(seed)
-    shapes = get_peft_model_state_dict(engine.model, adapter_name=VISION_ADAPTER)
+    shapes = get_peft_model_state_dict(engine.model, adapter_name=ZERO_ADAPTER)
     state = {}
     for key, tensor in shapes.items():
         out_f, in_f = tensor.shape
