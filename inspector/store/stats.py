@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -55,41 +56,33 @@ class StatsFilter:
         return conds
 
 
+def _sums(session: Session, flt: StatsFilter, *cols: Any) -> list[Any]:
+    """The tally's counts summed by `cols` (all of one tally table), zeros left out."""
+    tally = cols[0].class_
+    n = sa.func.sum(tally.n)
+    stmt = sa.select(*cols, n).where(*flt.on(tally)).group_by(*cols).having(n > 0)
+    return list(session.execute(stmt).tuples())
+
+
 def verdict_counts(session: Session, flt: StatsFilter) -> list[tuple[str, str, str, int]]:
     """(site, adapter, verdict, count) of latest verdicts over the filter."""
-    n = sa.func.sum(VerdictDay.n)
-    stmt = (
-        sa.select(VerdictDay.site, VerdictDay.adapter, VerdictDay.verdict, n)
-        .where(*flt.on(VerdictDay))
-        .group_by(VerdictDay.site, VerdictDay.adapter, VerdictDay.verdict)
-        .having(n > 0)
-    )
-    return [(s, a, v, int(c)) for s, a, v, c in session.execute(stmt)]
+    rows = _sums(session, flt, VerdictDay.site, VerdictDay.adapter, VerdictDay.verdict)
+    return [(s, a, v, int(c)) for s, a, v, c in rows]
 
 
 def hourly_counts(session: Session, flt: StatsFilter) -> list[tuple[str, str, int, int]]:
     """(site, line, hour of day UTC, count) of latest verdicts over the filter."""
-    n = sa.func.sum(VerdictHour.n)
-    stmt = (
-        sa.select(VerdictHour.site, VerdictHour.line, VerdictHour.hour, n)
-        .where(*flt.on(VerdictHour))
-        .group_by(VerdictHour.site, VerdictHour.line, VerdictHour.hour)
-        .having(n > 0)
-    )
-    return [(s, ln, int(h), int(c)) for s, ln, h, c in session.execute(stmt)]
+    rows = _sums(session, flt, VerdictHour.site, VerdictHour.line, VerdictHour.hour)
+    return [(s, ln, int(h), int(c)) for s, ln, h, c in rows]
 
 
 def reviewed_counts(session: Session, flt: StatsFilter) -> list[tuple[str, str, str, str, int]]:
     """(site, adapter, model verdict, reviewer verdict, count) over reviewed inspections."""
     cols = (ReviewedDay.site, ReviewedDay.adapter, ReviewedDay.verdict, ReviewedDay.final_verdict)
-    n = sa.func.sum(ReviewedDay.n)
-    stmt = sa.select(*cols, n).where(*flt.on(ReviewedDay)).group_by(*cols).having(n > 0)
-    return [(s, a, v, f, int(c)) for s, a, v, f, c in session.execute(stmt)]
+    return [(s, a, v, f, int(c)) for s, a, v, f, c in _sums(session, flt, *cols)]
 
 
 def reviewed_histogram(session: Session, flt: StatsFilter) -> list[tuple[int, str, int]]:
     """(P(PASS) bucket of BUCKETS, reviewer verdict, count) over reviewed inspections."""
-    cols = (ReviewedDay.bucket, ReviewedDay.final_verdict)
-    n = sa.func.sum(ReviewedDay.n)
-    stmt = sa.select(*cols, n).where(*flt.on(ReviewedDay)).group_by(*cols).having(n > 0)
-    return [(int(b), f, int(c)) for b, f, c in session.execute(stmt)]
+    rows = _sums(session, flt, ReviewedDay.bucket, ReviewedDay.final_verdict)
+    return [(int(b), f, int(c)) for b, f, c in rows]
