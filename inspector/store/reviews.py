@@ -52,21 +52,11 @@ def audit_condition(percent: float) -> sa.ColumnElement[bool]:
 
 
 @dataclass(frozen=True, slots=True)
-class QueueFilter:
-    """What the queue shows; dates bound the capture time, confidence is inclusive."""
+class QueueFilter(VerdictFilter):
+    """What the queue shows: a tab and the reviewed state on top of the verdict filter."""
 
     tab: str = "review"
-    site: str | None = None
-    line: str | None = None
-    station: str | None = None
-    verdict: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
     reviewed: bool | None = False  # False: only unreviewed by this user, None: both
-    adapter: str | None = None
-    min_confidence: float | None = None
-    max_confidence: float | None = None
-    part_id: str | None = None  # a prefix
     audit_percent: float = 5.0
 
     def __post_init__(self) -> None:
@@ -75,18 +65,7 @@ class QueueFilter:
 
     def scope(self) -> VerdictFilter:
         """The filter's conditions other than the tab and the reviewed state."""
-        return VerdictFilter(
-            site=self.site,
-            line=self.line,
-            station=self.station,
-            verdict=self.verdict,
-            since=self.since,
-            until=self.until,
-            adapter=self.adapter,
-            min_confidence=self.min_confidence,
-            max_confidence=self.max_confidence,
-            part_id=self.part_id,
-        )
+        return self
 
 
 def _mine(user_id: int) -> sa.Exists:
@@ -160,15 +139,21 @@ def _with_verdict(stmt: Any) -> Any:
     return stmt.select_from(Inspection).join(Verdict, Verdict.id == Inspection.verdict_id)
 
 
+# Which part, where and when: the first columns of a queue row and of an export row.
+_PART_COLUMNS = (
+    Inspection.id,
+    Inspection.request_id,
+    Inspection.site,
+    Inspection.line,
+    Inspection.station,
+    Inspection.part_id,
+    Inspection.captured_at,
+)
+
+
 def _items_select(user_id: int) -> Any:
     stmt: Any = sa.select(
-        Inspection.id,
-        Inspection.request_id,
-        Inspection.site,
-        Inspection.line,
-        Inspection.station,
-        Inspection.part_id,
-        Inspection.captured_at,
+        *_PART_COLUMNS,
         Verdict.verdict,
         Verdict.confidence,
         Verdict.adapter,
@@ -546,13 +531,7 @@ EXPORT_COLUMNS = (
 
 
 _EXPORT_SELECT = (
-    Inspection.id,
-    Inspection.request_id,
-    Inspection.site,
-    Inspection.line,
-    Inspection.station,
-    Inspection.part_id,
-    Inspection.captured_at,
+    *_PART_COLUMNS,
     Inspection.operator,
     Inspection.note,
     Verdict.verdict,
