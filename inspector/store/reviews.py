@@ -589,11 +589,12 @@ def iter_export(
 
 def _media_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[tuple[str, str]]]:
     out: dict[int, list[tuple[str, str]]] = {}
-    for iid, role, sha in conn.execute(
+    rows = conn.execute(
         sa.select(InspectionMedia.inspection_id, InspectionMedia.role, InspectionMedia.sha256)
         .where(InspectionMedia.inspection_id.in_(ids))
         .order_by(InspectionMedia.inspection_id, InspectionMedia.position)
-    ):
+    ).all()  # one fetch for the chunk, not a fetch per row
+    for iid, role, sha in rows:
         out.setdefault(iid, []).append((role, sha))
     return out
 
