@@ -143,11 +143,15 @@ def bench_swap(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2))
     table = Table(title=f"{report['device']}: rank-{rank} site adapter, batch {batch_size}")
-    for column in ("load s", "in-flight batch s", "swap wait s", "first batch after s", "steady s"):
+    columns = ("load s", "of it read+sha256 s", "in-flight batch s", "swap wait s")
+    for column in (*columns, "first batch after s", "steady s"):
         table.add_column(column)
-    for load, swap in zip(report["load_s"], report["swaps"], strict=True):
+    for load, check, swap in zip(
+        report["load_s"], report["read_sha256_s"], report["swaps"], strict=True
+    ):
         table.add_row(
             f"{load:.3f}",
+            f"{check:.3f}",
             f"{swap['in_flight_batch_s']:.3f}",
             f"{swap['swap_wait_s']:.3f}",
             f"{swap['first_batch_after_s']:.3f}",

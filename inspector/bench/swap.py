@@ -3,8 +3,9 @@
 What an operator waits for after `inspector adapters promote`, measured on the engine the
 workers run:
 
-- load: reading the adapter file and checking its sha256 (outside the batch lock), then
-  attaching it between batches (under the lock), on an idle engine;
+- load: reading the adapter file and checking its sha256 (outside the batch lock, also
+  timed alone as `read_sha256_s`), then attaching it between batches (under the lock), on
+  an idle engine;
 - swap under load: a promotion arriving while a batch is in flight waits for that batch,
   which finishes on the old version; the next batch runs on the new one;
 - the first batch after a swap, against a steady one: the decode graphs captured with the
@@ -97,6 +98,7 @@ def run_swap_bench(cfg: SwapBenchConfig) -> dict[str, Any]:
     )
     requests = [_requests(ecfg, cfg.batch_size, b) for b in range(2)]
     loads: list[float] = []
+    checks: list[float] = []
     swaps: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
 
@@ -111,6 +113,9 @@ def run_swap_bench(cfg: SwapBenchConfig) -> dict[str, Any]:
             idle, swapped = 2 * swap + 1, 2 * swap + 2
             path, sha = adapter(idle)
             size_mb = Path(path, WEIGHTS_FILE).stat().st_size / 1e6
+            t0 = time.perf_counter()
+            hashlib.sha256(Path(path, WEIGHTS_FILE).read_bytes()).hexdigest()
+            checks.append(time.perf_counter() - t0)  # the part done outside the batch lock
             t0 = time.perf_counter()
             engine.load_site_adapter(SITE, "bench", idle, path, sha)
             loads.append(time.perf_counter() - t0)
@@ -146,5 +151,6 @@ def run_swap_bench(cfg: SwapBenchConfig) -> dict[str, Any]:
         "config": asdict(cfg),
         "adapter_mb": size_mb,
         "load_s": loads,
+        "read_sha256_s": checks,
         "swaps": swaps,
     }

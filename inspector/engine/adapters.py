@@ -179,12 +179,18 @@ class AdapterSet:
         config.inference_mode = True
         try:
             state = load_safetensors(prepared.weights)
-            # In the model's dtype, like the checkpoint's own LoRAs (see load_checkpoint).
-            self._model.add_adapter(key, config, autocast_adapter_dtype=False)
+            # Created empty (no random init of weights about to be replaced), then given the
+            # file's tensors, moved to each layer's device and dtype (the model's, like the
+            # checkpoint's own LoRAs): this runs between batches, under the batch lock.
+            self._model.add_adapter(
+                key, config, low_cpu_mem_usage=True, autocast_adapter_dtype=False
+            )
         except Exception as exc:  # safetensors and peft raise their own types
             raise AdapterRefused(Code.ADAPTER_LOAD_FAILED, f"cannot load {ref}: {exc}") from None
         try:
-            result: Any = set_peft_model_state_dict(self._model, state, adapter_name=key)
+            result: Any = set_peft_model_state_dict(
+                self._model, state, adapter_name=key, low_cpu_mem_usage=True
+            )
             missing = [k for k in result.missing_keys if f".{key}." in k and "lora_" in k]
             unexpected = list(result.unexpected_keys)
             if missing or unexpected:

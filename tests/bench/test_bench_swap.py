@@ -20,7 +20,7 @@ def test_a_swap_during_a_batch_waits_for_it_and_the_next_batch_runs_the_new_vers
     )
     report = run_swap_bench(cfg)
     assert len(report["load_s"]) == 1 and all(s > 0 for s in report["load_s"])
-    assert report["adapter_mb"] > 0
+    assert report["adapter_mb"] > 0 and len(report["read_sha256_s"]) == 1
     for i, swap in enumerate(report["swaps"]):
         # The batch in flight finishes on the version it started with; the next has the new.
         assert swap["in_flight_batch_versions"] == [2 * i + 1]
