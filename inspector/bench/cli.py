@@ -301,6 +301,58 @@ def bench_line(
         raise typer.Exit(1)
 
 
+@app.command("train")
+def bench_train(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSON.")] = Path(
+        "var/bench/train.json"
+    ),
+    batch_size: Annotated[
+        list[int] | None, typer.Option(min=1, help="Examples per step; repeat for several.")
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps per batch size.")] = 5,
+    image_size: Annotated[str, typer.Option(help="Photo size WxH.")] = "640x480",
+    audio_s: Annotated[float, typer.Option(min=0.5, max=60, help="Voice note seconds.")] = 8.0,
+    rank: Annotated[int, typer.Option(min=1, max=1024, help="Site LoRA rank.")] = 32,
+    checkpointing: Annotated[
+        bool,
+        typer.Option("--checkpointing/--no-checkpointing", help="Gradient checkpointing."),
+    ] = True,
+) -> None:
+    """Site-adapter training steps on full-size Phi4Multimodal (random bf16 weights) on CUDA."""
+    from inspector.bench.train import TrainBenchConfig, run_train_bench
+
+    width, height = _image_size(image_size)
+    cfg = TrainBenchConfig(
+        batch_sizes=tuple(batch_size or (1, 4, 8)),
+        steps=steps,
+        width=width,
+        height=height,
+        audio_seconds=audio_s,
+        rank=rank,
+        gradient_checkpointing=checkpointing,
+    )
+    report = run_train_bench(cfg)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    table = Table(title=f"{report['device']}: site LoRA training steps (rank {rank})")
+    for column in ("batch", "prompt tokens", "step s", "examples/s", "peak GiB"):
+        table.add_column(column)
+    for run in report["runs"]:
+        table.add_row(
+            str(run["batch_size"]),
+            str(run["prompt_tokens"]),
+            f"{run['step_s_median']:.3f}",
+            f"{run['examples_per_s']:.2f}",
+            f"{run['peak_memory_gib']:.1f}",
+        )
+    console.print(table)
+    swap = report["adapter"]
+    console.print(
+        f"adapter {swap['bytes'] / 1e6:.1f} MB: saved in {swap['save_s']:.2f} s, "
+        f"attached in {swap['attach_s']:.2f} s; JSON: {output}"
+    )
+
+
 @app.command("review")
 def bench_review(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSON.")] = Path(

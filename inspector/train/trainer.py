@@ -86,6 +86,63 @@ def _batches(
     return out
 
 
+class LoraSteps:
+    """A site LoRA on a served base: embeddings, verdict logits, one optimiser step.
+
+    Training and the training benchmark both run through this, so what the benchmark times
+    is what `inspector train` does.
+    """
+
+    def __init__(
+        self,
+        base: Any,
+        processor: Any,
+        device: torch.device,
+        profile: SiteProfile,
+        settings: TrainSettings,
+    ) -> None:
+        self.device = device
+        self.profile = profile
+        self.model: Any = get_peft_model(base, lora_config(settings))
+        self.core = PhiCore(self.model, processor)
+        if settings.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        for p in self.params:
+            p.data = p.data.float()  # the LoRA trains in fp32 also on a bf16 base
+        self.optimiser = torch.optim.AdamW(self.params, lr=settings.learning_rate)
+
+    def embedded(self, chunk: Sequence[EngineRequest]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The requests' input embeddings (the serving prompt and media path) and mask."""
+        encoded = self.core.encode(chunk, [self.profile] * len(chunk))
+        with torch.no_grad():
+            return self.core.embed(encoded).clone(), encoded.attention_mask
+
+    def verdict_pair(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The PASS and FAIL logits of the verdict token, in fp32."""
+        logits = self.core.forward(embeds, mask, logits_to_keep=1).logits[:, -1]
+        return self.core.verdict_pair(logits).float()
+
+    def p_pass(self, held: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
+        """P(PASS) of each held-out example under the current weights."""
+        self.model.eval()
+        out: list[float] = []
+        with torch.no_grad():
+            for embeds, mask in held:
+                out.extend(torch.softmax(self.verdict_pair(embeds, mask), -1)[:, 0].tolist())
+        return out
+
+    def step(self, embeds: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> float:
+        """One optimiser step on one batch; its loss."""
+        loss = torch.nn.functional.cross_entropy(self.verdict_pair(embeds, mask), target)
+        self.optimiser.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        self.optimiser.step()
+        return float(loss.detach())
+
+
 def train_adapter(
     model: ModelSettings,
     profile: SiteProfile,
@@ -105,33 +162,9 @@ def train_adapter(
     torch.manual_seed(settings.seed)
     runtime = resolve_runtime(model)
     base, processor = load_base(model.model_copy(update={"transcribe": False}), runtime)
-    peft_model: Any = get_peft_model(base, lora_config(settings))
-    core = PhiCore(peft_model, processor)
-    if settings.gradient_checkpointing:
-        peft_model.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False}
-        )
-    params = [p for p in peft_model.parameters() if p.requires_grad]
-    for p in params:
-        p.data = p.data.float()  # the LoRA trains in fp32 also on a bf16 base
-    optimiser = torch.optim.AdamW(params, lr=settings.learning_rate)
-
-    def embedded(chunk: Sequence[EngineRequest]) -> tuple[torch.Tensor, torch.Tensor]:
-        encoded = core.encode(chunk, [profile] * len(chunk))
-        with torch.no_grad():
-            return core.embed(encoded).clone(), encoded.attention_mask
-
-    def verdict_pair(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        logits = core.forward(embeds, mask, logits_to_keep=1).logits[:, -1]
-        return core.verdict_pair(logits).float()
-
-    def p_pass(held: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
-        peft_model.eval()
-        out: list[float] = []
-        with torch.no_grad():
-            for embeds, mask in held:
-                out.extend(torch.softmax(verdict_pair(embeds, mask), -1)[:, 0].tolist())
-        return out
+    lora = LoraSteps(base, processor, runtime.device, profile, settings)
+    peft_model, optimiser = lora.model, lora.optimiser
+    embedded, p_pass = lora.embedded, lora.p_pass
 
     batches = []
     for chunk, target in _batches(requests, labels, settings.batch_size, settings.seed):
@@ -173,14 +206,10 @@ def train_adapter(
         for epoch in range(first_epoch, settings.epochs):
             total = 0.0
             for index in torch.randperm(len(batches), generator=order).tolist():
-                embeds, mask, target = batches[index]
-                loss = torch.nn.functional.cross_entropy(verdict_pair(embeds, mask), target)
-                optimiser.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimiser.step()
-                total += float(loss.detach())
+                loss = lora.step(*batches[index])
+                total += loss
                 steps += 1
-                progress.update(task, advance=1, epoch=epoch + 1, loss=f"{loss.item():.3f}")
+                progress.update(task, advance=1, epoch=epoch + 1, loss=f"{loss:.3f}")
             losses.append(total / len(batches))
             peft_model.train()
             torch.save(
