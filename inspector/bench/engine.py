@@ -15,8 +15,6 @@ same photos, voice notes and prompt text, so the ratio is a like-for-like compar
 from __future__ import annotations
 
 import gc
-import hashlib
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -59,8 +57,6 @@ class EngineBenchConfig:
     unmerged: bool = False  # also time the vision LoRA attached, not merged (the old base)
     compile: bool = False  # torch.compile the engine's transformer blocks
     profile_runs: int = 3  # stage-by-stage runs (each stage synchronised), minimum taken
-    # Rank of a random site adapter hot-swapped in after the base is measured (0: none).
-    site_adapter_rank: int = 32
     # Ceilings the MFU and the decode floor are taken against: the bf16 matrix rate and the
     # copy bandwidth measured on one H200 (a datasheet's numbers are higher).
     peak_tflops: float = 790.0
@@ -376,48 +372,8 @@ def _bench_engine(
         if cfg.profile_runs > 0:
             report["profile"] = profile_engine(sized, engine)
         reports.append(report)
-    if merged and cfg.site_adapter_rank > 0:
-        first = replace(cfg, width=sizes[0][0], height=sizes[0][1])
-        reports[0]["site_adapter"] = measure_site_adapter(first, engine)
     del engine
     return reports
-
-
-def measure_site_adapter(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
-    """Hot-swap a random site adapter in as a worker does, then the throughput with it.
-
-    `load_s` is `load_site_adapter` (read, sha256 check, attach between batches); the first
-    batch after it also captures the adapter's decode graphs.
-    """
-    host = engine.model
-    name = "bench-site"
-    with tempfile.TemporaryDirectory() as tmp:
-        host.add_adapter(name, LoraSpec(rank=cfg.site_adapter_rank).config(random_init=True))
-        host.save_pretrained(tmp, selected_adapters=[name])
-        host.delete_adapter(name)
-        directory = Path(tmp) / name
-        weights = directory / "adapter_model.safetensors"
-        data = weights.read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
-        _sync(cfg.device)
-        started = time.perf_counter()
-        engine.load_site_adapter("bench", name, 1, directory, sha)
-        _sync(cfg.device)
-        load_s = time.perf_counter() - started
-    started = time.perf_counter()
-    engine.infer(_requests(cfg, cfg.batch_size, 500))
-    _sync(cfg.device)
-    first_batch_s = time.perf_counter() - started
-    served = measure_engine(cfg, engine)
-    engine.clear_site_adapter("bench")
-    return {
-        "rank": cfg.site_adapter_rank,
-        "bytes": len(data),
-        "load_s": load_s,
-        "first_batch_s": first_batch_s,
-        "inspections_per_s": served["inspections_per_s"],
-        "batch_latency_s": served["batch_latency_s"],
-    }
 
 
 def _bench_seed(
