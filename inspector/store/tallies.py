@@ -249,27 +249,32 @@ def _add(session: Session, model: type[Any], keys: tuple[str, ...], deltas: Coun
 
 def rebuild(session: Session) -> None:
     """Recompute the latest pointers and every tally from the stored rows."""
-    session.execute(
-        sa.update(Inspection)
-        .values(
-            verdict_id=sa.select(sa.func.max(Verdict.id))
-            .where(Verdict.inspection_id == Inspection.id)
-            .scalar_subquery(),
-            review_id=sa.select(sa.func.max(Review.id))
-            .where(Review.inspection_id == Inspection.id)
-            .scalar_subquery(),
-        )
-        .execution_options(synchronize_session=False)
+    # UPDATE ... FROM grouped rows: one pass over each table. A correlated subquery per
+    # inspection turns quadratic when the planner has no statistics yet (after a bulk load).
+    newest = (
+        sa.select(Verdict.inspection_id, sa.func.max(Verdict.id).label("vid"))
+        .group_by(Verdict.inspection_id)
+        .subquery()
     )
-    session.execute(
-        sa.update(Inspection)
-        .values(
-            verdict=sa.select(Verdict.verdict)
-            .where(Verdict.id == Inspection.verdict_id)
-            .scalar_subquery()
-        )
-        .execution_options(synchronize_session=False)
+    latest = (
+        sa.select(newest.c.inspection_id, newest.c.vid, Verdict.verdict)
+        .join(Verdict, Verdict.id == newest.c.vid)
+        .subquery()
     )
+    reviewed = (
+        sa.select(Review.inspection_id, sa.func.max(Review.id).label("rid"))
+        .group_by(Review.inspection_id)
+        .subquery()
+    )
+    for stmt in (
+        sa.update(Inspection)
+        .where(Inspection.id == latest.c.inspection_id)
+        .values(verdict_id=latest.c.vid, verdict=latest.c.verdict),
+        sa.update(Inspection)
+        .where(Inspection.id == reviewed.c.inspection_id)
+        .values(review_id=reviewed.c.rid),
+    ):
+        session.execute(stmt.execution_options(synchronize_session=False))
     day = day_of(session, Inspection.captured_at)
     where = (Inspection.site, Inspection.line, Verdict.adapter)
     kinds: tuple[tuple[type[Any], tuple[Any, ...]], ...] = (

@@ -81,14 +81,17 @@ def upgrade() -> None:
 
 def _backfill() -> None:
     """The same as store.tallies.rebuild, in SQL of this revision's schema."""
+    # UPDATE ... FROM grouped rows (SQLite 3.33+): one pass, not a subquery per inspection.
     op.execute(
-        "UPDATE inspections SET "
-        "verdict_id = (SELECT max(v.id) FROM verdicts v WHERE v.inspection_id = inspections.id), "
-        "review_id = (SELECT max(r.id) FROM reviews r WHERE r.inspection_id = inspections.id)"
+        "UPDATE inspections SET verdict_id = latest.vid, verdict = latest.verdict FROM ("
+        "SELECT n.inspection_id, n.vid, v.verdict FROM (SELECT inspection_id, max(id) AS vid "
+        "FROM verdicts GROUP BY inspection_id) n JOIN verdicts v ON v.id = n.vid) latest "
+        "WHERE inspections.id = latest.inspection_id"
     )
     op.execute(
-        "UPDATE inspections SET "
-        "verdict = (SELECT v.verdict FROM verdicts v WHERE v.id = inspections.verdict_id)"
+        "UPDATE inspections SET review_id = latest.rid FROM (SELECT inspection_id, "
+        "max(id) AS rid FROM reviews GROUP BY inspection_id) latest "
+        "WHERE inspections.id = latest.inspection_id"
     )
     if op.get_bind().dialect.name == "sqlite":
         day, hour = "substr(i.captured_at, 1, 10)", "CAST(substr(i.captured_at, 12, 2) AS INTEGER)"
