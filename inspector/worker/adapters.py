@@ -191,5 +191,6 @@ class SiteAdapters:
 
     def _set(self, state: SiteAdapterState) -> None:
         self._metrics.adapter_version.labels(site=state.site).set(state.version or 0)
+        self._metrics.adapter_failed.labels(site=state.site).set(int(state.state == "failed"))
         with self._lock:
             self._states[state.site] = state

@@ -62,6 +62,12 @@ class WorkerMetrics:
             ["site"],
             registry=r,
         )
+        self.adapter_failed = Gauge(
+            "inspector_worker_adapter_failed",
+            "1 while the site's announced adapter could not be loaded (the previous one serves)",
+            ["site"],
+            registry=r,
+        )
         self.adapter_loads = Counter(
             "inspector_worker_adapter_loads_total",
             "Site adapters loaded (at start-up or announced)",

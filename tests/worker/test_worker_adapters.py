@@ -184,6 +184,10 @@ def test_a_running_worker_swaps_adapter_mid_stream_losing_and_repeating_nothing(
         rows = session.execute(sa.select(Verdict.adapter, Verdict.adapter_version)).all()
     assert sorted(rows) == sorted((v.adapter, v.adapter_version) for v in verdicts)
     assert observer.verdicts.empty()
+    metric = worker.metrics.registry.get_sample_value
+    assert metric("inspector_worker_adapter_version", {"site": unique}) == pytest.approx(2)
+    assert metric("inspector_worker_adapter_failed", {"site": unique}) == pytest.approx(0)
+    assert metric("inspector_worker_adapter_loads_total", {"site": unique}) == pytest.approx(2)
 
 
 def test_a_tampered_adapter_is_refused_reported_and_the_previous_one_keeps_serving(
@@ -236,6 +240,7 @@ def test_a_tampered_adapter_is_refused_reported_and_the_previous_one_keeps_servi
         {"site": unique, "code": Code.ADAPTER_CHECKSUM_MISMATCH.value},
     ) == pytest.approx(1)
     assert metric("inspector_worker_adapter_version", {"site": unique}) == pytest.approx(1)
+    assert metric("inspector_worker_adapter_failed", {"site": unique}) == pytest.approx(1)
     assert metric(
         "inspector_worker_adapter_announcements_refused_total",
         {"code": Code.PAYLOAD_INVALID.value},
