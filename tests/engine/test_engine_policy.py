@@ -11,6 +11,7 @@ from inspector.engine import PROMPT_VERSION, EngineRequest, shape_bucket
 from inspector.engine.policy import (
     Measured,
     Route,
+    Served,
     build_result,
     decide,
     find_defects,
@@ -64,12 +65,21 @@ def test_decision_follows_the_larger_probability_and_the_site_threshold(
     assert scored.confidence == pytest.approx(max(p_pass, 1 - p_pass))
 
 
-def test_requests_route_to_loaded_adapters_and_say_when_they_fall_back() -> None:
-    site_default = SiteProfile(adapter="plant-a")
-    assert route(ask(), SiteProfile(), {"plant-a"}) == Route("vision", fallback=False)
-    assert route(ask(), site_default, {"plant-a"}) == Route("plant-a", fallback=False)
-    assert route(ask("plant-b"), site_default, {"plant-a"}) == Route("vision", fallback=True)
-    assert route(ask(), site_default, set()) == Route("vision", fallback=True)
+def test_requests_route_to_the_sites_served_version_and_say_when_they_fall_back() -> None:
+    served = Served("plant-a", 3, "plant-a_v3")
+    plant_a = Route("plant-a", fallback=False, version=3, key="plant-a_v3")
+    # A site with no active adapter runs on the base; one with an adapter runs its version.
+    assert route(ask(), set(), None) == Route("vision", fallback=False)
+    assert route(ask(), set(), served) == plant_a and plant_a.handle == "plant-a_v3"
+    assert route(ask("plant-a"), set(), served) == plant_a
+    # An adapter attached by name serves the requests naming it.
+    assert route(ask("plant-b"), {"plant-b"}, served) == Route("plant-b", fallback=False)
+    assert Route("plant-b", fallback=False).handle == "plant-b"
+    # A name not attached falls back to what the site serves, and says so.
+    assert route(ask("plant-c"), {"plant-b"}, served) == Route(
+        "plant-a", fallback=True, version=3, key="plant-a_v3"
+    )
+    assert route(ask("plant-c"), set(), None) == Route("vision", fallback=True)
 
 
 def test_unknown_site_uses_the_default_profile() -> None:
