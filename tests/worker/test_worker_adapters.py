@@ -253,3 +253,58 @@ def test_a_tampered_adapter_is_refused_reported_and_the_previous_one_keeps_servi
         unique,
         1,
     )
+
+
+def _rollback(env: dict[str, str], site: str) -> None:
+    result = CliRunner().invoke(app, ["adapters", "rollback", "--site", site], env=env)
+    assert result.exit_code == 0, result.output
+    assert "announced to the workers" in result.output
+
+
+def test_rollback_restores_the_previous_version_then_the_base_in_a_running_worker(
+    sqlite_url: str,
+    tmp_path: Path,
+    broker: tuple[str, int],
+    unique: str,
+    env: dict[str, str],
+    observer: Observer,
+    start_worker: Callable[..., Worker],
+    swap_engine: InferenceEngine,
+    make_site_adapter: MakeAdapter,
+    clean_control: None,
+) -> None:
+    settings = _settings(unique, sqlite_url, tmp_path, broker)
+    store = Store.from_settings(settings.store)
+    store.upgrade()
+    v1 = _register(store, unique, make_site_adapter("swap", 25))
+    v2 = _register(store, unique, make_site_adapter("swap", 26))
+    _activate(store, v1)
+    store.close()
+    watch = StatusWatch(broker, unique)
+
+    def judged() -> tuple[str, int | None]:
+        request = make_request(site=unique, audio=None)
+        observer.publish(request)
+        verdict = observer.verdicts.get(timeout=TIMEOUT)
+        assert verdict.request_id == request.request_id
+        return verdict.adapter, verdict.adapter_version
+
+    try:
+        worker = start_worker(settings, swap_engine)
+        watch.until(unique, lambda s: s.version == 1)
+        _promote(env, v2)
+        watch.until(unique, lambda s: s.version == 2)
+        assert judged() == (unique, 2)
+        _rollback(env, unique)  # v2 retired, v1 restored
+        watch.until(unique, lambda s: s.version == 1)
+        assert judged() == (unique, 1)
+        _rollback(env, unique)  # nothing before v1: the site runs on the base
+        base = watch.until(unique, lambda s: s.name is None)
+    finally:
+        watch.transport.stop()
+    assert base.state == "serving" and base.version is None
+    adapter, version = judged()
+    assert adapter != unique and version is None
+    assert worker.metrics.registry.get_sample_value(
+        "inspector_worker_adapter_version", {"site": unique}
+    ) == pytest.approx(0)
