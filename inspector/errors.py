@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from uuid import UUID
 
 
 class Code(StrEnum):
@@ -15,6 +16,8 @@ class Code(StrEnum):
     PAYLOAD_BAD_BASE64 = "payload.bad_base64"
     PAYLOAD_CHECKSUM_MISMATCH = "payload.checksum_mismatch"
     PAYLOAD_TOPIC_MISMATCH = "payload.topic_mismatch"
+    PAYLOAD_TOO_DEEP = "payload.too_deep"
+    PAYLOAD_UNSAFE_TEXT = "payload.unsafe_text"
     TOPIC_INVALID = "topic.invalid"
     IMAGE_EMPTY = "image.empty"
     IMAGE_TOO_LARGE = "image.too_large"
@@ -61,6 +64,11 @@ class Code(StrEnum):
     ADAPTER_PROMOTION_REFUSED = "adapter.promotion_refused"
     ADAPTER_CHECKSUM_MISMATCH = "adapter.checksum_mismatch"
     ADAPTER_LOAD_FAILED = "adapter.load_failed"
+    # The worker itself failed on a message (a bug, not bad input); the reason names the
+    # exception type, never its text.
+    INTERNAL_ERROR = "internal.error"
+    # A message the worker did not answer within worker.settle_timeout_s, rejected by its watchdog.
+    INTERNAL_TIMEOUT = "internal.timeout"
 
 
 class InspectorError(Exception):
@@ -88,6 +96,37 @@ class RejectedInput(InspectorError):
         super().__init__(f"[{code.value}] {message}")
         self.code = code
         self.reason = message
+
+
+class RequestRefused(RejectedInput):
+    """A request payload refused at intake, with its request_id when one could be read."""
+
+    def __init__(self, code: Code, message: str, request_id: UUID | None) -> None:
+        super().__init__(code, message)
+        self.request_id = request_id
+
+
+class InternalFailure(RejectedInput):
+    """The worker failed on a message; the reason keeps the exception type, never its text."""
+
+    def __init__(self, stage: str, exc: BaseException) -> None:
+        super().__init__(
+            Code.INTERNAL_ERROR,
+            f"the worker failed while {stage} this request ({type(exc).__name__}); the fault is "
+            "in the worker, not necessarily in the request: tell the operators",
+        )
+        self.exception_type = type(exc).__name__
+
+
+class SettleTimeout(RejectedInput):
+    """A message the worker did not answer in time, rejected by its watchdog."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            Code.INTERNAL_TIMEOUT,
+            f"the worker did not answer this request within {timeout_s:g} s (its model or media "
+            "decoding is stuck); send it again, and tell the operators",
+        )
 
 
 class DuplicateConflict(RejectedInput):

@@ -19,15 +19,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, from_json
 
-from inspector.errors import Code, RejectedInput
+from inspector.errors import Code, RejectedInput, RequestRefused
+from inspector.fieldrules import NoteText, OperatorName, PartId, Sha256Hex, Slug, shown
 from inspector.settings import SLUG, LimitSettings
 
 TOPIC_ROOT = "inspector/v1"
@@ -39,10 +39,6 @@ ADAPTER_CONTROL_SCHEMA: Final = "inspector.adapter-control/v1"
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp")
 AUDIO_TYPES = ("audio/wav", "audio/flac", "audio/ogg")
-
-Slug = Annotated[str, StringConstraints(pattern=SLUG)]
-Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-PrintableText = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
 
 
 # Decoded from base64 by pydantic-core (see _MediaPart's config), not in Python: it is the
@@ -140,12 +136,12 @@ class InspectionRequest(_Message):
     site: Slug
     line: Slug
     station: Slug
-    part_id: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")]
+    part_id: PartId
     captured_at: AwareDatetime
     images: list[ImagePart] = Field(min_length=1)
     audio: AudioPart | None = None
-    operator: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,64}$")] | None = None
-    note: PrintableText | None = None
+    operator: OperatorName | None = None
+    note: NoteText | None = Field(None, title="Typed by the operator; newlines and tabs allowed")
     adapter: Slug | None = Field(None, title="Site adapter to use instead of the site default")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -156,14 +152,8 @@ class InspectionRequest(_Message):
         if len(self.images) > limits.max_images:
             raise PydanticCustomError(
                 Code.PAYLOAD_INVALID.value,
-                "{count} photos in one request, at most {limit} allowed",
+                "images: {count} photos in one request, at most {limit} allowed",
                 {"count": len(self.images), "limit": limits.max_images},
-            )
-        if self.note is not None and len(self.note) > limits.max_note_chars:
-            raise PydanticCustomError(
-                Code.PAYLOAD_INVALID.value,
-                "note has {count} characters, at most {limit} allowed",
-                {"count": len(self.note), "limit": limits.max_note_chars},
             )
         return self
 
@@ -357,6 +347,12 @@ class WorkerStatus(_Message):
     heartbeat_s: float | None = Field(
         None, title="While online, the status is published again at least this often", gt=0
     )
+    settle_timeouts: int = Field(
+        0,
+        title="Requests rejected with internal.timeout since the worker started: not answered "
+        "within worker.settle_timeout_s",
+        ge=0,
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -507,74 +503,171 @@ def parse_station_topic(topic: str) -> StationTopic:
 # --- parsing ----------------------------------------------------------------------------
 
 _OWN_CODES = {code.value: code for code in Code}
+# A request nests three levels (message, images, photo); the JSON parser itself stops at
+# a fixed depth, and a payload that reaches it is refused with its own code.
+_TOO_DEEP = "recursion limit exceeded"
+_CONTENT_TYPE_CODES = {"images": Code.IMAGE_UNSUPPORTED_TYPE, "audio": Code.AUDIO_UNSUPPORTED_TYPE}
+_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "true or false"}
+
+# Pydantic's error types, in words an operator can act on; the field name is prefixed.
+_WORDS: dict[str, str] = {
+    "missing": "missing",
+    "extra_forbidden": "is not a field of this message; remove it",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "uuid_type": "must be a UUID such as 123e4567-e89b-12d3-a456-426614174000",
+    "uuid_parsing": "is not a UUID (such as 123e4567-e89b-12d3-a456-426614174000)",
+    "datetime_type": "must be a date and time such as 2026-11-23T10:00:00+09:00",
+    "datetime_parsing": "is not a date and time (ISO 8601, such as 2026-11-23T10:00:00+09:00)",
+    "datetime_from_date_parsing": "is not a date and time (ISO 8601, such as "
+    "2026-11-23T10:00:00+09:00)",
+    "timezone_aware": "has no timezone; add an offset such as +09:00 or Z",
+    "too_short": "must not be empty",
+    "bytes_type": "must be a base64 string",
+}
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """A field path as an operator reads it: images[0].content_type."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + shown(part, 40)
+    return out
+
+
+def _words(err: Any) -> tuple[Code, str]:
+    """The code and the message of one pydantic error, field first."""
+    kind, loc = err["type"], tuple(err["loc"])
+    where = _where(loc) or "payload"
+    code = _OWN_CODES.get(kind)
+    if code is not None:
+        return code, f"{where}: {err['msg']}"
+    if kind == "bytes_invalid_encoding":
+        return Code.PAYLOAD_BAD_BASE64, f"{where}: is not valid base64 ({err['msg']})"
+    if kind == "literal_error" and loc and loc[-1] == "content_type":
+        code = _CONTENT_TYPE_CODES.get(str(loc[0]), Code.PAYLOAD_INVALID)
+        given = err.get("input")
+        what = shown(given) if isinstance(given, str) else "this value"
+        expected = err.get("ctx", {}).get("expected", "")
+        return code, f"{where}: {what} is not a supported type; send one of {expected}"
+    words = _WORDS.get(kind)
+    if words is None:
+        return Code.PAYLOAD_INVALID, f"{where}: {err['msg']}"
+    return Code.PAYLOAD_INVALID, f"{where}: {words}"
 
 
 def _rejection_from(exc: ValidationError) -> RejectedInput:
-    errors = exc.errors(include_url=False)
-    for err in errors:
-        if err["type"] == "json_invalid":
-            return RejectedInput(Code.PAYLOAD_NOT_JSON, f"payload is not JSON: {err['msg']}")
-        if err["type"] == "model_type":
-            return RejectedInput(Code.PAYLOAD_INVALID, "payload must be a JSON object")
-        if err["loc"] == ("schema",):
-            return _unsupported(err.get("input"))
-    for err in errors:
-        code = _OWN_CODES.get(err["type"])
-        if code is None and err["type"] == "bytes_invalid_encoding":
-            code = Code.PAYLOAD_BAD_BASE64
-        if code is not None:
-            where = ".".join(str(p) for p in err["loc"])
-            return RejectedInput(code, f"{where}: {err['msg']}" if where else err["msg"])
-    shown = []
-    for err in errors[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "(message)"
-        shown.append(f"{where}: {err['msg']}")
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return RejectedInput(Code.PAYLOAD_INVALID, "; ".join(shown) + more)
+    """One refusal from a validation error: the most specific code, each problem in words."""
+    found = [_words(err) for err in exc.errors(include_url=False, include_input=True)]
+    for code, text in found:
+        if code is not Code.PAYLOAD_INVALID:
+            return RejectedInput(code, text)
+    shown_ = [text for _, text in found[:5]]
+    more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+    return RejectedInput(Code.PAYLOAD_INVALID, "; ".join(shown_) + more)
 
 
-def _unsupported(schema: object) -> RejectedInput:
-    return RejectedInput(
-        Code.PAYLOAD_UNSUPPORTED_SCHEMA,
-        f"schema is {schema!r}; this worker speaks {REQUEST_SCHEMA!r}",
-    )
+def _type_name(value: object) -> str:
+    return _TYPE_NAMES.get(type(value), "null" if value is None else "a number")
+
+
+def read_json(payload: bytes) -> Any:
+    """Parse JSON once, strictly (no NaN, no trailing data); refusals carry a stable code."""
+    try:
+        return from_json(payload, allow_inf_nan=False)
+    except ValueError as exc:
+        text = str(exc)
+        if _TOO_DEEP in text:
+            raise RejectedInput(
+                Code.PAYLOAD_TOO_DEEP,
+                f"payload nests arrays or objects too deeply ({shown(text, 80)}); "
+                "a request nests three levels",
+            ) from None
+        raise RejectedInput(
+            Code.PAYLOAD_NOT_JSON, f"payload is not JSON: {shown(text, 120)}"
+        ) from None
+
+
+def _request_id_of(body: Any) -> UUID | None:
+    """The request_id of a parsed body, if it holds a readable one (for the rejection record)."""
+    value = body.get("request_id") if isinstance(body, dict) else None
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+def _check_schema(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise RejectedInput(
+            Code.PAYLOAD_INVALID,
+            f"payload must be a JSON object (an {REQUEST_SCHEMA} message), not {_type_name(body)}",
+        )
+    if "schema" not in body:
+        raise RejectedInput(
+            Code.PAYLOAD_UNSUPPORTED_SCHEMA,
+            f"schema: missing; set it to {REQUEST_SCHEMA!r}, the schema this worker speaks",
+        )
+    schema = body["schema"]
+    if schema != REQUEST_SCHEMA:
+        what = repr(shown(schema)) if isinstance(schema, str) else _type_name(schema)
+        raise RejectedInput(
+            Code.PAYLOAD_UNSUPPORTED_SCHEMA,
+            f"schema: {what} is not a schema this worker speaks; it speaks {REQUEST_SCHEMA!r}",
+        )
 
 
 def parse_request(
     payload: bytes, limits: LimitSettings | None = None, topic: str | None = None
 ) -> InspectionRequest:
-    """Validate a request payload strictly; raise RejectedInput with a stable code."""
+    """Validate a request payload strictly; raise RequestRefused with a stable code.
+
+    The payload is parsed once; the refusal carries the request_id when the payload held a
+    readable one, so the rejection record can name it.
+    """
     limits = limits or LimitSettings()
     if len(payload) > limits.max_payload_bytes:
-        raise RejectedInput(
+        raise RequestRefused(
             Code.PAYLOAD_TOO_LARGE,
             f"payload is {len(payload)} bytes, above the {limits.max_payload_bytes}-byte limit",
+            None,
         )
+    body: Any = None
     try:
-        request = InspectionRequest.model_validate_json(payload, context={"limits": limits})
-    except ValidationError as exc:
-        raise _rejection_from(exc) from None
-    if "schema_" not in request.model_fields_set:
-        # The field has a default for building messages in code; on the wire it is required.
-        raise _unsupported(None)
-    if topic is not None:
-        where = parse_station_topic(topic)
-        if where.station != request.station_key or where.kind is not TopicKind.REQUEST:
-            raise RejectedInput(
-                Code.PAYLOAD_TOPIC_MISMATCH,
-                f"request for {request.site}/{request.line}/{request.station} arrived on "
-                f"topic {topic!r}",
-            )
+        body = read_json(payload)
+        _check_schema(body)
+        try:
+            # Base64 media are decoded inside pydantic-core (val_json_bytes) here too.
+            request = InspectionRequest.model_validate(body, context={"limits": limits})
+        except ValidationError as exc:
+            raise _rejection_from(exc) from None
+        if topic is not None:
+            _check_topic(request, topic)
+    except RejectedInput as exc:
+        raise RequestRefused(exc.code, exc.reason, _request_id_of(body)) from None
     return request
 
 
-def peek_request_id(payload: bytes) -> UUID | None:
-    """Best-effort request_id of a payload that failed validation, for the rejection record."""
-    try:
-        head = json.loads(payload)
-        return UUID(str(head["request_id"])) if isinstance(head, dict) else None
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        return None
+def _check_topic(request: InspectionRequest, topic: str) -> None:
+    where = parse_station_topic(topic)
+    if where.station != request.station_key or where.kind is not TopicKind.REQUEST:
+        raise RejectedInput(
+            Code.PAYLOAD_TOPIC_MISMATCH,
+            f"request for {request.site}/{request.line}/{request.station} arrived on "
+            f"topic {shown(topic, 200)!r}",
+        )
 
 
 def parse_verdict(payload: bytes) -> VerdictMessage:
@@ -594,13 +687,15 @@ def parse_status(payload: bytes) -> WorkerStatus:
 
 def parse_adapter_announcement(payload: bytes, topic: str | None = None) -> AdapterAnnouncement:
     """Validate a control-topic payload; raise RejectedInput with a stable code."""
+    body = read_json(payload)
     try:
-        message = AdapterAnnouncement.model_validate_json(payload)
+        message = AdapterAnnouncement.model_validate(body)
     except ValidationError as exc:
         raise _rejection_from(exc) from None
     if topic is not None and topic != adapter_control_topic(message.site):
         raise RejectedInput(
             Code.PAYLOAD_TOPIC_MISMATCH,
-            f"adapter announcement for site {message.site!r} arrived on topic {topic!r}",
+            f"adapter announcement for site {message.site!r} arrived on topic "
+            f"{shown(topic, 200)!r}",
         )
     return message

@@ -180,6 +180,13 @@ class WorkerSettings(_Section):
         ge=0,
     )
     validation_threads: int = Field(2, title="Threads decoding media", ge=1, le=64)
+    settle_timeout_s: float = Field(
+        120.0,
+        title="A request not answered this long after receipt (a hung decoder or model) is "
+        "rejected with internal.timeout and acked; time while the store is unreachable does "
+        "not count",
+        gt=0,
+    )
     metrics_port: int = Field(9464, title="Prometheus port (0 turns metrics off)", ge=0, le=65535)
     metrics_host: str = Field("127.0.0.1", title="Prometheus bind address")
 

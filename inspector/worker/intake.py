@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from inspector.engine import Bucket, shape_bucket
-from inspector.errors import Code, RejectedInput
+from inspector.errors import InternalFailure, RejectedInput, RequestRefused
 from inspector.media import DecodedAudio, DecodedImage, decode_audio, decode_image
 from inspector.mqtt import Message
 from inspector.protocol import (
@@ -17,8 +17,8 @@ from inspector.protocol import (
     StationKey,
     parse_request,
     parse_station_topic,
-    peek_request_id,
 )
+from inspector.safetext import first_unsafe, visible
 from inspector.settings import LimitSettings
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,19 @@ class Refused:
     received: float
 
 
-def _station_of(topic: str) -> StationKey | None:
+def station_of(topic: str) -> StationKey | None:
+    """The station a message's topic names, if it is a station topic."""
     try:
         return parse_station_topic(topic).station
-    except RejectedInput:
+    except Exception:
         return None
+
+
+def _shown_safely(error: RejectedInput) -> RejectedInput:
+    """The refusal with any unsafe character of its reason spelled visibly (stations show it)."""
+    if first_unsafe(error.reason) is None:
+        return error
+    return RejectedInput(error.code, visible(error.reason))
 
 
 def validate(
@@ -74,26 +82,34 @@ def validate(
 ) -> Accepted | Refused:
     """Parse and decode one message; any failure becomes a Refused with a stable code.
 
-    `bucket_of` is the engine's `shape_bucket`: the engine knows how it tiles photos.
+    Never raises: a refusal of the input keeps its own code, and any other exception (a
+    fault in a decoder or in the engine's `bucket_of`) becomes `internal.error` naming the
+    exception type. The payload is parsed once. `bucket_of` is the engine's `shape_bucket`:
+    the engine knows how it tiles photos.
     """
     received = time.monotonic() if received is None else received
+    station = station_of(message.topic)
+    request_id: UUID | None = None
     try:
         request = parse_request(message.payload, limits, topic=message.topic)
+        request_id = request.request_id
         images = [decode_image(p.data, p.content_type, limits) for p in request.images]
         audio = (
             decode_audio(request.audio.data, request.audio.content_type, limits)
             if request.audio is not None
             else None
         )
+        bucket = bucket_of([(img.width, img.height) for img in images])
+    except RequestRefused as exc:
+        return Refused(message, _shown_safely(exc), exc.request_id, station, received)
     except RejectedInput as exc:
-        return Refused(
-            message, exc, peek_request_id(message.payload), _station_of(message.topic), received
-        )
+        return Refused(message, _shown_safely(exc), request_id, station, received)
     except Exception as exc:  # a payload must never take the worker down
-        log.exception("unexpected failure validating a message on %s", message.topic)
-        error = RejectedInput(Code.PAYLOAD_INVALID, f"payload could not be processed: {exc}")
-        return Refused(
-            message, error, peek_request_id(message.payload), _station_of(message.topic), received
+        log.error(
+            "internal error (%s) validating a message on %s",
+            type(exc).__name__,
+            visible(message.topic),
+            exc_info=not isinstance(exc, RecursionError),
         )
-    bucket = bucket_of([(img.width, img.height) for img in images])
+        return Refused(message, InternalFailure("validating", exc), request_id, station, received)
     return Accepted(message, request, images, audio, received, bucket)

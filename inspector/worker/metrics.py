@@ -50,6 +50,16 @@ class WorkerMetrics:
         self.store_errors = Counter(
             "inspector_store_errors_total", "Failed commits (retried)", registry=r
         )
+        self.settle_timeouts = Counter(
+            "inspector_settle_timeouts_total",
+            "Requests not answered within worker.settle_timeout_s, rejected by the watchdog",
+            registry=r,
+        )
+        self.late_results = Counter(
+            "inspector_late_results_total",
+            "Outcomes dropped because the watchdog had already rejected their request",
+            registry=r,
+        )
         self.healthy = Gauge(
             "inspector_worker_healthy",
             "1 while every group is committed or rejected; 0 after one could be neither",

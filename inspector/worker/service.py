@@ -20,7 +20,13 @@ from prometheus_client import start_http_server
 
 from inspector import __version__
 from inspector.engine.types import EngineRequest, EngineResult, InferenceEngine
-from inspector.errors import Code, DuplicateConflict, RejectedInput, StoreUnavailable
+from inspector.errors import (
+    Code,
+    DuplicateConflict,
+    InternalFailure,
+    RejectedInput,
+    StoreUnavailable,
+)
 from inspector.mqtt import ConnectionEvent, Message, MqttTransport
 from inspector.protocol import (
     RejectionMessage,
@@ -51,8 +57,9 @@ from inspector.store import (
 from inspector.worker.adapters import SiteAdapters
 from inspector.worker.batcher import Batcher
 from inspector.worker.heartbeat import Heartbeat
-from inspector.worker.intake import Accepted, Refused, validate
+from inspector.worker.intake import Accepted, Refused, station_of, validate
 from inspector.worker.metrics import WorkerMetrics
+from inspector.worker.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +87,10 @@ class Known:
 Outcome = Decided | Known | Refused
 
 
+def _message_of(outcome: Outcome) -> Message:
+    return outcome.message if isinstance(outcome, Refused) else outcome.item.message
+
+
 def status_message(
     worker_id: str,
     state: WorkerState,
@@ -89,6 +100,7 @@ def status_message(
     backlog: bool = False,
     heartbeat_s: float | None = None,
     site_adapters: Sequence[SiteAdapterState] = (),
+    settle_timeouts: int = 0,
 ) -> WorkerStatus:
     """The retained status of a worker."""
     return WorkerStatus(
@@ -102,6 +114,7 @@ def status_message(
         sites=list(sites),
         backlog=backlog,
         heartbeat_s=heartbeat_s,
+        settle_timeouts=settle_timeouts,
     )
 
 
@@ -136,6 +149,11 @@ class Worker:
         self.site_adapters = SiteAdapters(
             engine, store, settings, self.metrics, self._publish_status_if_online
         )
+        # Set when the watchdog rejects a request; cleared when a verdict is answered again.
+        self._stalled = False
+        # Refusals the watchdog claimed, for the commit loop (never blocks the watchdog).
+        self._late: queue.SimpleQueue[list[Outcome]] = queue.SimpleQueue()
+        self.watchdog = Watchdog(ws.settle_timeout_s, self._expired)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -169,6 +187,7 @@ class Worker:
             thread = threading.Thread(target=target, name=f"worker-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.watchdog.start()
         self.transport.start()
         self.heartbeat.start()
 
@@ -179,6 +198,7 @@ class Worker:
         log.info("worker %s draining", self.worker_id)
         self._stopping.set()
         self.heartbeat.stop()
+        self.watchdog.stop()
         self._publish_status("draining")
         deadline = time.monotonic() + timeout
         for thread in self._threads:
@@ -205,7 +225,7 @@ class Worker:
 
     def _announce(self) -> None:
         if self.transport.wait_subscribed(30) and not self._stopping.is_set():
-            self._publish_status("online")
+            self._publish_status(self._state())
 
     def wait_ready(self, timeout: float) -> bool:
         """Block until connected with the request subscription confirmed by the broker."""
@@ -214,11 +234,14 @@ class Worker:
     def _beat(self, backlog: bool) -> None:
         # Only once "online" was announced (subscription confirmed), and never while stopping.
         if self.transport.wait_subscribed(0) and not self._stopping.is_set():
-            self._publish_status("online")
+            self._publish_status(self._state())
+
+    def _state(self) -> WorkerState:
+        return "online" if self._healthy and not self._stalled else "unhealthy"
 
     def _publish_status_if_online(self) -> None:
         if self.transport.wait_subscribed(0) and not self._stopping.is_set():
-            self._publish_status("online" if self._healthy else "unhealthy")
+            self._publish_status(self._state())
 
     def _publish_status(self, state: WorkerState) -> Any:
         try:
@@ -230,6 +253,7 @@ class Worker:
                 backlog=state == "online" and self.heartbeat.backlog,
                 heartbeat_s=self.heartbeat.interval_s,
                 site_adapters=self.site_adapters.states(),
+                settle_timeouts=self.watchdog.expired_total,
             )
             return self.transport.publish(
                 status_topic(self.worker_id), msg.to_payload(), qos=1, retain=True
@@ -249,19 +273,44 @@ class Worker:
         if self._stopping.is_set():
             return  # not acked: redelivered after restart
         received = time.monotonic()
+        self.watchdog.track(message, received, station_of(message.topic))
         self.batcher.expect()
         self._pool.submit(self._validate, message, received)
 
     # --- validation threads ------------------------------------------------------------
 
     def _validate(self, message: Message, received: float) -> None:
-        outcome = validate(message, self.settings.limits, received, self.engine.shape_bucket)
+        outcome: Accepted | Refused
+        try:
+            outcome = validate(message, self.settings.limits, received, self.engine.shape_bucket)
+        except Exception as exc:  # validate() refuses everything itself; this is a last guard
+            log.exception("validation raised")
+            station = station_of(message.topic)
+            outcome = Refused(message, InternalFailure("validating", exc), None, station, received)
         if isinstance(outcome, Refused):
             self.batcher.settle(None, self._stopping)
-            self._outbox.put([outcome])
+            self._hand_on([outcome])
         else:
+            self.watchdog.identify(message, outcome.request.request_id)
             self.batcher.settle(outcome, self._stopping)
         self.metrics.queue_depth.set(self.batcher.depth())
+
+    def _hand_on(self, outcomes: list[Outcome]) -> None:
+        """Queue outcomes for the commit loop, dropping those the watchdog already rejected."""
+        claimed = [o for o in outcomes if self.watchdog.claim(_message_of(o))]
+        if len(claimed) < len(outcomes):
+            self.metrics.late_results.inc(len(outcomes) - len(claimed))
+        if claimed:
+            self._outbox.put(claimed)
+
+    def _expired(self, refused: list[Refused]) -> None:
+        """The watchdog's rejections: counted, announced, and queued for the commit loop."""
+        self.metrics.settle_timeouts.inc(len(refused))
+        self._stalled = True
+        outcomes: list[Outcome] = list(refused)
+        self._late.put(outcomes)
+        if not self._stopping.is_set():
+            self._publish_status(self._state())
 
     # --- engine thread -----------------------------------------------------------------
 
@@ -270,8 +319,10 @@ class Worker:
             while not self._stopping.is_set():
                 batch = self.batcher.next_batch(self._stopping)
                 self.metrics.queue_depth.set(self.batcher.depth())
-                if batch:
-                    self._outbox.put(self._process(batch))
+                live = [i for i in batch if not self.watchdog.abandon_if_expired(i.message)]
+                self.metrics.late_results.inc(len(batch) - len(live))
+                if live:
+                    self._hand_on(self._process_safely(live))
         except Exception:
             log.exception("engine loop failed")
         finally:
@@ -285,6 +336,13 @@ class Worker:
             # The commit path re-checks everything; the lookup only saves inference.
             log.warning("could not look up stored requests; the commit will reconcile")
             return {}
+
+    def _process_safely(self, batch: list[Accepted]) -> list[Outcome]:
+        try:
+            return self._process(batch)
+        except Exception as exc:  # the engine loop must outlive any batch
+            log.exception("processing a batch of %d failed; rejecting it", len(batch))
+            return [item.refuse(InternalFailure("judging", exc)) for item in batch]
 
     def _process(self, batch: list[Accepted]) -> list[Outcome]:
         known = self._known(batch)
@@ -324,7 +382,11 @@ class Worker:
                 outcomes.append(Decided(item, result))
             except Exception as exc:
                 log.exception("request %s failed alone; rejecting it", item.request_id)
-                err = RejectedInput(Code.ENGINE_FAILED, f"the model failed on this request: {exc}")
+                err = RejectedInput(
+                    Code.ENGINE_FAILED,
+                    f"the model failed on this request ({type(exc).__name__}); send it again, "
+                    "and tell the operators if it keeps failing",
+                )
                 outcomes.append(item.refuse(err))
         return outcomes
 
@@ -333,11 +395,14 @@ class Worker:
     def _commit_loop(self) -> None:
         while True:
             try:
-                group = self._outbox.get(timeout=0.2)
+                group = self._late.get_nowait()
             except queue.Empty:
-                if self._engine_done.is_set() and self._outbox.empty():
-                    return
-                continue
+                try:
+                    group = self._outbox.get(timeout=0.2)
+                except queue.Empty:
+                    if self._engine_done.is_set() and self._outbox.empty() and self._late.empty():
+                        return
+                    continue
             # Fold whatever else is waiting into the same transaction.
             while len(group) < 4 * self.settings.worker.max_batch:
                 try:
@@ -350,7 +415,7 @@ class Worker:
                 # Publishing or acking failed after the commit: the broker redelivers the
                 # unacked requests and the stored answers are re-published then.
                 log.exception("could not answer %d committed request(s)", len(group))
-                self._set_healthy(False)
+                self._set_health(False)
 
     def _commit_with_retry(self, group: list[Outcome]) -> None:
         """Commit, then publish and ack; a group is never left waiting silently.
@@ -369,6 +434,7 @@ class Worker:
                 group = [_as_conflict(o, exc) for o in group]
             except StoreUnavailable as exc:
                 self.metrics.store_errors.inc()
+                self.watchdog.hold()
                 if self._stopping.is_set() and self._engine_done.is_set() and delay >= 5:
                     log.error(
                         "store still unavailable while stopping; %d request(s) left "
@@ -420,28 +486,31 @@ class Worker:
             log.exception(
                 "could not store the rejections either; %d request(s) stay unacked", len(group)
             )
-            self._set_healthy(False)
+            self._set_health(False)
             return None
         return publishes
 
-    def _set_healthy(self, healthy: bool) -> None:
-        if self._healthy == healthy:
-            return
+    def _set_health(self, healthy: bool, stalled: bool | None = None) -> None:
+        """Record whether groups get committed (and verdicts answered); announce a change."""
+        before = self._state()
         self._healthy = healthy
         self.metrics.healthy.set(1 if healthy else 0)
-        if not self._stopping.is_set():
-            self._publish_status("online" if healthy else "unhealthy")
+        if stalled is not None:
+            self._stalled = stalled
+        if self._state() != before and not self._stopping.is_set():
+            self._publish_status(self._state())
 
     def _settle(self, publishes: list[tuple[str | None, bytes, Outcome]]) -> None:
         """Publish the committed answers and ack their requests."""
-        self._set_healthy(True)
+        answered = any(not isinstance(o, Refused) for _, _, o in publishes)
+        self._set_health(True, stalled=False if answered else None)
         now = time.monotonic()
         for topic, payload, outcome in publishes:
             if topic is not None:
                 self.transport.publish(topic, payload, qos=1)
-            self.transport.ack(
-                outcome.item.message if not isinstance(outcome, Refused) else outcome.message
-            )
+            message = _message_of(outcome)
+            self.transport.ack(message)
+            self.watchdog.settled(message)
             received = outcome.received if isinstance(outcome, Refused) else outcome.item.received
             self.metrics.end_to_end.observe(now - received)
 

@@ -1,0 +1,216 @@
+"""The intake: every message ends as Accepted or Refused, with a reason an operator can act on."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from inspector.errors import Code
+from inspector.mqtt import Message
+from inspector.protocol import request_topic
+from inspector.safetext import first_unsafe
+from inspector.settings import LimitSettings
+from inspector.worker.intake import Accepted, Refused, validate
+from tests.core.helpers import make_request
+
+TOPIC = request_topic("osaka", "l1", "s1")
+
+
+def _message(payload: bytes, topic: str = TOPIC) -> Message:
+    return Message(topic, payload, 1, False, 1, False)
+
+
+def _refused(payload: bytes, **kw: Any) -> Refused:
+    outcome = validate(_message(payload), LimitSettings(), **kw)
+    assert isinstance(outcome, Refused), "expected a refusal"
+    assert first_unsafe(outcome.error.reason) is None, outcome.error.reason
+    return outcome
+
+
+def _body(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(make_request().to_payload())
+    for key, value in changes.items():
+        if value is _DROP:
+            body.pop(key, None)
+        else:
+            body[key] = value
+    return body
+
+
+_DROP = object()
+
+
+def _payload(**changes: Any) -> bytes:
+    return json.dumps(_body(**changes)).encode()
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_deep_nesting_is_refused_as_too_deep_and_the_request_id_is_kept(depth: int) -> None:
+    top = _refused(b"[" * depth + b"]" * depth)
+    assert top.error.code is Code.PAYLOAD_TOO_DEEP
+    assert top.request_id is None and top.station is not None
+    rid = uuid.uuid4()
+    inner = f'{{"request_id": "{rid}", "note": '.encode() + b"[" * depth + b"]" * depth + b"}"
+    in_note = _refused(inner)
+    assert in_note.error.code is Code.PAYLOAD_TOO_DEEP
+    assert "too deeply" in in_note.error.reason
+
+
+def test_a_refused_request_keeps_its_request_id_for_the_rejection_record() -> None:
+    body = _body(site="Osaka")
+    refused = _refused(json.dumps(body).encode())
+    assert str(refused.request_id) == body["request_id"]
+    assert _refused(b'{"request_id": "not-a-uuid"}').request_id is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "reason"),
+    [
+        ({"operator": "o" * 65}, Code.PAYLOAD_INVALID, "operator: is longer than 64 characters"),
+        (
+            {"operator": "tana\x00ka"},
+            Code.PAYLOAD_UNSAFE_TEXT,
+            "operator: contains a control character (U+0000) at position 5",
+        ),
+        ({"part_id": "p" * 129}, Code.PAYLOAD_INVALID, "part_id: is longer than 128 characters"),
+        ({"part_id": ""}, Code.PAYLOAD_INVALID, "part_id: is empty"),
+        ({"part_id": _DROP}, Code.PAYLOAD_INVALID, "part_id: missing"),
+        (
+            {"part_id": "P-\u202eLIAF\u202c"},
+            Code.PAYLOAD_UNSAFE_TEXT,
+            "part_id: contains a bidirectional formatting character (U+202E) at position 3",
+        ),
+        (
+            {"part_id": "P-1\u2028"},
+            Code.PAYLOAD_UNSAFE_TEXT,
+            "part_id: contains a line or paragraph separator (U+2028) at position 4",
+        ),
+        (
+            {"part_id": "P\u009b31m"},
+            Code.PAYLOAD_UNSAFE_TEXT,
+            "part_id: contains a control character (U+009B) at position 2",
+        ),
+        (
+            {"part_id": "P\u0085"},
+            Code.PAYLOAD_UNSAFE_TEXT,
+            "part_id: contains a control character (U+0085) at position 2",
+        ),
+        (
+            {"note": "ok\u200bthen"},
+            Code.PAYLOAD_UNSAFE_TEXT,
+            "note: contains an invisible formatting character (U+200B) at position 3",
+        ),
+        (
+            {"note": "\u2066x"},
+            Code.PAYLOAD_UNSAFE_TEXT,
+            "note: contains a bidirectional formatting character (U+2066) at position 1",
+        ),
+        ({"note": "n" * 2001}, Code.PAYLOAD_INVALID, "note: is longer than 2000 characters"),
+        ({"site": "Osaka"}, Code.PAYLOAD_INVALID, "site: contains an uppercase letter 'O'"),
+        ({"station": "s" * 65}, Code.PAYLOAD_INVALID, "station: is longer than 64 characters"),
+        ({"line": "-l1"}, Code.PAYLOAD_INVALID, "line: starts with '-'"),
+        ({"adapter": 7}, Code.PAYLOAD_INVALID, "adapter: must be a string"),
+        ({"request_id": "r-1"}, Code.PAYLOAD_INVALID, "request_id: is not a UUID"),
+        (
+            {"captured_at": "2026-11-23T10:00:00"},
+            Code.PAYLOAD_INVALID,
+            "captured_at: has no timezone",
+        ),
+        ({"images": []}, Code.PAYLOAD_INVALID, "images: must not be empty"),
+        ({"color": "red"}, Code.PAYLOAD_INVALID, "color: is not a field of this message"),
+        ({"schema": _DROP}, Code.PAYLOAD_UNSUPPORTED_SCHEMA, "schema: missing"),
+        ({"schema": "inspector.request/v0"}, Code.PAYLOAD_UNSUPPORTED_SCHEMA, "schema: 'inspector"),
+    ],
+)
+def test_each_refusal_names_the_field_and_says_what_is_wrong(
+    changes: dict[str, Any], code: Code, reason: str
+) -> None:
+    refused = _refused(_payload(**changes))
+    assert refused.error.code is code
+    assert reason in refused.error.reason
+
+
+def _with_media(part: str, **changes: Any) -> bytes:
+    body = _body()
+    target = body["images"][0] if part == "image" else body["audio"]
+    target.update(changes)
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "reason"),
+    [
+        (
+            _with_media("image", content_type="text/plain"),
+            Code.IMAGE_UNSUPPORTED_TYPE,
+            "images[0].content_type: text/plain is not a supported type; send one of 'image/jpeg'",
+        ),
+        (
+            _with_media("audio", content_type="audio/mpeg"),
+            Code.AUDIO_UNSUPPORTED_TYPE,
+            "audio.content_type: audio/mpeg is not a supported type; send one of 'audio/wav'",
+        ),
+        (
+            _with_media("image", sha256="A" * 64),
+            Code.PAYLOAD_INVALID,
+            "images[0].sha256: is not a lowercase sha256 hex (it has uppercase letters)",
+        ),
+        (
+            _with_media("audio", sha256="abc"),
+            Code.PAYLOAD_INVALID,
+            "audio.sha256: is not a lowercase sha256 hex (3 characters)",
+        ),
+        (_with_media("image", data="***"), Code.PAYLOAD_BAD_BASE64, "images[0].data: is not valid"),
+    ],
+)
+def test_media_refusals_use_the_most_specific_code(payload: bytes, code: Code, reason: str) -> None:
+    refused = _refused(payload)
+    assert refused.error.code is code
+    assert reason in refused.error.reason
+
+
+def test_newlines_and_tabs_are_allowed_in_a_note_only() -> None:
+    ok = validate(_message(_payload(note="line 1\n\tline 2")), LimitSettings())
+    assert isinstance(ok, Accepted) and ok.request.note == "line 1\n\tline 2"
+    assert _refused(_payload(part_id="P\n1")).error.code is Code.PAYLOAD_UNSAFE_TEXT
+    assert _refused(_payload(operator="a\tb")).error.code is Code.PAYLOAD_UNSAFE_TEXT
+
+
+def test_part_ids_of_any_script_with_spaces_and_brackets_are_accepted() -> None:
+    for part_id in ("部品 0001", "[/]", "[link=https://x]y[/link]", "Ø-12 b"):
+        outcome = validate(_message(_payload(part_id=part_id)), LimitSettings())
+        assert isinstance(outcome, Accepted), part_id
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x00\x1b[31m not json \x9b",
+        json.dumps({"\x1b]8;;https://x\x07": 1, "schema": "inspector.request/v1"}).encode(),
+        json.dumps({"schema": "\u202eevil\x1b[2J"}).encode(),
+        _payload(part_id="\x1b[31mFAIL"),
+    ],
+)
+def test_reasons_never_echo_raw_control_or_bidi_characters(payload: bytes) -> None:
+    reason = _refused(payload).error.reason
+    assert not any(ch in reason for ch in "\x00\x1b\x07\x9b\u202e")
+
+
+def test_an_internal_fault_is_refused_as_internal_error_naming_only_its_type() -> None:
+    def broken_bucket(shapes: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+        raise ZeroDivisionError("secret path /etc/site.key \x1b[31m")
+
+    refused = _refused(make_request().to_payload(), bucket_of=broken_bucket)
+    assert refused.error.code is Code.INTERNAL_ERROR
+    assert "ZeroDivisionError" in refused.error.reason
+    assert "secret" not in refused.error.reason
+    assert refused.request_id is not None
+
+
+def test_a_payload_on_no_station_topic_is_refused_without_a_station() -> None:
+    refused = validate(_message(b"{}", topic="somewhere/else"), LimitSettings())
+    assert isinstance(refused, Refused) and refused.station is None
