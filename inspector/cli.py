@@ -58,6 +58,9 @@ COMMANDS: dict[str, Entry] = {
     ),
     "adapters": Entry("inspector.train.cli:adapters_app", "The site adapter registry."),
     "schema": Entry("inspector.cli:schema", "Print the JSON Schema of the wire messages."),
+    "codes": Entry(
+        "inspector.cli:codes", "List every error and rejection code: its meaning and a reason."
+    ),
     "bench": Entry("inspector.bench.cli:app", "Benchmarks."),
     "demo": Entry(
         "inspector.demo.cli:demo",
@@ -157,6 +160,22 @@ def schema(
     else:
         out = schemas
     sys.stdout.write(json.dumps(out, indent=2) + "\n")
+
+
+def codes() -> None:
+    """List every error and rejection code: its meaning and a reason."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from inspector.codes import CODES
+
+    table = Table(show_lines=True)
+    table.add_column("code", no_wrap=True)
+    table.add_column("meaning", overflow="fold")
+    table.add_column("example reason", overflow="fold")
+    for code, doc in CODES.items():
+        table.add_row(Text(code.value, style="bold"), Text(doc.meaning), Text(doc.example))
+    Console().print(table)
 
 
 def main() -> None:

@@ -1,0 +1,35 @@
+"""One table of codes: complete, printed by `inspector codes`, and copied in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from inspector.cli import app
+from inspector.codes import CODES, README_END, README_START, markdown_table
+from inspector.errors import Code
+from inspector.safetext import first_unsafe
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_code_has_a_meaning_and_an_example_reason() -> None:
+    assert set(CODES) == set(Code)
+    for doc in CODES.values():
+        assert doc.meaning.endswith(".") and doc.example
+        assert first_unsafe(doc.example) is None
+
+
+def test_the_readme_holds_the_same_table() -> None:
+    text = README.read_text(encoding="utf-8")
+    inside = text.split(README_START, 1)[1].split(README_END, 1)[0]
+    assert inside.strip() == markdown_table(), "regenerate the README table from inspector.codes"
+
+
+def test_inspector_codes_prints_every_code_with_its_reason() -> None:
+    result = CliRunner().invoke(app, ["codes"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    for code in CODES:
+        assert code.value in result.output
+    assert "images[0].content_type: text/plain is not a supported type" in result.output
