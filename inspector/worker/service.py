@@ -281,6 +281,7 @@ class Worker:
 
     def _validate(self, message: Message, received: float) -> None:
         outcome: Accepted | Refused
+        self.watchdog.started([message])
         try:
             outcome = validate(message, self.settings.limits, received, self.engine.shape_bucket)
         except Exception as exc:  # validate() refuses everything itself; this is a last guard
@@ -291,7 +292,7 @@ class Worker:
             self.batcher.settle(None, self._stopping)
             self._hand_on([outcome])
         else:
-            self.watchdog.identify(message, outcome.request.request_id)
+            self.watchdog.validated(message, outcome.request.request_id)
             self.batcher.settle(outcome, self._stopping)
         self.metrics.queue_depth.set(self.batcher.depth())
 
@@ -322,6 +323,7 @@ class Worker:
                 live = [i for i in batch if not self.watchdog.abandon_if_expired(i.message)]
                 self.metrics.late_results.inc(len(batch) - len(live))
                 if live:
+                    self.watchdog.started([item.message for item in live])
                     self._hand_on(self._process_safely(live))
         except Exception:
             log.exception("engine loop failed")

@@ -2,11 +2,16 @@
 
 The worker tracks each message from receipt until it is acked. Whoever answers a message
 first claims it: the pipeline when it has an outcome (a verdict, a refusal), or this
-watchdog when the message has waited longer than `worker.settle_timeout_s` without one (a
-decoder or the model hangs). A claim is taken once, so a message is never answered twice:
-a late verdict for a message the watchdog rejected is dropped, and a watchdog never touches
-a message the pipeline already holds an outcome for (the commit loop's own retries cover
-that part).
+watchdog when the message is stuck (a decoder or the model hangs). A claim is taken once,
+so a message is never answered twice: a late verdict for a message the watchdog rejected
+is dropped, and the watchdog never touches a message the pipeline already holds an outcome
+for (the commit loop's own retries cover that part).
+
+A message is stuck when, for longer than `worker.settle_timeout_s`, either
+- a stage (validation, or inference of its batch) has been working on it, or
+- it has waited for a stage that finished nothing meanwhile.
+A long but moving backlog is not stuck: each finished validation or batch restarts the
+bound for the messages waiting behind it.
 
 While the store is unreachable nothing can be answered, and the design holds requests
 unacked until it is back: the bound starts again from the store's last failure, so an
@@ -30,11 +35,17 @@ from inspector.worker.intake import Refused
 log = logging.getLogger(__name__)
 
 
+VALIDATION, INFERENCE = "validation", "inference"
+
+
 @dataclass(slots=True)
 class _Entry:
     message: Message
-    received: float
     station: StationKey | None
+    received: float
+    stage: str = VALIDATION
+    stage_since: float = 0.0  # when it began waiting for its stage
+    busy_since: float | None = None  # when its stage began working on it
     request_id: UUID | None = None
     claimed: bool = False  # the pipeline has an outcome and answers it
     expired: bool = False  # the watchdog rejected it
@@ -66,6 +77,8 @@ class Watchdog:
         # acked, and two deliveries of one request are two messages.
         self._entries: dict[int, _Entry] = {}
         self._held_since = float("-inf")
+        # When each stage last finished work on a message.
+        self._progress = {VALIDATION: float("-inf"), INFERENCE: float("-inf")}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,16 +96,28 @@ class Watchdog:
             self._thread.join(5.0)
 
     def track(self, message: Message, received: float, station: StationKey | None) -> None:
-        """A message arrived: it must be answered within the bound."""
+        """A message arrived: it waits for validation."""
         with self._lock:
-            self._entries[id(message)] = _Entry(message, received, station)
+            self._entries[id(message)] = _Entry(message, station, received, stage_since=received)
 
-    def identify(self, message: Message, request_id: UUID) -> None:
-        """The message's request_id, once it is known, so a timeout rejection names it."""
+    def started(self, messages: list[Message]) -> None:
+        """A stage (a validation thread, the engine) began working on these messages."""
+        now = self._clock()
         with self._lock:
+            for message in messages:
+                entry = self._entries.get(id(message))
+                if entry is not None and entry.message is message:
+                    entry.busy_since = now
+
+    def validated(self, message: Message, request_id: UUID) -> None:
+        """Validation accepted the message: it now waits for inference."""
+        now = self._clock()
+        with self._lock:
+            self._progress[VALIDATION] = now
             entry = self._entries.get(id(message))
-            if entry is not None:
+            if entry is not None and entry.message is message:
                 entry.request_id = request_id
+                entry.stage, entry.stage_since, entry.busy_since = INFERENCE, now, None
 
     def claim(self, message: Message) -> bool:
         """Take the right to answer `message`; False when the watchdog already rejected it."""
@@ -100,6 +125,7 @@ class Watchdog:
             entry = self._entries.get(id(message))
             if entry is None or entry.message is not message:
                 return True  # not tracked (e.g. the pipeline driven directly)
+            self._progress[entry.stage] = self._clock()
             if entry.expired:
                 self._returned(entry)
                 return False
@@ -147,8 +173,7 @@ class Watchdog:
         due: list[Refused] = []
         with self._lock:
             for entry in self._entries.values():
-                started = max(entry.received, self._held_since)
-                if not (entry.claimed or entry.expired) and now - started > self.timeout_s:
+                if not (entry.claimed or entry.expired) and self._stuck(entry, now):
                     entry.expired = True
                     due.append(
                         Refused(
@@ -168,6 +193,13 @@ class Watchdog:
             )
             self._expire(due)
         return due
+
+    def _stuck(self, entry: _Entry, now: float) -> bool:
+        if entry.busy_since is not None:
+            since = entry.busy_since
+        else:
+            since = max(entry.stage_since, self._progress[entry.stage])
+        return now - max(since, self._held_since) > self.timeout_s
 
     def _run(self) -> None:
         # A timer, not synchronisation: each sweep is cheap and the bound is coarse.

@@ -46,7 +46,7 @@ def test_the_first_to_claim_a_message_answers_it_and_the_other_is_refused() -> N
     dog.track(slow, 0.0, station)
     dog.track(quick, 0.0, station)
     rid = uuid.uuid4()
-    dog.identify(slow, rid)
+    dog.validated(slow, rid)
     assert dog.claim(quick)
     clock.now = 10.5
     (refused,) = dog.sweep()
@@ -71,6 +71,24 @@ def test_time_while_the_store_is_unreachable_does_not_count() -> None:
     assert dog.sweep() == []
     clock.now = 18.5
     assert [r.message for r in dog.sweep()] == [msg]
+
+
+def test_a_long_backlog_that_moves_is_not_stuck_but_a_stage_busy_too_long_is() -> None:
+    clock = _Clock()
+    dog = Watchdog(10.0, lambda _: None, clock)
+    first, queued, hung = _message(1), _message(2), _message(3)
+    for msg in (first, queued, hung):
+        dog.track(msg, 0.0, None)
+        dog.validated(msg, uuid.uuid4())
+    clock.now = 9.0
+    dog.started([first])
+    clock.now = 9.5
+    assert dog.claim(first)  # a batch finished: the engine moves
+    dog.started([hung])  # the next batch starts, and never returns
+    clock.now = 19.0
+    assert dog.sweep() == [], "waiting behind a moving engine is not stuck"
+    clock.now = 19.6
+    assert [r.message for r in dog.sweep()] == [queued, hung]
 
 
 class _Hanging:
