@@ -25,10 +25,24 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def demo(
     ctx: typer.Context,
-    count: Annotated[int, typer.Option(min=1, max=200, help="Photos to generate.")] = 3,
+    count: Annotated[
+        int | None,
+        typer.Option(min=1, max=200, help="Photos to generate (default 3; 36 with --loop)."),
+    ] = None,
     keep_running: Annotated[
         bool, typer.Option(help="Keep the line running after the verdicts (Ctrl-C stops).")
     ] = False,
+    loop: Annotated[
+        bool,
+        typer.Option(
+            "--loop",
+            help="Then review those parts, train a site adapter on the CPU, promote it, let "
+            "the worker hot-swap it and judge a fresh batch with it (a few minutes).",
+        ),
+    ] = False,
+    fresh: Annotated[
+        int, typer.Option(min=1, max=200, help="Parts of the --loop's fresh batch.")
+    ] = 6,
     model: Annotated[
         Path | None,
         typer.Option(
@@ -64,8 +78,15 @@ def demo(
         level=logging.INFO if verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    first = count if count is not None else (36 if loop else 3)
+    if loop and first < 12:
+        raise typer.BadParameter(
+            "--loop trains on the first batch: give it at least 12 parts", param_hint="--count"
+        )
     options = DemoOptions(
-        count=count,
+        count=first,
+        loop=loop,
+        fresh=fresh,
         site=site,
         workdir=workdir,
         model=model,

@@ -39,8 +39,8 @@ from inspector.store import upgrade
 from .broker import DemoBroker, choose_broker
 from .model import ensure_model
 from .notes import spoken_note
-from .review import ReviewProcess, demo_reviewer, review_port
-from .samples import draw_part, kind_for, voice_note_wav, write_photo
+from .review import DEMO_REVIEWER, ReviewProcess, demo_reviewer, review_port
+from .samples import PartKind, draw_part, kind_for, voice_note_wav, write_photo
 from .worker_process import WorkerProcess
 
 _FINAL = frozenset({"PASS", "FAIL", "REVIEW", "REJECTED"})
@@ -58,6 +58,8 @@ class DemoOptions:
     model: Path | None = None
     config: Path | None = None
     keep_running: bool = False
+    loop: bool = False  # review the batch, train, promote, hot-swap, send a fresh batch
+    fresh: int = 6  # parts of the loop's fresh batch
     start_timeout_s: float = 300.0
     verdict_timeout_s: float = 180.0
     stop_timeout_s: float = 60.0
@@ -79,6 +81,7 @@ class OutcomeTally:
     def __init__(self, parts: Iterable[str]) -> None:
         self.awaited = set(parts)
         self.outcomes: dict[str, str] = {}
+        self.request_ids: dict[str, str] = {}
         self._cond = threading.Condition()
 
     def __call__(self, outcome: Outcome) -> None:
@@ -87,6 +90,7 @@ class OutcomeTally:
             return
         with self._cond:
             self.outcomes.setdefault(outcome.part_id, outcome.kind)
+            self.request_ids.setdefault(outcome.part_id, outcome.request_id)
             self._cond.notify_all()
 
     def wait(self, timeout_s: float) -> bool:
@@ -187,6 +191,10 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
 
 def _run_line(settings: Settings, options: DemoOptions, console: Console) -> None:
     model = ensure_model(options.model or settings.model.path, console)
+    # The loop trains on the model the worker serves.
+    settings = settings.model_copy(
+        update={"model": settings.model.model_copy(update={"path": model})}
+    )
     revision = upgrade(settings.store.url)
     console.print(f"database at revision {revision}")
     inbox = options.workdir / "inbox"
@@ -258,29 +266,14 @@ def _run_station(
     console: Console,
 ) -> None:
     agent = EdgeAgent(edge_settings(settings, options, inbox, note), console)
-    parts = part_ids(options.count)
-    tally = OutcomeTally(parts)
-    agent.board.add_listener(tally)
     try:
         agent.start()
         console.print(
             f"[bold]edge agent[/] {options.site}/{options.line}/{options.station} watching {inbox}"
         )
-        feed_parts(agent, options.workdir / "parts", parts, console)
-        if not tally.wait(options.verdict_timeout_s):
-            missing = sorted(tally.awaited - tally.outcomes.keys())
-            raise DemoFailed(
-                f"no verdict within {options.verdict_timeout_s:g} s for {', '.join(missing)}; "
-                f"the worker log ({worker.log_path}) ends with:\n{worker.log_tail()}"
-            )
-        console.print(f"[bold]{len(parts)} verdict(s):[/] {tally.summary()}")
-        refused = sorted(p for p, kind in tally.outcomes.items() if kind == "REJECTED")
-        if refused:
-            # Drawn photos and the generated note are always valid: a refusal is a fault.
-            raise DemoFailed(
-                f"the worker rejected {', '.join(refused)} (reasons above; "
-                f"worker log {worker.log_path})"
-            )
+        first = judge_batch(agent, options, worker, options.count, console)
+        if options.loop:
+            run_loop(settings, options, agent, worker, first, console)
         if options.keep_running:
             console.print(
                 f"the line keeps running: drop photos into [bold]{inbox}[/] for more "
@@ -293,6 +286,63 @@ def _run_station(
     finally:
         agent.stop()
         console.print("edge agent stopped")
+
+
+def judge_batch(
+    agent: EdgeAgent, options: DemoOptions, worker: WorkerProcess, count: int, console: Console
+) -> dict[str, tuple[str, PartKind]]:
+    """Feed `count` drawn parts and wait for each one's verdict: part id → (request id, kind)."""
+    parts = part_ids(count)
+    tally = OutcomeTally(parts)
+    agent.board.add_listener(tally)
+    feed_parts(agent, options.workdir / "parts", parts, console)
+    if not tally.wait(options.verdict_timeout_s):
+        missing = sorted(tally.awaited - tally.outcomes.keys())
+        raise DemoFailed(
+            f"no verdict within {options.verdict_timeout_s:g} s for {', '.join(missing)}; "
+            f"the worker log ({worker.log_path}) ends with:\n{worker.log_tail()}"
+        )
+    console.print(f"[bold]{len(parts)} verdict(s):[/] {tally.summary()}")
+    refused = sorted(p for p, kind in tally.outcomes.items() if kind == "REJECTED")
+    if refused:
+        # Drawn photos and the generated note are always valid: a refusal is a fault.
+        raise DemoFailed(
+            f"the worker rejected {', '.join(refused)} (reasons above; "
+            f"worker log {worker.log_path})"
+        )
+    return {p: (tally.request_ids[p], kind_for(i)) for i, p in enumerate(parts)}
+
+
+def run_loop(
+    settings: Settings,
+    options: DemoOptions,
+    agent: EdgeAgent,
+    worker: WorkerProcess,
+    first: dict[str, tuple[str, PartKind]],
+    console: Console,
+) -> None:
+    """Review the first batch, train and promote a site adapter, then judge a fresh batch."""
+    from inspector.store import Store
+    from inspector.train.registry import announcement, publish_announcement
+
+    from .loop import fresh_verdicts, record_reviews, show_fresh, train_and_promote, wait_serving
+
+    store = Store.from_settings(settings.store)
+    try:
+        reviewed = record_reviews(store, first)
+        console.print(
+            f"recorded {reviewed} review(s) as [bold]{DEMO_REVIEWER}[/]: each drawn defect "
+            "fails its part, as a reviewer judging the photo would"
+        )
+        promoted = train_and_promote(store, settings, options.site, len(first), console)
+        publish_announcement(settings.broker, announcement(options.site, promoted.record))
+        console.print(f"announced {promoted.ref} on the control topic; waiting for the worker")
+        wait_serving(worker, options.site, promoted, options.start_timeout_s)
+        console.print(f"worker serves {promoted.ref}; sending a fresh batch")
+        fresh = judge_batch(agent, options, worker, options.fresh, console)
+        show_fresh(fresh_verdicts(store, fresh), fresh, console)
+    finally:
+        store.close()
 
 
 def show_verdicts(options: DemoOptions, since: datetime, console: Console) -> None:

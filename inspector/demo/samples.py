@@ -56,18 +56,18 @@ def draw_part(kind: PartKind, seed: int) -> Image:
         x1, y1 = x0 + 150 + int(rng.integers(0, 31)), y0 + 40 + int(rng.integers(0, 21))
         groove = np.zeros((HEIGHT, WIDTH), np.float32)
         glint = np.zeros((HEIGHT, WIDTH), np.float32)
-        cv2.line(groove, (x0, y0), (x1, y1), 1.0, 2, cv2.LINE_AA)
-        cv2.line(glint, (x0 + 1, y0 - 2), (x1 + 1, y1 - 2), 1.0, 1, cv2.LINE_AA)
-        delta = (glint - groove) * 100 * on_metal
+        cv2.line(groove, (x0, y0), (x1, y1), 1.0, 6, cv2.LINE_AA)
+        cv2.line(glint, (x0 + 2, y0 - 5), (x1 + 2, y1 - 5), 1.0, 2, cv2.LINE_AA)
+        delta = (glint * 60 - groove * 140) * on_metal
         out = np.clip(out.astype(np.float32) + delta[:, :, None], 0, 255).astype(np.uint8)
     elif kind == "dent":
         cx, cy = 350 + dx + int(rng.integers(-8, 9)), 182 + dy + int(rng.integers(-4, 5))
         hollow = np.zeros((HEIGHT, WIDTH), np.float32)
-        cv2.ellipse(hollow, (cx, cy), (22, 14), 20, 0, 360, 1.0, -1, cv2.LINE_AA)
-        shade = cv2.GaussianBlur(hollow, (0, 0), 5)
+        cv2.ellipse(hollow, (cx, cy), (34, 22), 20, 0, 360, 1.0, -1, cv2.LINE_AA)
+        shade = cv2.GaussianBlur(hollow, (0, 0), 6)
         # A dent reads as a dark hollow with a highlight on the lit side.
-        lit = np.roll(shade, (-5, -5), axis=(0, 1))
-        delta = ((lit - shade) * 90 - shade * 35) * on_metal
+        lit = np.roll(shade, (-6, -6), axis=(0, 1))
+        delta = ((lit - shade) * 120 - shade * 90) * on_metal
         out = np.clip(out.astype(np.float32) + delta[:, :, None], 0, 255).astype(np.uint8)
     return out
 

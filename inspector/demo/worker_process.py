@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -72,8 +72,22 @@ class WorkerProcess:
 
     def wait_online(self, timeout_s: float) -> WorkerStatus:
         """Block until this run of the worker reports `online`; fail if it exits or stalls."""
+        return self.wait_status(lambda s: s.state == "online", "come online", timeout_s)
+
+    def wait_status(
+        self, wanted: Callable[[WorkerStatus], bool], what: str, timeout_s: float
+    ) -> WorkerStatus:
+        """Block until this run of the worker publishes a status that is `wanted`.
+
+        `what` completes "the worker did not … within N s" when it does not.
+        """
         if self._proc is None or self._started_at is None:
             raise DemoFailed("the demo worker was not started")
+        if self._proc.poll() is not None:
+            raise DemoFailed(
+                f"the worker exited with code {self._proc.returncode}; its log "
+                f"({self.log_path}) ends with:\n{self.log_tail()}"
+            )
         # Session expiry 0: this watcher leaves nothing behind on the broker.
         watch_settings = self._broker.model_copy(update={"session_expiry_s": 0})
         watcher = MqttTransport(
@@ -89,18 +103,18 @@ class WorkerProcess:
                     event = self._events.get(timeout=max(0.0, remaining))
                 except queue.Empty:
                     raise DemoFailed(
-                        f"the worker did not come online within {timeout_s:g} s; its log "
+                        f"the worker did not {what} within {timeout_s:g} s; its log "
                         f"({self.log_path}) ends with:\n{self.log_tail()}"
                     ) from None
                 if event == _EXITED:
                     raise DemoFailed(
-                        f"the worker exited with code {self._proc.returncode} while starting; "
-                        f"its log ({self.log_path}) ends with:\n{self.log_tail()}"
+                        f"the worker exited with code {self._proc.returncode} before it could "
+                        f"{what}; its log ({self.log_path}) ends with:\n{self.log_tail()}"
                     )
                 if (
                     isinstance(event, WorkerStatus)
-                    and event.state == "online"
                     and event.updated_at >= self._started_at
+                    and wanted(event)
                 ):
                     return event
         finally:

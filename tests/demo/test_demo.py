@@ -31,14 +31,17 @@ from inspector.demo.samples import (
 )
 from inspector.media import decode_audio
 from inspector.mqtt import MqttTransport
-from inspector.protocol import status_topic
+from inspector.protocol import adapter_control_topic, status_topic
 from inspector.settings import BrokerSettings, LimitSettings
 from inspector.store import Store
+from inspector.store.adapters import active_adapter
 from inspector.store.models import Inspection, Verdict
 from tests.fixtures.services import free_port
 from tests.worker.conftest import forget_session
 
 DEMO_TIMEOUT_S = 90
+# The loop also reviews, trains on the CPU and hot-swaps: a few minutes on two cores.
+LOOP_TIMEOUT_S = 600
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -105,6 +108,14 @@ def _forget_demo(broker: tuple[str, int], site: str) -> None:
         if transport.wait_connected(10):
             # An empty retained message deletes the retained one.
             transport.publish_and_wait(status_topic(f"{site}-worker"), b"", timeout=10, retain=True)
+
+
+def _forget_announcement(broker: tuple[str, int], site: str) -> None:
+    """Delete the retained adapter announcement a loop run left for its site."""
+    settings = BrokerSettings(host=broker[0], port=broker[1], session_expiry_s=0)
+    with MqttTransport(settings, f"cleanup-control-{site}", clean_start=True) as transport:
+        if transport.wait_connected(10):
+            transport.publish_and_wait(adapter_control_topic(site), b"", timeout=10, retain=True)
 
 
 def _stored(db: Path) -> list[tuple[str, str, str, str]]:
@@ -185,6 +196,53 @@ def test_demo_runs_the_line_and_lists_three_verdicts(
     assert len(list((tmp_path / "var" / "demo" / "parts").glob("*.jpg"))) == 3
     assert "with voice notes (" in live
     assert "received SIGTERM" in (tmp_path / "var" / "demo" / "worker.log").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(LOOP_TIMEOUT_S + 60)
+def test_demo_loop_promotes_a_trained_adapter_that_judges_the_fresh_batch(
+    tmp_path: Path, tiny_model_dir: Path, broker: tuple[str, int], unique: str
+) -> None:
+    try:
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "inspector", "demo", "--loop", "--count", "18"),
+                *("--fresh", "3", "--site", unique, "--start-timeout", "120", "--timeout", "120"),
+            ],
+            cwd=tmp_path,
+            env=_env(INSPECTOR_MODEL__PATH=str(tiny_model_dir)),
+            capture_output=True,
+            text=True,
+            timeout=LOOP_TIMEOUT_S,
+        )
+    finally:
+        _forget_demo(broker, unique)
+        _forget_announcement(broker, unique)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    flat = " ".join(out.split())
+    assert "recorded 18 review(s)" in flat and "before (base)" in flat, out
+    db = tmp_path / "var" / "inspector.db"
+    store = Store(f"sqlite:///{db}", db.parent / "blobs")
+    try:
+        with store.db.read() as s:
+            active = active_adapter(s, unique)
+            rows = s.execute(
+                sa.select(Inspection.captured_at, Verdict.adapter, Verdict.adapter_version)
+                .join(Verdict, Verdict.inspection_id == Inspection.id)
+                .where(Inspection.site == unique)
+                .order_by(Inspection.captured_at)
+            ).all()
+    finally:
+        store.close()
+    assert active is not None and f"{active.ref} promoted" in flat
+    assert len(rows) == 21
+    # The first batch ran on the base; the fresh one on the promoted adapter, version named.
+    assert all(version is None for _, _, version in rows[:18])
+    assert [(name, version) for _, name, version in rows[18:]] == [
+        (active.name, active.version)
+    ] * 3
+    assert f"{active.name}@{active.version}" in flat.split("fresh batch", 1)[1]
 
 
 @pytest.mark.slow
