@@ -159,6 +159,17 @@ def build_random_engine(cfg: EngineBenchConfig, sites: Mapping[str, SiteProfile]
     return build_bench_engine(cfg, processor, config, sites)
 
 
+def report_head(benchmark: str, device: str, cfg: Any) -> dict[str, Any]:
+    """What every GPU benchmark's JSON starts with: what ran, where, on which versions."""
+    return {
+        "benchmark": benchmark,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "config": asdict(cfg),
+    }
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -474,11 +485,4 @@ def run_engine_bench(
             run["engine_unmerged"] = before
             run["merged_speedup"] = engine["inspections_per_s"] / before["inspections_per_s"]
         runs.append(run)
-    return {
-        "benchmark": "engine",
-        "device": torch.cuda.get_device_name() if cfg.device == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "config": asdict(cfg),
-        "runs": runs,
-    }
+    return {**report_head("engine", cfg.device, cfg), "runs": runs}

@@ -11,12 +11,11 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import transformers
 
 from inspector.bench.engine import (
     BENCH_SITE,
@@ -27,6 +26,7 @@ from inspector.bench.engine import (
     _requests,
     _reset_peak,
     _sync,
+    report_head,
 )
 from inspector.engine.checkpoint import resolve_runtime
 from inspector.engine.tiny import build_processor, build_tokenizer, full_size_config, tiny_config
@@ -93,11 +93,7 @@ def run_train_bench(cfg: TrainBenchConfig) -> dict[str, Any]:
     swap = _save_and_attach(lora, cfg.device)
     trainable = sum(p.numel() for p in lora.params)
     return {
-        "benchmark": "train",
-        "device": torch.cuda.get_device_name() if cfg.device == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "config": asdict(cfg),
+        **report_head("train", cfg.device, cfg),
         "dtype": str(runtime.dtype).removeprefix("torch."),
         "trainable_parameters": trainable,
         "runs": runs,
