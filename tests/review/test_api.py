@@ -385,7 +385,8 @@ def test_untrusted_text_renders_as_text_in_pages(client: TestClient, store: Stor
 def test_a_bidi_override_in_a_part_id_shows_as_its_escape_not_as_another_word(
     client: TestClient, store: Store
 ) -> None:
-    (rid,) = seed(store, ["REVIEW"], part_id="P-\u202eLIAF\u202c", note="ok\u200b then\nnext")
+    unsafe = {"part_id": "P-\u202eLIAF\u202c", "note": "ok\u200b then\nnext"}
+    (rid,) = seed(store, ["REVIEW"], unchecked=unsafe)
     add_user(store, "ana")
     login(client, "ana")
     for page in (client.get("/queue").text, client.get(f"/inspections/{rid}").text):

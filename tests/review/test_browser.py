@@ -166,7 +166,8 @@ def test_script_rationale_and_formula_part_id_stay_inert(
     exported = page.request.get(f"{base}/api/v1/export?format=csv&tab=all&reviewed=any").text()
     (row,) = list(csv.DictReader(io.StringIO(exported)))
     assert row["part_id"] == "'" + part
-    (bidi,) = seed(store, ["REVIEW"], part_id="P-\u202eLIAF\u202c", start=T0 + timedelta(hours=1))
+    later = T0 + timedelta(hours=1)
+    (bidi,) = seed(store, ["REVIEW"], start=later, unchecked={"part_id": "P-\u202eLIAF\u202c"})
     page.goto(f"{base}/inspections/{bidi}")
     # Shown raw, the override would make the part id read "P-FAIL".
     assert page.locator("#part-id").inner_text() == "P-\\u202eLIAF\\u202c"
