@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session, noload
 
 from inspector.errors import InvalidReview, NotFound, ReviewConflict
 from inspector.protocol import utcnow
-from inspector.store import tallies
 from inspector.store.inspections import find_inspection
 from inspector.store.models import (
     Inspection,
@@ -31,6 +30,7 @@ from inspector.store.models import (
     Verdict,
     utc,
 )
+from inspector.store.tallies import day_of, review_recorded, verdict_totals
 from inspector.store.verdicts import VerdictFilter, latest_verdict
 
 TABS = ("review", "fail", "audit", "all")
@@ -228,7 +228,7 @@ def unreviewed_counts(session: Session, flt: QueueFilter, user_id: int) -> dict[
     """Per tab, how many inspections in the filter's scope this user has not reviewed."""
     scope = flt.scope()
     review_fail = ("REVIEW", "FAIL")
-    kept = tallies.verdict_totals(session, scope, review_fail)
+    kept = verdict_totals(session, scope, review_fail)
     if kept is not None:
         # The kept totals less what this user marked: the cost grows with the user's marks,
         # not with the inspections.
@@ -261,7 +261,7 @@ def calendar(
 ) -> list[tuple[str, int]]:
     """Days (YYYY-MM-DD, UTC) between start and end with unreviewed items, and how many."""
     scoped = QueueFilter(**{**_fields(flt), "since": start, "until": end, "reviewed": False})
-    day = tallies.day_of(session, Inspection.captured_at)
+    day = day_of(session, Inspection.captured_at)
     stmt = (
         _scoped(sa.select(day, sa.func.count()), scoped)
         .where(*_conditions(scoped, user_id))
@@ -714,5 +714,5 @@ def record_review(session: Session, review: ReviewInput) -> tuple[Review, bool]:
     )
     session.add(row)
     session.flush()
-    tallies.review_recorded(session, inspection.id, row.id)
+    review_recorded(session, inspection.id, row.id)
     return row, True

@@ -16,9 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from inspector.store import tallies
 from inspector.store.blobs import BlobStore
 from inspector.store.models import Inspection, InspectionMedia, Media, Review, Verdict
+from inspector.store.tallies import rebuild as rebuild_tallies
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +115,7 @@ def seed_synthetic(
         if reviews:
             session.execute(sa.insert(Review), reviews)
         done += size
-    tallies.rebuild(session)
+    rebuild_tallies(session)
     return done
 
 

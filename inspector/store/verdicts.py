@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from inspector.errors import InvalidInput, NotFound
 from inspector.protocol import PART_FIELDS, VERDICT_FIELDS, VerdictMessage
-from inspector.store import tallies
 from inspector.store.models import Inspection, Verdict, utc
+from inspector.store.tallies import verdicts_recorded
 
 # The part, when it was captured, then the verdict's own fields in their defined order.
 EXPORT_COLUMNS: tuple[str, ...] = (*PART_FIELDS, "captured_at", *VERDICT_FIELDS)
@@ -125,7 +125,7 @@ def record_verdicts(session: Session, messages: Sequence[VerdictMessage]) -> lis
         ).all()
         for slot, key, created in waiting:
             out[slot] = (new_ids[pending[key]], created)
-        tallies.verdicts_recorded(session, [(key[0], new_ids[i]) for key, i in pending.items()])
+        verdicts_recorded(session, [(key[0], new_ids[i]) for key, i in pending.items()])
     return out
 
 
