@@ -14,12 +14,12 @@ import sqlalchemy as sa
 from inspector.engine.types import EngineRequest, EngineResult, InferenceEngine
 from inspector.errors import Code
 from inspector.mqtt import Message
-from inspector.protocol import StationKey, WorkerStatus, status_topic
+from inspector.protocol import ImagePart, StationKey, WorkerStatus, sha256_hex, status_topic
 from inspector.store.models import Inspection, Rejection, Verdict
 from inspector.worker import Worker
 from inspector.worker.intake import Refused
 from inspector.worker.watchdog import Watchdog
-from tests.core.helpers import make_request
+from tests.core.helpers import jpeg, make_request
 from tests.fixtures.edge import wait_until
 from tests.worker.conftest import Observer, make_settings
 
@@ -160,3 +160,49 @@ def test_a_request_stuck_in_the_engine_is_rejected_acked_and_counted_then_its_la
         1,
     )
     assert observer.verdicts.empty()
+
+
+class _HangingBuckets:
+    """The real engine, except that bucketing a 40-pixel-wide photo blocks until released."""
+
+    def __init__(self, inner: InferenceEngine) -> None:
+        self.inner = inner
+        self.model_name = inner.model_name
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def shape_bucket(self, sizes: Sequence[tuple[int, int]]) -> Any:
+        if any(width == 40 for width, _ in sizes):
+            self.entered.set()
+            self.release.wait(TIMEOUT)
+        return self.inner.shape_bucket(sizes)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_request_stuck_in_validation_is_rejected_and_its_late_result_dropped(
+    sqlite_url: str,
+    tmp_path: Path,
+    broker: tuple[str, int],
+    unique: str,
+    observer: Observer,
+    start_worker: Callable[..., Worker],
+    tiny_engine: InferenceEngine,
+) -> None:
+    engine = _HangingBuckets(tiny_engine)
+    settings = make_settings(unique, sqlite_url, tmp_path, broker, settle_timeout_s=0.5)
+    worker = start_worker(settings, engine)
+    stuck = make_request(site=unique, images=[ImagePart.from_bytes("image/jpeg", jpeg(40, 32))])
+    observer.publish(stuck)
+    assert engine.entered.wait(TIMEOUT), "validation never reached the engine's bucketing"
+    rejected = observer.rejections.get(timeout=TIMEOUT)
+    assert rejected.code == Code.INTERNAL_TIMEOUT.value
+    assert rejected.payload_sha256 == sha256_hex(stuck.to_payload())
+
+    engine.release.set()
+    late = worker.metrics.late_results
+    assert wait_until(lambda: late._value.get() == 1, TIMEOUT), "the late result was not dropped"
+    worker.stop(timeout=30)
+    rows = (_rows(worker, Inspection), _rows(worker, Verdict), _rows(worker, Rejection))
+    assert rows == (0, 0, 1)
