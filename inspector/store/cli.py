@@ -126,7 +126,7 @@ def verdicts_list(
                 terminal(insp.part_id),
                 f"[{_COLOURS.get(row.verdict, '')}]{row.verdict}[/]",
                 f"{row.confidence:.2f}",
-                terminal(row.adapter),
+                terminal(row.adapter + (f"@{row.adapter_version}" if row.adapter_version else "")),
                 str(insp.request_id),
             )
     console.print(table)
