@@ -11,20 +11,26 @@ is replayed from one CUDA graph on a GPU. The other path, one eager forward per 
 the growing `DynamicCache` with peft's per-row `adapter_names`, stays for comparison.
 
 Rows routed to the vision LoRA run with no LoRA: it is merged into the served base.
+
+The static step's attention (sdpa) runs each key/value head once for the query heads that
+share it (`_decode_attention`): repeating the heads would copy the whole cache every step.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from peft import PeftModel
-from transformers import DynamicCache, StaticCache
+from transformers import AttentionInterface, AttentionMaskInterface, DynamicCache, StaticCache
 from transformers.cache_utils import DynamicLayer, StaticLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
 from inspector.engine.inputs import positions
 from inspector.engine.lora import NO_ADAPTER
@@ -41,6 +47,86 @@ CACHE_STEP = 256
 
 # One decode step: this step's token and position per row → each row's greedy next token.
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# The attention the static step runs in place of sdpa (registered with transformers).
+DECODE_ATTENTION = "inspector_decode"
+
+
+def _decode_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """sdpa for one query token per row, each key/value head read once by its query heads.
+
+    Query heads [B, H, 1, D] become [B, H/G, G, D] over the cache's H/G heads, and the mask
+    [B, 1, 1, L] covers every head alike, so no head of the cache is repeated. (Some
+    transformers versions repeat them: a copy of the whole static cache in every step.)
+    Anything else is transformers' sdpa.
+    """
+    batch, heads, length, dim = query.shape
+    kv_heads = key.shape[1]
+    packable = (
+        length == 1
+        and heads != kv_heads
+        and heads % kv_heads == 0
+        and (attention_mask is None or attention_mask.shape[1] == 1)
+        and not kwargs.get("position_bias")
+    )
+    if not packable:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs
+        )
+    mask = attention_mask[..., : key.shape[-2]] if attention_mask is not None else None
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query.reshape(batch, kv_heads, heads // kv_heads, dim),
+        key,
+        value,
+        attn_mask=mask,
+        dropout_p=dropout,
+        scale=scaling,
+    )
+    return out.reshape(batch, heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(DECODE_ATTENTION, _decode_attention)
+AttentionMaskInterface.register(DECODE_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+
+
+@contextmanager
+def _decode_attention_on(config: Any) -> Iterator[None]:
+    """The language model's sdpa runs `_decode_attention` inside (towers keep theirs)."""
+    before = config._attn_implementation
+    if before != "sdpa":
+        yield
+        return
+    # A dict names the model's own config alone, not the vision and audio sub-configs.
+    config._attn_implementation = {"": DECODE_ATTENTION}
+    try:
+        yield
+    finally:
+        config._attn_implementation = {"": before}
+
+
+@dataclass
+class DecodeStats:
+    """What the static decodes did since the pool was made: cheap counters, for benchmarks."""
+
+    builds: int = 0  # static caches allocated (one per new adapter and bucket)
+    captures: int = 0  # CUDA graphs captured
+    capture_failures: int = 0  # captures that failed (those steps run eagerly)
+    replays: int = 0  # steps replayed from a graph
+    eager_steps: int = 0  # steps run as a Python forward
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters by name."""
+        return asdict(self)
 
 
 @dataclass
@@ -308,6 +394,7 @@ class DecodeGraphs:
     def __init__(self, max_entries: int = 8) -> None:
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[str, int, int], _StaticSteps] = OrderedDict()
+        self.stats = DecodeStats()
 
     def steps(
         self, model: Any, adapter: str, rows: int, length: int, device: torch.device
@@ -318,7 +405,8 @@ class DecodeGraphs:
         if stepper is None:
             while len(self._entries) >= max(1, self.max_entries):
                 self._entries.popitem(last=False)
-            stepper = _StaticSteps(model, key[1], key[2], device)
+            stepper = _StaticSteps(model, key[1], key[2], device, self.stats)
+            self.stats.builds += 1
         self._entries[key] = stepper
         return stepper
 
@@ -341,8 +429,16 @@ class _StaticSteps:
     softmax stays finite, and their tokens are never read.
     """
 
-    def __init__(self, model: Any, capacity: int, length: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: Any,
+        capacity: int,
+        length: int,
+        device: torch.device,
+        stats: DecodeStats | None = None,
+    ) -> None:
         self._model = model
+        self._stats = stats if stats is not None else DecodeStats()
         self.capacity = capacity
         self.length = length
         self._cache = StaticCache(config=model.config, max_cache_len=length)
@@ -386,21 +482,24 @@ class _StaticSteps:
         self._positions[:rows].copy_(positions[:, None])
         if self._graph is not None and self._greedy is not None:
             self._graph.replay()
+            self._stats.replays += 1
             return self._greedy[:rows].clone()
         greedy = self._forward()
+        self._stats.eager_steps += 1
         if self._capture:
             self._capture = False
             self._record()
         return greedy[:rows]
 
     def _forward(self) -> torch.Tensor:
-        out = self._model(
-            input_ids=self._token,
-            attention_mask=self._mask,
-            position_ids=self._positions,
-            past_key_values=self._cache,
-            use_cache=True,
-        )
+        with _decode_attention_on(self._model.config):
+            out = self._model(
+                input_ids=self._token,
+                attention_mask=self._mask,
+                position_ids=self._positions,
+                past_key_values=self._cache,
+                use_cache=True,
+            )
         greedy: torch.Tensor = out.logits[:, -1].argmax(dim=-1)
         return greedy
 
@@ -422,10 +521,12 @@ class _StaticSteps:
         except torch.OutOfMemoryError:
             raise
         except RuntimeError as exc:
+            self._stats.capture_failures += 1
             log.warning("decoding without a CUDA graph, the capture failed: %s", exc)
             return
         torch.cuda.current_stream(device).wait_stream(stream)
         self._graph, self._greedy = graph, greedy
+        self._stats.captures += 1
 
 
 def _cut_at_stop(ids: list[int], stop_ids: Sequence[int]) -> list[int]:

@@ -157,6 +157,10 @@ class PhiEngine:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
+    def decode_stats(self) -> dict[str, int]:
+        """Static caches built, graphs captured and steps replayed or run eagerly, so far."""
+        return self._graphs.stats.as_dict()
+
     def _decode_graphs(self) -> DecodeGraphs:
         """The reusable decode graphs, emptied first if an adapter changed since."""
         if self._graphs_generation != self._adapters.generation:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from transformers.cache_utils import DynamicLayer
 
 from inspector.engine import EngineRequest
-from inspector.engine.decode import DecodeGraphs, Prefilled, greedy_continue, prefill
+from inspector.engine.decode import (
+    CACHE_STEP,
+    DecodeGraphs,
+    Prefilled,
+    greedy_continue,
+    prefill,
+)
 from inspector.engine.inputs import embed, encode
 from inspector.engine.prompt import verdict_prompt
 from inspector.engine.runtime import PhiEngine, load_engine
@@ -125,6 +134,50 @@ def test_later_batches_of_a_bucket_reuse_its_cache_and_decode_the_same_tokens(
     fresh = run(prefilled(engine, ["vision"] * 4), None)
     assert again == first == fresh
     assert three == first[:3]
+
+
+class _Shapes(TorchDispatchMode):
+    """The shape of every tensor the ops run inside it produce."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        self.shapes += [tuple(t.shape) for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        return out
+
+
+def test_static_decode_steps_read_the_cache_without_repeating_its_heads(
+    engine: PhiEngine,
+) -> None:
+    # The tiny model has fewer key/value heads than query heads, as the full-size one does.
+    config: Any = engine.model.config
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    assert kv_heads < heads
+    state = prefilled(engine, ["vision"] * 4)
+    with _Shapes() as seen:
+        ids = greedy_continue(engine.model, state, [()] * 4, 3, [10_000], pad_id=0)
+    assert all(len(row) == 3 for row in ids)
+    # A copy of the static cache with its heads repeated for every query head would be
+    # [rows, heads, cache length, head dim], made in every layer of every step.
+    repeated = [s for s in seen.shapes if len(s) == 4 and s[1] == heads and s[2] % CACHE_STEP == 0]
+    assert repeated == []
+
+
+def test_later_batches_replay_or_step_the_kept_cache_without_building_another(
+    engine: PhiEngine,
+) -> None:
+    engine.infer(batch())
+    first = engine.decode_stats()
+    engine.infer(batch())
+    engine.infer(batch())
+    later = engine.decode_stats()
+    assert first["builds"] > 0
+    assert later["builds"] == first["builds"]
+    # On the CPU every step is a Python forward (a GPU captures once, then replays).
+    assert later["eager_steps"] > first["eager_steps"] and later["captures"] == 0
 
 
 def test_loading_an_adapter_drops_the_kept_decode_graphs(
