@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import peft
 import torch
 import transformers
 from peft import PeftModel, get_peft_model
@@ -166,6 +167,7 @@ def report_head(benchmark: str, device: str, cfg: Any) -> dict[str, Any]:
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "torch": torch.__version__,
         "transformers": transformers.__version__,
+        "peft": peft.__version__,
         "config": asdict(cfg),
     }
 
