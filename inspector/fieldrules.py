@@ -42,6 +42,12 @@ _SLUG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 _HEX = frozenset("0123456789abcdef")
 
 
+def limits_of(info: ValidationInfo) -> LimitSettings:
+    """The limits a parse was given in its validation context (the defaults without one)."""
+    limits = (info.context or {}).get("limits")
+    return limits if isinstance(limits, LimitSettings) else LimitSettings()
+
+
 def shown(value: object, limit: int = 40) -> str:
     """A short, visible rendering of an untrusted value for a refusal message."""
     text = visible(value)
@@ -112,10 +118,7 @@ def text_rule(max_chars: int, allow: str = "") -> AfterValidator:
 
 def check_note(value: str, info: ValidationInfo) -> str:
     """An operator note: up to the site's note limit; newlines and tabs allowed."""
-    limits = (info.context or {}).get("limits")
-    if not isinstance(limits, LimitSettings):
-        limits = LimitSettings()
-    _length_check(value, limits.max_note_chars, min_chars=0)
+    _length_check(value, limits_of(info).max_note_chars, min_chars=0)
     _unsafe_check(value, NOTE_ALLOWS)
     return value
 

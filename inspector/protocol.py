@@ -27,7 +27,15 @@ from pydantic import (
 from pydantic_core import PydanticCustomError, from_json
 
 from inspector.errors import Code, RejectedInput, RequestRefused
-from inspector.fieldrules import NoteText, OperatorName, PartId, Sha256Hex, Slug, shown
+from inspector.fieldrules import (
+    NoteText,
+    OperatorName,
+    PartId,
+    Sha256Hex,
+    Slug,
+    limits_of,
+    shown,
+)
 from inspector.settings import SLUG, LimitSettings
 
 TOPIC_ROOT = "inspector/v1"
@@ -49,12 +57,6 @@ Base64Data = Annotated[bytes, WithJsonSchema({"type": "string", "contentEncoding
 def sha256_hex(data: bytes) -> str:
     """Hex sha256 of bytes: the content address used on the wire and in the blob store."""
     return hashlib.sha256(data).hexdigest()
-
-
-def _limits(info: ValidationInfo) -> LimitSettings:
-    ctx = info.context or {}
-    limits = ctx.get("limits")
-    return limits if isinstance(limits, LimitSettings) else LimitSettings()
 
 
 class _Message(BaseModel):
@@ -89,7 +91,7 @@ class ImagePart(_MediaPart):
 
     @model_validator(mode="after")
     def _within_size(self, info: ValidationInfo) -> ImagePart:
-        limit = _limits(info).max_image_bytes
+        limit = limits_of(info).max_image_bytes
         if len(self.data) > limit:
             raise PydanticCustomError(
                 Code.IMAGE_TOO_LARGE.value,
@@ -111,7 +113,7 @@ class AudioPart(_MediaPart):
 
     @model_validator(mode="after")
     def _within_size(self, info: ValidationInfo) -> AudioPart:
-        limit = _limits(info).max_audio_bytes
+        limit = limits_of(info).max_audio_bytes
         if len(self.data) > limit:
             raise PydanticCustomError(
                 Code.AUDIO_TOO_LARGE.value,
@@ -148,7 +150,7 @@ class InspectionRequest(_Message):
 
     @model_validator(mode="after")
     def _within_limits(self, info: ValidationInfo) -> InspectionRequest:
-        limits = _limits(info)
+        limits = limits_of(info)
         if len(self.images) > limits.max_images:
             raise PydanticCustomError(
                 Code.PAYLOAD_INVALID.value,
