@@ -106,9 +106,8 @@ def _save_and_attach(lora: LoraSteps, device: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "site"
         started = time.perf_counter()
-        lora.model.save_pretrained(str(out), safe_serialization=True)
+        size = lora.save(out).stat().st_size
         saved = time.perf_counter() - started
-        size = sum(f.stat().st_size for f in out.rglob("*.safetensors"))
         _sync(device)
         started = time.perf_counter()
         lora.model.load_adapter(str(out), adapter_name="swapped", autocast_adapter_dtype=False)

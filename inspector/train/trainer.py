@@ -134,6 +134,14 @@ class LoraSteps:
                 out.extend(torch.softmax(self.verdict_pair(embeds, mask), -1)[:, 0].tolist())
         return out
 
+    def save(self, out: Path) -> Path:
+        """Write the site LoRA as a peft adapter directory (safetensors only); the weights."""
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in get_peft_model_state_dict(self.model).items()}
+        save_file(state, str(out / ADAPTER_FILE))
+        self.model.peft_config["default"].save_pretrained(str(out))
+        return out / ADAPTER_FILE
+
     def step(self, embeds: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> float:
         """One optimiser step on one batch; its loss."""
         loss = torch.nn.functional.cross_entropy(self.verdict_pair(embeds, mask), target)
@@ -224,10 +232,7 @@ def train_adapter(
                 checkpoint,
             )
     after = p_pass(held)
-    state = {k: v.contiguous() for k, v in get_peft_model_state_dict(peft_model).items()}
-    save_file(state, str(out / ADAPTER_FILE))
-    peft_model.peft_config["default"].save_pretrained(str(out))
-    sha = file_sha256(out / ADAPTER_FILE)
+    sha = file_sha256(lora.save(out))
     base_hash = base_model_hash(model.path)
     card = {
         **card,
