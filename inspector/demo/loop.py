@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -23,7 +23,7 @@ from inspector.errors import DemoFailed, RegistryRefused
 from inspector.protocol import VerdictMessage, WorkerStatus
 from inspector.safetext import terminal
 from inspector.settings import Settings, TrainSettings
-from inspector.store import ReviewInput, Store, find_inspection, latest_verdict, record_review
+from inspector.store import ReviewInput, Store, latest_verdict, record_review
 from inspector.store import latest_verdict_message as stored_verdict
 from inspector.store.adapters import AdapterRecord
 
@@ -64,7 +64,7 @@ def demo_train_settings(settings: TrainSettings, batch: int) -> TrainSettings:
     )
 
 
-def label_of(kind: PartKind) -> str:
+def label_of(kind: PartKind) -> Literal["PASS", "FAIL"]:
     """What a reviewer decides for a drawn part: any drawn defect fails it."""
     return "PASS" if kind == "ok" else "FAIL"
 
@@ -73,8 +73,7 @@ def record_reviews(store: Store, parts: Mapping[str, tuple[str, PartKind]]) -> i
     """Review each part's verdict as the demo reviewer (part id → (request id, kind))."""
     with store.db.write() as session:
         for request_id, kind in parts.values():
-            if find_inspection(session, request_id) is None:
-                raise DemoFailed(f"the inspection of request {request_id} is not in the store")
+            # record_review refuses (NotFound) a request the store does not hold.
             verdict = latest_verdict(session, request_id)
             label = label_of(kind)
             confirmed = verdict is not None and verdict.verdict == label
@@ -84,7 +83,7 @@ def record_reviews(store: Store, parts: Mapping[str, tuple[str, PartKind]]) -> i
                     review_id=uuid.uuid4(),
                     request_id=uuid.UUID(request_id),
                     decision="confirm" if confirmed else "override",
-                    final_verdict="PASS" if label == "PASS" else "FAIL",
+                    final_verdict=label,
                     reviewer=DEMO_REVIEWER,
                     defect_type=None if kind == "ok" else kind,
                     comment=None if kind == "ok" else f"Defects: {kind}.",
