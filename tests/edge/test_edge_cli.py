@@ -67,6 +67,36 @@ def test_status_shows_queue_depth_and_the_oldest_age(tmp_path: Path, unique: str
     assert "queue depth" in table.output and "oldest unsent" in table.output
 
 
+def test_status_shows_captures_awaiting_an_answer_re_sent_ones_and_the_oldest_unanswered(
+    tmp_path: Path, unique: str
+) -> None:
+    config = _config(tmp_path, unique)
+    spool = Spool(tmp_path / "spool.db")
+    unsent, resent, answered = (
+        SpoolEntry(str(uuid.uuid4()), f"p{age}", "t", b"x" * 10, time.time() - age, (1, 1), (1, 1))
+        for age in (30.0, 90.0, 150.0)
+    )
+    for entry in (unsent, resent, answered):
+        spool.add(entry)
+    for _ in range(3):  # the first send and two re-sends, each acknowledged by the broker
+        spool.mark_sent(resent.request_id, resend_at=time.time() + 60)
+    spool.mark_sent(answered.request_id, resend_at=time.time() + 60)
+    spool.record_outcome(answered.request_id, "PASS")
+    spool.close()
+    result = runner.invoke(_app(), ["edge", "status", "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["queue_depth"], data["awaiting_verdict"], data["resent"]) == (1, 2, 1)
+    assert 89 <= data["oldest_unanswered_age_s"] <= 120
+    assert 29 <= data["oldest_age_s"] <= 60
+    table = runner.invoke(_app(), ["edge", "status", "--config", str(config)]).output
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines()]
+    rows = {c[0]: c[1] for c in cells if len(c) == 2}
+    assert rows["awaiting verdict"] == "2" and rows["re-sent, still unanswered"] == "1"
+    assert 89 <= int(rows["oldest unanswered"].removesuffix(" s")) < 120, rows
+    assert 29 <= int(rows["oldest unsent"].removesuffix(" s")) < 60, rows
+
+
 def test_send_publishes_photo_files_once_and_waits_for_the_pubacks(
     tmp_path: Path,
     unique: str,

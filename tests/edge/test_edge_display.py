@@ -49,8 +49,8 @@ def _verdict(settings: EdgeSettings, request_id: str, part_id: str, decision: De
     ).to_payload()
 
 
-def _delivered_capture(settings: EdgeSettings, part_id: str) -> str:
-    """A capture the spool already delivered earlier (it never reaches a worker in this test).
+def _delivered_capture(settings: EdgeSettings, part_id: str, sends: int = 1) -> str:
+    """A capture the spool already delivered earlier, `sends` times (it never reaches a worker).
 
     Workers of other suites may share this broker and would answer a published request
     themselves; the board only needs a capture it knows about.
@@ -68,7 +68,8 @@ def _delivered_capture(settings: EdgeSettings, part_id: str) -> str:
             (64, 48),
         )
     )
-    spool.mark_sent(request_id, resend_at=time.time() + 3600)
+    for _ in range(sends):
+        spool.mark_sent(request_id, resend_at=time.time() + 3600)
     spool.close()
     return request_id
 
@@ -124,6 +125,35 @@ def test_verdict_is_shown_large_with_rationale_and_given_to_the_hook(
     assert " ".join(block_letters("FAIL").splitlines()[0].split()) in shown
     assert "deep scratch across the mounting face" in shown and "confidence 0.93" in shown
     assert json.loads(hook_out.read_bytes())["verdict"] == "FAIL"
+
+
+def test_a_re_sent_capture_answered_twice_is_shown_once_marked_re_sent_and_hooked_once(
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
+    observe: Callable[[str], BrokerObserver],
+    tmp_path: Path,
+) -> None:
+    runs = tmp_path / "hook-runs"
+    script = tmp_path / "count.py"
+    script.write_text("import sys\nopen(sys.argv[1], 'a').write(sys.stdin.read() + '\\n')\n")
+    settings = make_edge_settings(display={"hook": [sys.executable, str(script), str(runs)]})
+    request_id = _delivered_capture(settings, "P-31", sends=3)  # re-sent twice
+    worker = observe(settings.station.key.topic(TopicKind.VERDICT))
+    outcomes = Outcomes()
+    with EdgeAgent(settings, quiet_console) as agent:
+        agent.board.add_listener(outcomes)
+        assert agent.transport.wait_subscribed(10)
+        payload = _verdict(settings, request_id, "P-31", Decision.PASS)
+        # The original and a re-send both reached a worker: the stored verdict comes twice.
+        for _ in range(2):
+            worker.publish(settings.station.key.topic(TopicKind.VERDICT), payload)
+        got = outcomes.wait_for(2)
+        assert agent.board.hook is not None and agent.board.hook.wait_idle(10)
+    assert [o.repeat for o in got] == [False, True]
+    shown = screen(quiet_console)
+    assert shown.count("confidence 0.93") == 1 and "re-sent (2)" in shown
+    assert shown.count("repeat verdict PASS for part P-31") == 1
+    assert len(runs.read_text().splitlines()) == 1
 
 
 def test_rejection_is_shown_with_its_code(
