@@ -430,6 +430,12 @@ def bench_delivery(
         f"re-send to verdict p50 {resend['resend_to_verdict_s']['p50']:.2f} s, capture to "
         f"verdict p50 {resend['capture_to_verdict_s']['p50']:.1f} s → {output}"
     )
+    if backlog["resends"]:
+        console.print(
+            "[yellow]re-sends under the backlog: did the broker drop queued requests? "
+            "Mosquitto keeps 1000 per session unless max_queued_messages is lifted, as "
+            "deploy/mosquitto/mosquitto.conf does (deploy/README.md, Queues)[/]"
+        )
     if not report["complete"]:
         console.print("[red]not every capture got its answer in time[/]")
         raise typer.Exit(1)

@@ -14,6 +14,11 @@ backlog report behave as on a line. Three phases:
   (the broker acknowledges and drops them, as after a crash); a worker for that site
   starts, and the station's re-sends after `display.verdict_timeout_s` bring the verdicts.
   Reported: the time from each re-send to its verdict, and from capture to verdict.
+
+The broker needs the deploy config's queue limits (`max_queued_messages 0`, a byte bound):
+with Mosquitto's default of 1000 messages per session the backlog's excess is dropped after
+its PUBACK, and those requests are re-sent because they were lost, not because a station
+was impatient.
 """
 
 from __future__ import annotations
