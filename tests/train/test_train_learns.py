@@ -16,6 +16,9 @@ from tests.train.parts import add_reviewed
 # Holdout accuracy the trained adapter must reach above the majority class (0.5) and the
 # untrained base on 24 held-out plates; 0.125 is three plates.
 MARGIN = 0.125
+# Ten passes over the 48 training plates reach 0.875 on the holdout with seed 0 (eight
+# reach 0.79), well clear of the margin.
+EPOCHS = 10
 
 
 @pytest.mark.slow
@@ -29,7 +32,16 @@ def test_training_on_reviews_learns_the_scratch(
     settings = Settings(
         store=StoreSettings(url=sqlite_url, blob_dir=tmp_path / "blobs"),
         model=ModelSettings(path=tiny_model_dir, device="cpu", adapters_dir=tmp_path / "adapters"),
-        train=TrainSettings(min_reviews=40, holdout_share=1 / 3, rank=32, epochs=14, seed=0),
+        # Checkpointing only trades compute for memory: the gradients, and so every epoch's
+        # loss, are the same without it, and the tiny model needs no memory saved.
+        train=TrainSettings(
+            min_reviews=40,
+            holdout_share=1 / 3,
+            rank=32,
+            epochs=EPOCHS,
+            seed=0,
+            gradient_checkpointing=False,
+        ),
     )
     try:
         done = run_training(store, settings, unique, "trainer")
@@ -38,7 +50,7 @@ def test_training_on_reviews_learns_the_scratch(
     finally:
         store.close()
     losses = done.result.epoch_losses
-    assert len(losses) == 14 and losses[-1] < losses[0] - 0.1, losses
+    assert len(losses) == EPOCHS and losses[-1] < losses[0] - 0.1, losses
     ev = stored.metrics["eval"]
     assert ev["holdout"] == 24 and ev["majority_accuracy"] == 0.5
     trained, base = ev["candidate"]["accuracy"], ev["baseline"]["metrics"]["accuracy"]
