@@ -42,6 +42,14 @@ from tests.worker.conftest import forget_session
 DEMO_TIMEOUT_S = 90
 # The loop also reviews, trains on the CPU and hot-swaps: a few minutes on two cores.
 LOOP_TIMEOUT_S = 600
+# The fewest first-batch parts `--loop` accepts (its training split is one batch: 8 of
+# them, the other 4 its holdout), and a fresh batch of each drawn kind.
+LOOP_FIRST = 12
+LOOP_FRESH = 3
+# The user's training settings reach the loop's run: two passes instead of the demo's eight
+# still train (a checkpoint after each), evaluate and promote an adapter, in a quarter of
+# the training time.
+LOOP_EPOCHS = 2
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -206,11 +214,14 @@ def test_demo_loop_promotes_a_trained_adapter_that_judges_the_fresh_batch(
     try:
         done = subprocess.run(
             [
-                *(sys.executable, "-m", "inspector", "demo", "--loop", "--count", "18"),
-                *("--fresh", "3", "--site", unique, "--start-timeout", "120", "--timeout", "120"),
+                *(sys.executable, "-m", "inspector", "demo", "--site", unique, "--loop"),
+                *("--count", str(LOOP_FIRST), "--fresh", str(LOOP_FRESH)),
+                *("--start-timeout", "120", "--timeout", "120"),
             ],
             cwd=tmp_path,
-            env=_env(INSPECTOR_MODEL__PATH=str(tiny_model_dir)),
+            env=_env(
+                INSPECTOR_MODEL__PATH=str(tiny_model_dir), INSPECTOR_TRAIN__EPOCHS=str(LOOP_EPOCHS)
+            ),
             capture_output=True,
             text=True,
             timeout=LOOP_TIMEOUT_S,
@@ -221,7 +232,8 @@ def test_demo_loop_promotes_a_trained_adapter_that_judges_the_fresh_batch(
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     flat = " ".join(out.split())
-    assert "recorded 18 review(s)" in flat and "before (base)" in flat, out
+    assert f"recorded {LOOP_FIRST} review(s)" in flat and "before (base)" in flat, out
+    assert f"LoRA rank 32, {LOOP_EPOCHS} epochs" in flat
     db = tmp_path / "var" / "inspector.db"
     store = Store(f"sqlite:///{db}", db.parent / "blobs")
     try:
@@ -236,12 +248,12 @@ def test_demo_loop_promotes_a_trained_adapter_that_judges_the_fresh_batch(
     finally:
         store.close()
     assert active is not None and f"{active.ref} promoted" in flat
-    assert len(rows) == 21
+    assert len(rows) == LOOP_FIRST + LOOP_FRESH
     # The first batch ran on the base; the fresh one on the promoted adapter, version named.
-    assert all(version is None for _, _, version in rows[:18])
-    assert [(name, version) for _, name, version in rows[18:]] == [
+    assert all(version is None for _, _, version in rows[:LOOP_FIRST])
+    assert [(name, version) for _, name, version in rows[LOOP_FIRST:]] == [
         (active.name, active.version)
-    ] * 3
+    ] * LOOP_FRESH
     assert f"{active.name}@{active.version}" in flat.split("fresh batch", 1)[1]
 
 
