@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import venv
 from pathlib import Path
 
@@ -26,10 +27,14 @@ def edge_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ignore=shutil.ignore_patterns(".git", ".venv", "var", "build", "*.egg-info", "__pycache__"),
     )
     env_dir = home / "venv"
-    venv.create(env_dir, with_pip=True)
+    # This interpreter's pip installs into the new environment (`pip --python`): the same
+    # resolver and install as a pip of its own, without seeding one there first. Byte
+    # compiling is left to the first import of each module.
+    venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python)]
     subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", f"{source}[edge]"],
+        [*pip, "install", "--quiet", "--no-compile", f"{source}[edge]"],
         check=True,
         timeout=900,
         capture_output=True,
