@@ -17,6 +17,7 @@ from inspector.engine.decode import (
     CACHE_STEP,
     DecodeGraphs,
     Prefilled,
+    _decode_attention,
     greedy_continue,
     prefill,
 )
@@ -205,3 +206,27 @@ def _rows(state: Prefilled, rows: list[int]) -> Prefilled:
         routing=state.routing,
         adapter_names=[state.adapter_names[r] for r in rows],
     )
+
+
+@pytest.mark.parametrize("boolean", [True, False])
+def test_the_decode_attention_equals_sdpa_over_repeated_heads(boolean: bool) -> None:
+    gen = torch.Generator().manual_seed(3)
+    batch, heads, kv_heads, length, dim = 3, 12, 4, 40, 16
+    query = torch.randn(batch, heads, 1, dim, generator=gen)
+    key = torch.randn(batch, kv_heads, length, dim, generator=gen)
+    value = torch.randn(batch, kv_heads, length, dim, generator=gen)
+    keep = torch.ones(batch, 1, 1, length, dtype=torch.bool)
+    keep[0, ..., :7] = False  # a left-padded row
+    keep[2, ..., -5:] = False  # slots not yet decoded
+    mask = keep if boolean else torch.zeros(keep.shape).masked_fill(~keep, float("-inf"))
+    got, _ = _decode_attention(torch.nn.Module(), query, key, value, mask, scaling=0.3)
+    groups = heads // kv_heads
+    want = torch.nn.functional.scaled_dot_product_attention(
+        query,
+        key.repeat_interleave(groups, dim=1),
+        value.repeat_interleave(groups, dim=1),
+        attn_mask=mask,
+        scale=0.3,
+    ).transpose(1, 2)
+    assert got.shape == (batch, 1, heads, dim)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
