@@ -1,11 +1,17 @@
 """Regional torch.compile of the model's repeated blocks (an opt-in runtime option).
 
-Most of a batch's non-matmul GPU time is elementwise work between the matmuls (rotary
-embedding, RMSNorm and LayerNorm, gating, residual adds), each a pass over every token's
-activations. Compiling one decoder layer and one vision encoder layer fuses those passes;
-every layer of a kind shares the compiled code, so the cost is two compilations, paid by
-the first batches. Shapes are compiled dynamic, so batch size and prompt length do not
-recompile.
+Most of a batch's non-matmul GPU time is elementwise work between the matmuls (RMSNorm
+and LayerNorm, gating, residual adds), each a pass over every token's activations.
+Compiling the blocks that repeat fuses those passes, and every block of a kind shares
+its compiled code, so the cost is a few compilations, paid by the first batches:
+
+- the vision tower's encoder layers, whole;
+- in each decoder layer of the language model, the MLP and the two RMSNorms. Not the
+  attention: it holds its layer's index (reading the KV cache by it), so compiling it
+  would compile one copy per layer, past torch's recompile limit, and the layers beyond
+  it would silently run eagerly.
+
+Shapes are compiled dynamic, so batch size and prompt length do not recompile.
 """
 
 from __future__ import annotations
@@ -19,11 +25,16 @@ log = logging.getLogger(__name__)
 
 
 def repeated_blocks(model: Any) -> list[torch.nn.Module]:
-    """The language model's decoder layers and the vision tower's encoder layers."""
+    """The modules compiled: vision encoder layers, and the decoder layers' MLPs and norms."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     lm = base.model  # Phi4MultimodalModel
     vision = lm.embed_tokens_extend.image_embed.img_processor.encoder
-    return [*lm.layers, *vision.layers]
+    decoder = [
+        part
+        for layer in lm.layers
+        for part in (layer.input_layernorm, layer.mlp, layer.post_attention_layernorm)
+    ]
+    return [*decoder, *vision.layers]
 
 
 def compile_blocks(model: Any) -> int:
@@ -31,5 +42,5 @@ def compile_blocks(model: Any) -> int:
     blocks = repeated_blocks(model)
     for block in blocks:
         block.compile(dynamic=True)
-    log.info("compiling %d transformer blocks on first use", len(blocks))
+    log.info("compiling %d repeated blocks on first use", len(blocks))
     return len(blocks)
