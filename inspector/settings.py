@@ -134,7 +134,7 @@ class ModelSettings(_Section):
         Path("var/adapters"), title="Site adapter files (relative registry paths)"
     )
     compile: bool = Field(
-        False, title="torch.compile the transformer blocks on a GPU (slower first batches)"
+        True, title="torch.compile the repeated blocks on a GPU (the first batches compile)"
     )
 
 

@@ -45,7 +45,7 @@ def bench_engine(
     attn: Annotated[str, typer.Option(help="Engine attention: auto, sdpa, eager...")] = "auto",
     compile_blocks: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile the engine's blocks.")
-    ] = False,
+    ] = True,
     unmerged: Annotated[
         bool,
         typer.Option(
@@ -234,7 +234,7 @@ def bench_line(
     rationale_tokens: Annotated[int, typer.Option(min=0, help="Rationale token bound.")] = 48,
     compile_blocks: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile the engine's blocks.")
-    ] = False,
+    ] = True,
     max_batch: Annotated[int, typer.Option(min=1, help="Worker batch bound.")] = 32,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="Worker batch wait bound.")] = 20.0,
     drain_timeout: Annotated[

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,21 @@ def test_gpu_compiled_blocks_give_the_uncompiled_verdicts(
     for p, c in zip(plain.infer(batch()), compiled.infer(batch()), strict=True):
         assert c.p_pass == pytest.approx(p.p_pass, abs=0.02)
         assert 1 <= c.rationale_tokens <= 8
+
+
+def test_gpu_compiled_engine_serves_swapped_site_adapters_as_the_plain_one(
+    tiny_model_dir: Path, tmp_path: Path, make_site_adapter: Callable[[str, int], Path]
+) -> None:
+    common = {"path": tiny_model_dir, "max_rationale_tokens": 8, "adapters_dir": tmp_path}
+    plain = load_engine(ModelSettings(device="cuda", compile=False, **common), {})
+    compiled = load_engine(ModelSettings(device="cuda", compile=True, **common), {})
+    requests = [EngineRequest(f"a{i}", "line-a", [photo(48, 64, i)], None, None) for i in (1, 2)]
+    for version, seed in ((1, 7), (2, 9)):
+        adapter = make_site_adapter("plant-a", seed)
+        digest = hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()
+        for engine in (plain, compiled):
+            engine.load_site_adapter("line-a", "plant-a", version, adapter, digest)
+        served = zip(plain.infer(requests), compiled.infer(requests), strict=True)
+        for p, c in served:
+            assert (c.adapter, c.adapter_version) == ("plant-a", version)
+            assert c.p_pass == pytest.approx(p.p_pass, abs=0.02)
