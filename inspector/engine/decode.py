@@ -63,7 +63,7 @@ def _decode_attention(
     is_causal: bool | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """Attention for one query token per row, each key/value head read once by its query heads.
+    """sdpa for one query token per row, each key/value head read once by its query heads.
 
     Query heads [B, H, 1, D] become [B, H/G, G, D] over the cache's H/G heads, and the mask
     [B, 1, 1, L] covers every head alike, so no head of the cache is repeated. (Some
@@ -78,26 +78,20 @@ def _decode_attention(
         and heads % kv_heads == 0
         and (attention_mask is None or attention_mask.shape[1] == 1)
         and not kwargs.get("position_bias")
-        and not dropout
     )
     if not packable:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs
         )
-    # Two batched matmuls rather than an sdpa kernel: flash kernels tile the query by 64
-    # rows, so with the G query heads of a key/value head as the rows most of each tile is
-    # idle, and the step reads the cache at a fraction of the memory bandwidth.
-    grouped = query.reshape(batch, kv_heads, heads // kv_heads, dim)
-    scale = scaling if scaling is not None else dim**-0.5
-    scores = torch.matmul(grouped, key.transpose(-1, -2)).float() * scale
-    if attention_mask is not None:
-        mask = attention_mask[..., : key.shape[-2]]
-        if mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        else:
-            scores = scores + mask
-    probs = torch.softmax(scores, dim=-1).to(value.dtype)
-    out = torch.matmul(probs, value)
+    mask = attention_mask[..., : key.shape[-2]] if attention_mask is not None else None
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query.reshape(batch, kv_heads, heads // kv_heads, dim),
+        key,
+        value,
+        attn_mask=mask,
+        dropout_p=dropout,
+        scale=scaling,
+    )
     return out.reshape(batch, heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
 
 
