@@ -10,7 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from inspector.settings import ModelSettings
+
 console = Console()
+
+# The engine as `inspector serve` runs it: compiled unless model.compile is turned off.
+COMPILE: bool = ModelSettings.model_fields["compile"].default
 
 app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
 
@@ -45,7 +50,7 @@ def bench_engine(
     attn: Annotated[str, typer.Option(help="Engine attention: auto, sdpa, eager...")] = "auto",
     compile_blocks: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile the engine's blocks.")
-    ] = True,
+    ] = COMPILE,
     unmerged: Annotated[
         bool,
         typer.Option(
@@ -234,7 +239,7 @@ def bench_line(
     rationale_tokens: Annotated[int, typer.Option(min=0, help="Rationale token bound.")] = 48,
     compile_blocks: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile the engine's blocks.")
-    ] = True,
+    ] = COMPILE,
     max_batch: Annotated[int, typer.Option(min=1, help="Worker batch bound.")] = 32,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="Worker batch wait bound.")] = 20.0,
     drain_timeout: Annotated[
@@ -252,7 +257,6 @@ def bench_line(
     """Paced open-loop load from simulated stations through the broker and `inspector serve`."""
     from inspector.bench.line import LineBenchConfig, run_line_bench
     from inspector.errors import InspectorError
-    from inspector.settings import ModelSettings
 
     width, height = _image_size(image_size)
     if device not in ("auto", "cpu", "cuda"):

@@ -56,7 +56,8 @@ class EngineBenchConfig:
     lora_rank: int = 256  # the public vision LoRA's rank
     baseline: bool = True  # also time the seed recipe, in the same process
     unmerged: bool = False  # also time the vision LoRA attached, not merged (the old base)
-    compile: bool = True  # torch.compile the engine's repeated blocks (on a GPU, as served)
+    # torch.compile the engine's repeated blocks (on a GPU), as `inspector serve` does
+    compile: bool = ModelSettings.model_fields["compile"].default
     profile_runs: int = 3  # stage-by-stage runs (each stage synchronised), minimum taken
     # Ceilings the MFU and the decode floor are taken against: the bf16 matrix rate and the
     # copy bandwidth measured on one H200 (a datasheet's numbers are higher).

@@ -1,4 +1,4 @@
-"""Regional torch.compile of the model's repeated blocks (an opt-in runtime option).
+"""Regional torch.compile of the model's repeated blocks (`model.compile`, on by default).
 
 Most of a batch's non-matmul GPU time is elementwise work between the matmuls (RMSNorm
 and LayerNorm, gating, residual adds), each a pass over every token's activations.
