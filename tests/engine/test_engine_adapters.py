@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from inspector.engine.runtime import PhiEngine, load_engine
 from inspector.errors import AdapterRefused, Code, ModelLoadError
 from inspector.settings import ModelSettings, SiteProfile
 from tests.engine.media import photo
+from tests.fixtures.model import adapter_sha256
 
 MakeAdapter = Callable[[str, int], Path]
 
@@ -38,10 +38,6 @@ def ask(site: str, adapter: str | None, seed: int = 1) -> EngineRequest:
     )
 
 
-def sha(adapter: Path) -> str:
-    return hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()
-
-
 def test_unknown_adapter_falls_back_to_the_vision_lora(engine: PhiEngine) -> None:
     [base, unknown] = engine.infer([ask("x", None), ask("x", "no-such-adapter")])
     assert (base.adapter, base.adapter_version, base.adapter_fallback) == ("vision", None, False)
@@ -53,7 +49,7 @@ def test_loaded_site_adapter_changes_the_verdict_and_mixes_in_one_batch(
     engine: PhiEngine, make_site_adapter: MakeAdapter
 ) -> None:
     plant_a = make_site_adapter("plant-a", 7)
-    engine.load_site_adapter("line-a", "plant-a", 3, plant_a, sha(plant_a))
+    engine.load_site_adapter("line-a", "plant-a", 3, plant_a, adapter_sha256(plant_a))
     engine.load_adapter("plant-b", make_site_adapter("plant-b", 8))
     assert {"vision", "plant-a_v3", "plant-b"} <= set(engine.adapters())
     batch = [ask("line-a", None), ask("x", "plant-b"), ask("x", None), ask("line-a", None, 2)]
@@ -87,15 +83,17 @@ def test_a_new_version_replaces_the_sites_adapter_and_clearing_returns_to_the_ba
 ) -> None:
     [base] = engine.infer([ask("line-a", None)])
     v1, v2 = make_site_adapter("plant-a", 7), make_site_adapter("plant-a", 9)
-    engine.load_site_adapter("line-a", "plant-a", 1, v1, sha(v1))
+    engine.load_site_adapter("line-a", "plant-a", 1, v1, adapter_sha256(v1))
     [first] = engine.infer([ask("line-a", None)])
-    engine.load_site_adapter("line-a", "plant-a", 2, v2 / "adapter_model.safetensors", sha(v2))
+    engine.load_site_adapter(
+        "line-a", "plant-a", 2, v2 / "adapter_model.safetensors", adapter_sha256(v2)
+    )
     [second] = engine.infer([ask("line-a", None)])
     assert (first.adapter_version, second.adapter_version) == (1, 2)
     assert second.p_pass != pytest.approx(first.p_pass, abs=1e-7)
     # The replaced version is detached; only the served one stays attached.
     assert [n for n in engine.adapters() if n.startswith("plant-a")] == ["plant-a_v2"]
-    assert engine.site_adapters() == {"line-a": ("plant-a", 2, sha(v2))}
+    assert engine.site_adapters() == {"line-a": ("plant-a", 2, adapter_sha256(v2))}
     # A request naming the site's adapter gets the served version, not a fallback.
     [named] = engine.infer([ask("line-a", "plant-a")])
     assert (named.adapter, named.adapter_version, named.adapter_fallback) == ("plant-a", 2, False)
@@ -110,11 +108,11 @@ def test_a_tampered_adapter_file_is_refused_and_the_site_keeps_its_version(
     engine: PhiEngine, make_site_adapter: MakeAdapter, tmp_path: Path
 ) -> None:
     v1 = make_site_adapter("plant-a", 7)
-    engine.load_site_adapter("line-a", "plant-a", 1, v1, sha(v1))
+    engine.load_site_adapter("line-a", "plant-a", 1, v1, adapter_sha256(v1))
     [before] = engine.infer([ask("line-a", None)])
     tampered = tmp_path / "tampered"
     shutil.copytree(make_site_adapter("plant-a", 9), tampered)
-    registered = sha(tampered)
+    registered = adapter_sha256(tampered)
     weights = tampered / "adapter_model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one bit of one weight flipped

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from inspector.engine.checkpoint import resolve_runtime
 from inspector.engine.runtime import load_engine
 from inspector.settings import ModelSettings
 from tests.engine.media import photo, voice
+from tests.fixtures.model import adapter_sha256
 
 pytestmark = [
     pytest.mark.gpu,
@@ -109,7 +109,7 @@ def test_gpu_compiled_engine_serves_swapped_site_adapters_as_the_plain_one(
     requests = [EngineRequest(f"a{i}", "line-a", [photo(48, 64, i)], None, None) for i in (1, 2)]
     for version, seed in ((1, 7), (2, 9)):
         adapter = make_site_adapter("plant-a", seed)
-        digest = hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()
+        digest = adapter_sha256(adapter)
         for engine in (plain, compiled):
             engine.load_site_adapter("line-a", "plant-a", version, adapter, digest)
         served = zip(plain.infer(requests), compiled.infer(requests), strict=True)

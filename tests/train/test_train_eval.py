@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,13 +13,14 @@ from inspector.settings import TrainSettings
 from inspector.store import Store
 from inspector.store.adapters import AdapterStatus, find_adapter, register_adapter, set_status
 from inspector.train.dataset import build_snapshot
+from tests.fixtures.model import adapter_sha256
 from tests.train.parts import add_reviewed
 
 MakeAdapter = Callable[[str, int], Path]
 
 
 def _register(store: Store, site: str, adapter: Path, snapshot_id: int) -> str:
-    sha = hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()
+    sha = adapter_sha256(adapter)
     with store.db.write() as session:
         row = register_adapter(
             session,

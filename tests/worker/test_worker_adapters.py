@@ -3,7 +3,6 @@ retained control topic, between batches, without losing or repeating a request."
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import shutil
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from inspector.store.adapters import AdapterStatus, register_adapter, set_status
 from inspector.store.models import Verdict
 from inspector.worker import Worker
 from tests.core.helpers import make_request
+from tests.fixtures.model import adapter_sha256
 from tests.worker.conftest import Observer, make_settings
 
 TIMEOUT = 60.0
@@ -90,10 +90,6 @@ def clean_control(broker: tuple[str, int], unique: str) -> Iterator[None]:
         cleaner.publish_and_wait(adapter_control_topic(unique), b"", 10, retain=True)
 
 
-def _sha(adapter: Path) -> str:
-    return hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()
-
-
 def _register(store: Store, site: str, adapter: Path, sha256: str | None = None) -> str:
     with store.db.write() as session:
         row = register_adapter(
@@ -101,7 +97,7 @@ def _register(store: Store, site: str, adapter: Path, sha256: str | None = None)
             site=site,
             name=site,
             path=str(adapter),
-            sha256=sha256 or _sha(adapter),
+            sha256=sha256 or adapter_sha256(adapter),
             base_model="b" * 64,
             actor="trainer",
         )
