@@ -33,8 +33,7 @@ from inspector.bench.engine import (
     _sync,
     build_random_engine,
 )
-from inspector.engine.adapters import WEIGHTS_FILE
-from inspector.engine.lora import ZERO_ADAPTER, LoraSpec
+from inspector.engine.lora import WEIGHTS_FILE, ZERO_ADAPTER, LoraSpec
 from inspector.engine.runtime import PhiEngine
 
 SITE = "bench"

@@ -20,12 +20,10 @@ from peft import LoraConfig, PeftModel, set_peft_model_state_dict
 from safetensors.torch import load as load_safetensors
 
 from inspector.engine.checkpoint import check_adapter_dir
-from inspector.engine.lora import LORA_TARGETS, ZERO_ADAPTER, targets_of
+from inspector.engine.lora import LORA_TARGETS, WEIGHTS_FILE, ZERO_ADAPTER, targets_of
 from inspector.engine.types import RESERVED_ADAPTERS
 from inspector.errors import AdapterRefused, Code, ModelLoadError
 from inspector.settings import SLUG
-
-WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,14 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoProcessor, ProcessorMixin
 
-from inspector.engine.lora import attach_lora, difference_lora, lora_host, merge_lora, read_lora
+from inspector.engine.lora import (
+    WEIGHTS_FILE,
+    attach_lora,
+    difference_lora,
+    lora_host,
+    merge_lora,
+    read_lora,
+)
 from inspector.engine.types import SPEECH_ADAPTER, VISION_ADAPTER
 from inspector.errors import ModelLoadError
 from inspector.settings import ModelSettings
@@ -27,7 +34,7 @@ MODEL_TYPE = "phi4_multimodal"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 TOKENIZER_FILES = ("tokenizer.json",)
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+ADAPTER_FILES = ("adapter_config.json", WEIGHTS_FILE)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 

@@ -27,11 +27,10 @@ from safetensors.torch import save_file
 
 from inspector.engine.checkpoint import load_base, resolve_runtime
 from inspector.engine.core import PhiCore
-from inspector.engine.lora import LoraSpec
+from inspector.engine.lora import WEIGHTS_FILE, LoraSpec
 from inspector.engine.types import VISION_ADAPTER, EngineRequest
 from inspector.settings import ModelSettings, SiteProfile, TrainSettings
 
-ADAPTER_FILE = "adapter_model.safetensors"
 CARD_FILE = "card.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -63,7 +62,7 @@ def base_model_hash(model_dir: Path) -> str:
     """sha256 over the base weights and the vision LoRA merged into them."""
     files = [
         *sorted(model_dir.glob("model*.safetensors")),
-        model_dir / f"{VISION_ADAPTER}-lora" / ADAPTER_FILE,
+        model_dir / f"{VISION_ADAPTER}-lora" / WEIGHTS_FILE,
     ]
     body = [[f.relative_to(model_dir).as_posix(), file_sha256(f)] for f in files]
     return hashlib.sha256(json.dumps(body).encode()).hexdigest()
@@ -138,9 +137,9 @@ class LoraSteps:
         """Write the site LoRA as a peft adapter directory (safetensors only); the weights."""
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.contiguous() for k, v in get_peft_model_state_dict(self.model).items()}
-        save_file(state, str(out / ADAPTER_FILE))
+        save_file(state, str(out / WEIGHTS_FILE))
         self.model.peft_config["default"].save_pretrained(str(out))
-        return out / ADAPTER_FILE
+        return out / WEIGHTS_FILE
 
     def step(self, embeds: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> float:
         """One optimiser step on one batch; its loss."""
