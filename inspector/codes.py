@@ -43,7 +43,8 @@ CODES: dict[Code, CodeDoc] = {
     ),
     Code.PAYLOAD_UNSAFE_TEXT: CodeDoc(
         "A text field holds a control, separator, bidirectional or invisible formatting "
-        "character it does not accept.",
+        "character it does not accept (a zero-width joiner or non-joiner is accepted only "
+        "between two visible characters, as in emoji sequences and Indic or Persian text).",
         "part_id: contains a bidirectional formatting character (U+202E) at position 3",
     ),
     Code.PAYLOAD_UNSUPPORTED_SCHEMA: CodeDoc(
@@ -64,58 +65,59 @@ CODES: dict[Code, CodeDoc] = {
         "request for osaka/l1/s1 arrived on topic 'inspector/v1/osaka/l1/s2/request'",
     ),
     Code.TOPIC_INVALID: CodeDoc(
-        "A topic or a part of it (site, line, station, worker id) is not a valid name.",
+        "A topic or a part of it (site, line, station, worker id) is not a valid name; a "
+        "long value is quoted as its first 64 characters and its length.",
         "site 'Osaka' must be lowercase letters, digits and '-', 1-64 characters",
     ),
-    Code.IMAGE_EMPTY: CodeDoc("A photo has zero bytes.", "photo has zero bytes"),
+    Code.IMAGE_EMPTY: CodeDoc("A photo has zero bytes.", "images[0]: photo has zero bytes"),
     Code.IMAGE_TOO_LARGE: CodeDoc(
         "An encoded photo is larger than limits.max_image_bytes.",
-        "photo is 9000000 bytes, above the 8388608-byte limit: resize or re-encode it",
+        "images[1]: photo is 9000000 bytes, above the 8388608-byte limit: resize or re-encode it",
     ),
     Code.IMAGE_UNSUPPORTED_TYPE: CodeDoc(
         "A photo's declared or actual format is not JPEG, PNG, WebP or BMP.",
-        "images[0].content_type: text/plain is not a supported type; send one of "
+        "images[0].content_type: 'text/plain' is not a supported type; send one of "
         "'image/jpeg', 'image/png', 'image/webp' or 'image/bmp'",
     ),
     Code.IMAGE_TYPE_MISMATCH: CodeDoc(
         "A photo's bytes are another format than its content_type says.",
-        "photo declared as image/png but its bytes are image/jpeg",
+        "images[0]: photo declared as image/png but its bytes are image/jpeg",
     ),
     Code.IMAGE_UNDECODABLE: CodeDoc(
         "A photo is truncated or corrupt.",
-        "photo bytes are not a JPEG, PNG, WebP or BMP image (truncated or corrupt?)",
+        "images[2]: photo bytes are not a JPEG, PNG, WebP or BMP image (truncated or corrupt?)",
     ),
     Code.IMAGE_TOO_SMALL: CodeDoc(
         "A photo's side is below limits.min_image_side.",
-        "photo is 8×8; each side must be at least 16 pixels",
+        "images[0]: photo is 8×8; each side must be at least 16 pixels",
     ),
     Code.IMAGE_TOO_MANY_PIXELS: CodeDoc(
         "A photo (or its header: a decompression bomb) has more than limits.max_pixels.",
-        "photo header declares an enormous pixel count",
+        "images[0]: photo header declares an enormous pixel count",
     ),
     Code.AUDIO_EMPTY: CodeDoc(
-        "A voice note has no bytes or no samples.", "voice note has zero bytes"
+        "A voice note has no bytes or no samples.", "audio: voice note has zero bytes"
     ),
     Code.AUDIO_TOO_LARGE: CodeDoc(
         "An encoded voice note is larger than limits.max_audio_bytes.",
-        "voice note is 9000000 bytes, above the 8388608-byte limit",
+        "audio: voice note is 9000000 bytes, above the 8388608-byte limit",
     ),
     Code.AUDIO_UNSUPPORTED_TYPE: CodeDoc(
         "A voice note's declared or actual format is not WAV, FLAC or OGG.",
-        "audio.content_type: audio/mpeg is not a supported type; send one of 'audio/wav', "
+        "audio.content_type: 'audio/mpeg' is not a supported type; send one of 'audio/wav', "
         "'audio/flac' or 'audio/ogg'",
     ),
     Code.AUDIO_TYPE_MISMATCH: CodeDoc(
         "A voice note's bytes are another format than its content_type says.",
-        "voice note declared as audio/flac but its bytes are audio/wav",
+        "audio: voice note declared as audio/flac but its bytes are audio/wav",
     ),
     Code.AUDIO_CORRUPT: CodeDoc(
         "A voice note cannot be read or holds invalid samples.",
-        "voice note is not a readable WAV, FLAC or OGG file",
+        "audio: voice note is not a readable WAV, FLAC or OGG file",
     ),
     Code.AUDIO_TOO_LONG: CodeDoc(
         "A voice note lasts longer than limits.max_audio_seconds.",
-        "voice note lasts 75.0 s, above the 60 s limit",
+        "audio: voice note lasts 75.0 s, above the 60 s limit",
     ),
     Code.DUPLICATE_CONFLICT: CodeDoc(
         "A request_id already stored arrived again with different content.",
@@ -169,8 +171,26 @@ CODES: dict[Code, CodeDoc] = {
     ),
     Code.MODEL_LOAD_FAILED: CodeDoc(
         "A model directory is missing, incomplete or unreadable.",
-        "model directory /models/phi4 does not exist; point model.path at a local "
-        "Phi-4-multimodal checkpoint or build one with `inspector model tiny DIR`",
+        "model directory /models/phi4 does not exist; point model.path at a Phi-4-multimodal "
+        "directory made by `inspector model import`",
+    ),
+    Code.MODEL_NEEDS_IMPORT: CodeDoc(
+        "model.path holds microsoft/Phi-4-multimodal-instruct as downloaded (the remote-code "
+        "layout, model_type phi4mm); it is converted once into a new directory.",
+        "/srv/hf/phi4mm is the download's remote-code layout (model_type 'phi4mm'); run "
+        "`inspector model import /srv/hf/phi4mm /srv/models/phi4mm-native` and set model.path "
+        "to /srv/models/phi4mm-native",
+    ),
+    Code.MODEL_IMPORT_REFUSED: CodeDoc(
+        "`inspector model import` refused its source: a shard missing or cut short, a tensor "
+        "of unknown name or unexpected shape, a config it cannot read.",
+        "model-00002-of-00003.safetensors is cut short: its header promises 4915916176 bytes "
+        "of tensors, the file holds 1048576",
+    ),
+    Code.MODEL_TARGET_NOT_EMPTY: CodeDoc(
+        "A command that writes a model directory was pointed at one that is not empty; it "
+        "never writes into an existing model.",
+        "/srv/models/phi4mm is not empty; name a new directory",
     ),
     Code.BROKER_PUBLISH_FAILED: CodeDoc(
         "The MQTT client could not queue a publish.", "the MQTT client's queue is full"

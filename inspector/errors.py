@@ -44,6 +44,10 @@ class Code(StrEnum):
     REVIEW_INVALID = "review.invalid"
     REVIEW_CONFLICT = "review.conflict"
     MODEL_LOAD_FAILED = "model.load_failed"
+    # model.path holds microsoft/Phi-4-multimodal-instruct as downloaded (the remote-code layout).
+    MODEL_NEEDS_IMPORT = "model.needs_import"
+    MODEL_IMPORT_REFUSED = "model.import_refused"
+    MODEL_TARGET_NOT_EMPTY = "model.target_not_empty"
     BROKER_PUBLISH_FAILED = "broker.publish_failed"
     BROKER_PUBLISH_TIMEOUT = "broker.publish_timeout"
     BROKER_PUBLISH_REFUSED = "broker.publish_refused"
@@ -181,6 +185,24 @@ class ModelLoadError(InspectorError):
     """A model directory is missing, incomplete or unreadable."""
 
     code = Code.MODEL_LOAD_FAILED
+
+
+class ModelNeedsImport(ModelLoadError):
+    """A model directory holds the download's remote-code layout: `inspector model import` it."""
+
+    code = Code.MODEL_NEEDS_IMPORT
+
+
+class ModelImportRefused(InspectorError):
+    """`inspector model import` refuses a source: a shard missing or cut short, a tensor unknown."""
+
+    code = Code.MODEL_IMPORT_REFUSED
+
+
+class ModelTargetNotEmpty(InspectorError):
+    """A command that writes a model directory was pointed at one that is not empty."""
+
+    code = Code.MODEL_TARGET_NOT_EMPTY
 
 
 class EngineFailed(InspectorError):
