@@ -14,9 +14,11 @@ pages, so the intake refuses characters that would hide or reorder what a screen
 No text field accepts a control character (C0, DEL, C1 such as U+0085 NEL and U+009B CSI),
 a line or paragraph separator (U+2028, U+2029), a bidirectional embedding, override or
 isolate (U+202A-U+202E, U+2066-U+2069), a zero-width or other invisible formatting
-character (U+200B-U+200F, U+FEFF, ...) or an unpaired surrogate; the one exception is the
-newline and tab in a note. Such a value is refused with `payload.unsafe_text`, naming the
-character by its code point and position, never echoing it. `inspector.safetext` holds the
+character (U+200B, U+200E, U+200F, U+FEFF, ...) or an unpaired surrogate; the exceptions are
+the newline and tab in a note, and the zero-width non-joiner and joiner (U+200C, U+200D)
+between two visible characters, which emoji sequences and Indic and Persian text need.
+Such a value is refused with `payload.unsafe_text`, naming the character by its code point
+and position, never echoing it. `inspector.safetext` holds the
 character rule, shared with the screens.
 
 Every check raises a `PydanticCustomError` whose type is the refusal's `Code` value and

@@ -36,6 +36,9 @@ from inspector.fieldrules import (
     limits_of,
     shown,
 )
+from inspector.quality.adapters import AdapterRef
+from inspector.quality.decision import Decision as Decision
+from inspector.safetext import excerpt
 from inspector.settings import SLUG, LimitSettings
 
 TOPIC_ROOT = "inspector/v1"
@@ -152,6 +155,7 @@ class InspectionRequest(_Message):
     def _within_limits(self, info: ValidationInfo) -> InspectionRequest:
         limits = limits_of(info)
         if len(self.images) > limits.max_images:
+            # No field in the error's location: the message names the field itself.
             raise PydanticCustomError(
                 Code.PAYLOAD_INVALID.value,
                 "images: {count} photos in one request, at most {limit} allowed",
@@ -183,12 +187,6 @@ class InspectionRequest(_Message):
     def station_key(self) -> StationKey:
         """The (site, line, station) this request belongs to."""
         return StationKey(self.site, self.line, self.station)
-
-
-class Decision(StrEnum):
-    PASS = "PASS"
-    FAIL = "FAIL"
-    REVIEW = "REVIEW"
 
 
 class DefectFinding(_Message):
@@ -301,6 +299,28 @@ class AdapterAnnouncement(_Message):
             raise ValueError("name, version and sha256 must be given together (or none of them)")
         return self
 
+    @classmethod
+    def of(
+        cls, site: str, adapter: AdapterRef | None, announced_at: datetime
+    ) -> AdapterAnnouncement:
+        """The announcement that `site` serves `adapter` (None: no site adapter)."""
+        if adapter is None:
+            return cls(site=site, announced_at=announced_at)
+        return cls(
+            site=site,
+            name=adapter.name,
+            version=adapter.version,
+            sha256=adapter.sha256,
+            announced_at=announced_at,
+        )
+
+    @property
+    def adapter(self) -> AdapterRef | None:
+        """The adapter version announced, or None: the site runs with no site adapter."""
+        if self.name is None or self.version is None or self.sha256 is None:
+            return None
+        return AdapterRef(self.name, self.version, self.sha256)
+
     def to_payload(self) -> bytes:
         """The message as UTF-8 JSON, ready to publish."""
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
@@ -323,6 +343,20 @@ class SiteAdapterState(_Message):
     error: str | None = Field(
         None, title="Why the announced adapter could not be loaded (the previous one serves)"
     )
+
+    @classmethod
+    def serving(cls, site: str, adapter: AdapterRef | None) -> SiteAdapterState:
+        """`site` serves `adapter` (None: the base, no site LoRA)."""
+        if adapter is None:
+            return cls(site=site)
+        return cls(site=site, name=adapter.name, version=adapter.version, sha256=adapter.sha256)
+
+    @property
+    def adapter(self) -> AdapterRef | None:
+        """The adapter version served, or None: the base."""
+        if self.name is None or self.version is None or self.sha256 is None:
+            return None
+        return AdapterRef(self.name, self.version, self.sha256)
 
 
 # "unhealthy": serving, but a group of requests could be neither committed nor rejected.
@@ -413,7 +447,7 @@ def _check_slug(value: str, what: str) -> str:
     if not _SLUG.fullmatch(value):
         raise RejectedInput(
             Code.TOPIC_INVALID,
-            f"{what} {value!r} must be lowercase letters, digits and '-', 1-64 characters",
+            f"{what} {excerpt(value)} must be lowercase letters, digits and '-', 1-64 characters",
         )
     return value
 
@@ -487,12 +521,15 @@ def parse_station_topic(topic: str) -> StationTopic:
     """Split a station topic into its parts, refusing anything that is not one."""
     parts = topic.split("/")
     if len(parts) != 6 or "/".join(parts[:2]) != TOPIC_ROOT:
-        raise RejectedInput(Code.TOPIC_INVALID, f"{topic!r} is not an Inspector station topic")
+        raise RejectedInput(
+            Code.TOPIC_INVALID, f"{excerpt(topic)} is not an Inspector station topic"
+        )
     try:
         kind = TopicKind(parts[5])
     except ValueError:
         raise RejectedInput(
-            Code.TOPIC_INVALID, f"{topic!r} ends in {parts[5]!r}, not a known topic kind"
+            Code.TOPIC_INVALID,
+            f"{excerpt(topic)} ends in {excerpt(parts[5])}, not a known topic kind",
         ) from None
     key = StationKey(
         _check_slug(parts[2], "site"),
@@ -553,13 +590,14 @@ def _words(err: Any) -> tuple[Code, str]:
     where = _where(loc) or "payload"
     code = _OWN_CODES.get(kind)
     if code is not None:
-        return code, f"{where}: {err['msg']}"
+        # A whole-message rule (loc empty) names its field in its own words.
+        return code, f"{where}: {err['msg']}" if loc else str(err["msg"])
     if kind == "bytes_invalid_encoding":
         return Code.PAYLOAD_BAD_BASE64, f"{where}: is not valid base64 ({err['msg']})"
     if kind == "literal_error" and loc and loc[-1] == "content_type":
         code = _CONTENT_TYPE_CODES.get(str(loc[0]), Code.PAYLOAD_INVALID)
         given = err.get("input")
-        what = shown(given) if isinstance(given, str) else "this value"
+        what = excerpt(given) if isinstance(given, str) else "this value"
         expected = err.get("ctx", {}).get("expected", "")
         return code, f"{where}: {what} is not a supported type; send one of {expected}"
     words = _WORDS.get(kind)
@@ -624,7 +662,7 @@ def _check_schema(body: Any) -> None:
         )
     schema = body["schema"]
     if schema != REQUEST_SCHEMA:
-        what = repr(shown(schema)) if isinstance(schema, str) else _type_name(schema)
+        what = excerpt(schema) if isinstance(schema, str) else _type_name(schema)
         raise RejectedInput(
             Code.PAYLOAD_UNSUPPORTED_SCHEMA,
             f"schema: {what} is not a schema this worker speaks; it speaks {REQUEST_SCHEMA!r}",
@@ -668,7 +706,7 @@ def _check_topic(request: InspectionRequest, topic: str) -> None:
         raise RejectedInput(
             Code.PAYLOAD_TOPIC_MISMATCH,
             f"request for {request.site}/{request.line}/{request.station} arrived on "
-            f"topic {shown(topic, 200)!r}",
+            f"topic {excerpt(topic)}",
         )
 
 
@@ -697,7 +735,6 @@ def parse_adapter_announcement(payload: bytes, topic: str | None = None) -> Adap
     if topic is not None and topic != adapter_control_topic(message.site):
         raise RejectedInput(
             Code.PAYLOAD_TOPIC_MISMATCH,
-            f"adapter announcement for site {message.site!r} arrived on topic "
-            f"{shown(topic, 200)!r}",
+            f"adapter announcement for site {message.site!r} arrived on topic {excerpt(topic)}",
         )
     return message

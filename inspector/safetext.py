@@ -35,6 +35,11 @@ _NOT_ASCII_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 # Cs: lone surrogates, which cannot even be encoded for output; Zl/Zp: U+2028 and U+2029.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
+# ZERO WIDTH NON-JOINER and JOINER are part of ordinary text: emoji sequences (family, flags
+# of professions) and Indic and Persian spelling need them between two visible characters.
+# Anywhere else (first, last, doubled, beside a space) they only hide something.
+JOINERS = frozenset("\u200c\u200d")
+
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 # Cells starting with these are formulas to Excel, LibreOffice and Google Sheets.
@@ -42,8 +47,26 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def is_unsafe(ch: str) -> bool:
-    """True for a character that must never reach a screen as it is."""
+    """True for a character that must never reach a screen as it is (joiners: see `joins`)."""
     return unicodedata.category(ch) in _UNSAFE_CATEGORIES
+
+
+def _shows(ch: str) -> bool:
+    return not ch.isspace() and ch not in JOINERS and not is_unsafe(ch)
+
+
+def joins(text: str, index: int) -> bool:
+    """True when `text[index]` is a ZWNJ or ZWJ between two visible characters."""
+    return (
+        text[index] in JOINERS
+        and 0 < index < len(text) - 1
+        and _shows(text[index - 1])
+        and _shows(text[index + 1])
+    )
+
+
+def _unsafe_at(text: str, index: int) -> bool:
+    return is_unsafe(text[index]) and not joins(text, index)
 
 
 def escape_char(ch: str) -> str:
@@ -68,6 +91,8 @@ def describe_char(ch: str) -> str:
         kind = "an unpaired surrogate"
     elif category in ("Zl", "Zp"):
         kind = "a line or paragraph separator"
+    elif ch in JOINERS:
+        kind = "a zero-width joiner or non-joiner that joins no two visible characters"
     elif category == "Cf":
         kind = "an invisible formatting character"
     else:
@@ -81,7 +106,7 @@ def _replace(text: str, keep: str) -> str:
 
     def one(match: re.Match[str]) -> str:
         ch = match.group()
-        return escape_char(ch) if ch not in keep and is_unsafe(ch) else ch
+        return escape_char(ch) if ch not in keep and _unsafe_at(text, match.start()) else ch
 
     return _NOT_ASCII_PRINTABLE.sub(one, text)
 
@@ -92,6 +117,28 @@ def visible(text: object, *, multiline: bool = False) -> str:
     With `multiline`, newlines are kept as line breaks (notes, rationales in a detail view).
     """
     return _replace(str(text), "\n" if multiline else "")
+
+
+EXCERPT_CHARS = 64
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """A quoted, escaped, bounded excerpt of an untrusted value for a message.
+
+    At most `limit` characters as shown (escapes included, never cut in half), then "…" and
+    the value's length: ``'OsakaOsaka…' (10309 characters)``. A reason never repeats a
+    10 KB station name, and never carries the character it refuses.
+    """
+    text = str(value)
+    out: list[str] = []
+    used = 0
+    for index, ch in enumerate(text):
+        piece = escape_char(ch) if _unsafe_at(text, index) else ch
+        if used + len(piece) > limit:
+            return f"'{''.join(out)}…' ({len(text)} characters)"
+        out.append(piece)
+        used += len(piece)
+    return f"'{''.join(out)}'"
 
 
 def terminal(text: object, *, multiline: bool = False) -> str:
@@ -119,7 +166,7 @@ def csv_cell(value: object) -> str:
 
 def _json_escape(match: re.Match[str]) -> str:
     ch = match.group()
-    if ch == "\n" or not is_unsafe(ch):
+    if ch == "\n" or not is_unsafe(ch) or joins(match.string, match.start()):
         return ch
     cp = ord(ch)
     if cp < 0x10000:
@@ -158,6 +205,6 @@ def first_unsafe(text: str, allow: str = "") -> UnsafeChar | None:
     """The first character of `text` that must not be stored in a shown field, if any."""
     for match in _NOT_ASCII_PRINTABLE.finditer(text):
         ch = match.group()
-        if ch not in allow and is_unsafe(ch):
+        if ch not in allow and _unsafe_at(text, match.start()):
             return UnsafeChar(match.start() + 1, ch)
     return None

@@ -13,6 +13,8 @@ from inspector.errors import InternalFailure, RejectedInput, RequestRefused
 from inspector.media import DecodedAudio, DecodedImage, decode_audio, decode_image
 from inspector.mqtt import Message
 from inspector.protocol import (
+    AudioPart,
+    ImagePart,
     InspectionRequest,
     StationKey,
     parse_request,
@@ -74,6 +76,21 @@ def _shown_safely(error: RejectedInput) -> RejectedInput:
     return RejectedInput(error.code, visible(error.reason))
 
 
+def _decode_photo(index: int, part: ImagePart, limits: LimitSettings) -> DecodedImage:
+    """One photo decoded; a refusal names it as the parser does: images[2]: …"""
+    try:
+        return decode_image(part.data, part.content_type, limits)
+    except RejectedInput as exc:
+        raise RejectedInput(exc.code, f"images[{index}]: {exc.reason}") from None
+
+
+def _decode_note(part: AudioPart, limits: LimitSettings) -> DecodedAudio:
+    try:
+        return decode_audio(part.data, part.content_type, limits)
+    except RejectedInput as exc:
+        raise RejectedInput(exc.code, f"audio: {exc.reason}") from None
+
+
 def validate(
     message: Message,
     limits: LimitSettings,
@@ -93,12 +110,8 @@ def validate(
     try:
         request = parse_request(message.payload, limits, topic=message.topic)
         request_id = request.request_id
-        images = [decode_image(p.data, p.content_type, limits) for p in request.images]
-        audio = (
-            decode_audio(request.audio.data, request.audio.content_type, limits)
-            if request.audio is not None
-            else None
-        )
+        images = [_decode_photo(index, part, limits) for index, part in enumerate(request.images)]
+        audio = _decode_note(request.audio, limits) if request.audio is not None else None
         bucket = bucket_of([(img.width, img.height) for img in images])
     except RequestRefused as exc:
         return Refused(message, _shown_safely(exc), exc.request_id, station, received)

@@ -147,12 +147,13 @@ def _with_media(part: str, **changes: Any) -> bytes:
         (
             _with_media("image", content_type="text/plain"),
             Code.IMAGE_UNSUPPORTED_TYPE,
-            "images[0].content_type: text/plain is not a supported type; send one of 'image/jpeg'",
+            "images[0].content_type: 'text/plain' is not a supported type; send one of "
+            "'image/jpeg'",
         ),
         (
             _with_media("audio", content_type="audio/mpeg"),
             Code.AUDIO_UNSUPPORTED_TYPE,
-            "audio.content_type: audio/mpeg is not a supported type; send one of 'audio/wav'",
+            "audio.content_type: 'audio/mpeg' is not a supported type; send one of 'audio/wav'",
         ),
         (
             _with_media("image", sha256="A" * 64),
@@ -214,3 +215,89 @@ def test_an_internal_fault_is_refused_as_internal_error_naming_only_its_type() -
 def test_a_payload_on_no_station_topic_is_refused_without_a_station() -> None:
     refused = validate(_message(b"{}", topic="somewhere/else"), LimitSettings())
     assert isinstance(refused, Refused) and refused.station is None
+
+
+def _photos(*datas: bytes) -> bytes:
+    from inspector.protocol import ImagePart
+
+    images = [ImagePart.from_bytes("image/jpeg", data) for data in datas]
+    return make_request(images=images, audio=None).to_payload()
+
+
+def test_every_photo_refusal_names_the_photo_by_its_index() -> None:
+    from tests.core.helpers import jpeg
+
+    good = jpeg()
+    not_a_jpeg = _refused(_photos(good, good, b"not a photo at all"))
+    assert not_a_jpeg.error.code is Code.IMAGE_UNDECODABLE
+    assert not_a_jpeg.error.reason.startswith("images[2]: photo bytes are not a JPEG")
+    tiny = _refused(_photos(good, jpeg(8, 8)))
+    assert tiny.error.code is Code.IMAGE_TOO_SMALL
+    assert tiny.error.reason.startswith("images[1]: photo is 8×8")
+
+
+def test_a_voice_note_refusal_names_the_audio_field() -> None:
+    body = _body()
+    body["audio"]["data"] = "AAAA"
+    body["audio"]["sha256"] = "709e80c88487a2411e1ee4dfb9f22a861492d20c4765150c0c794abd70f8147c"
+    refused = _refused(json.dumps(body).encode())
+    assert refused.error.code is Code.AUDIO_CORRUPT
+    assert refused.error.reason.startswith("audio: voice note is not a readable")
+
+
+def test_too_many_photos_is_said_once_without_a_doubled_prefix() -> None:
+    from tests.core.helpers import jpeg
+
+    body = json.loads(_photos(jpeg()))
+    body["images"] *= 9
+    refused = _refused(json.dumps(body).encode())
+    assert refused.error.code is Code.PAYLOAD_INVALID
+    assert refused.error.reason == "images: 9 photos in one request, at most 8 allowed"
+
+
+def test_a_huge_station_name_is_quoted_as_a_bounded_excerpt_with_its_length() -> None:
+    station = "s" * 10_309
+    refused = validate(
+        _message(_payload(), topic=f"inspector/v1/osaka/l1/{station}/request"), LimitSettings()
+    )
+    assert isinstance(refused, Refused)
+    assert refused.error.code is Code.TOPIC_INVALID
+    assert "(10309 characters)" in refused.error.reason
+    assert len(refused.error.reason) < 200, refused.error.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\U0001f468\u200d\U0001f469\u200d\U0001f467",  # family: man ZWJ woman ZWJ girl
+        "\u2764\ufe0f\u200d\U0001f525",  # heart on fire: the joiner after a variation selector
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian mi-khaham, with a ZWNJ
+        "\u0915\u094d\u200d\u0937",  # Devanagari: a half form through ZWJ after the virama
+    ],
+)
+def test_joiners_between_visible_characters_are_accepted_in_note_part_id_and_operator(
+    text: str,
+) -> None:
+    for field in ("note", "part_id", "operator"):
+        outcome = validate(_message(_payload(**{field: text})), LimitSettings())
+        assert isinstance(outcome, Accepted), (field, text)
+        assert getattr(outcome.request, field) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [
+        ("\u200dP-1", 1),  # joins nothing before it
+        ("P-1\u200c", 4),  # nor after
+        ("P\u200d\u200d1", 2),  # doubled
+        ("P \u200d1", 3),  # beside a space
+        ("P\u202e1", 2),  # a bidi override stays refused
+        ("P\u2066x\u2069", 2),  # an isolate too
+        ("P\u200b1", 2),  # a zero-width space is no joiner
+    ],
+)
+def test_stray_joiners_and_other_format_characters_stay_refused(text: str, position: int) -> None:
+    for field in ("part_id", "operator", "note"):
+        refused = _refused(_payload(**{field: text}))
+        assert refused.error.code is Code.PAYLOAD_UNSAFE_TEXT, field
+        assert f"at position {position}" in refused.error.reason

@@ -128,3 +128,23 @@ def test_first_unsafe_names_position_and_kind() -> None:
     assert found.describe() == "a bidirectional formatting character (U+202E) at position 3"
     assert first_unsafe("tab\there", allow="\t") is None
     assert first_unsafe("Größe") is None
+
+
+def test_excerpt_quotes_at_most_64_characters_and_gives_the_length() -> None:
+    from inspector.safetext import excerpt
+
+    assert excerpt("Osaka") == "'Osaka'"
+    long = excerpt("x" * 10_309)
+    assert long == "'" + "x" * 64 + "…' (10309 characters)"
+    hostile = excerpt("\x1b[2J" * 100)
+    assert "\x1b" not in hostile and hostile.endswith("(400 characters)")
+    assert len(hostile) < 100
+
+
+def test_joiners_show_as_typed_between_visible_characters_and_escaped_elsewhere() -> None:
+    family = "\U0001f468\u200d\U0001f469"
+    assert visible(family) == family
+    assert json.loads(json_line({"t": family})) == {"t": family} and "\\u" not in json_line(family)
+    assert visible("\u200dx") == "\\u200dx"
+    stray = first_unsafe("x\u200d")
+    assert stray is not None and "joins no two visible characters" in stray.describe()
