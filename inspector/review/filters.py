@@ -1,16 +1,18 @@
-"""Query parameters shared by the queue page, the queue API and the export."""
+"""Query parameters shared by the queue page, the queue API and the export.
+
+They map onto the store's one filter (store.queue.QueueFilter); pages are keyed by the
+store's one cursor (store.filters.Cursor, passed as its token).
+"""
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from inspector.errors import InvalidInput
-from inspector.store.reviews import Cursor, QueueFilter
+from inspector.store.queue import QueueFilter
 
 Tab = Literal["review", "fail", "audit", "all"]
 Reviewed = Literal["no", "yes", "any"]
@@ -66,23 +68,3 @@ class QueueQuery(BaseModel):
 
 def _start(day: date | None) -> datetime | None:
     return datetime.combine(day, time.min, tzinfo=UTC) if day else None
-
-
-def encode_cursor(cursor: Cursor | None) -> str | None:
-    """An opaque page key for a URL."""
-    if cursor is None:
-        return None
-    raw = f"{cursor[0].astimezone(UTC).isoformat()}|{cursor[1]}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(value: str | None) -> Cursor | None:
-    """The page key from a URL; InvalidInput when it was not made by encode_cursor."""
-    if not value:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-        at, iid = raw.split("|")
-        return datetime.fromisoformat(at), int(iid)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("the page cursor is not valid; start from the first page") from None

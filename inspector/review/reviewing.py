@@ -7,9 +7,13 @@ from typing import Literal
 
 from inspector.errors import InvalidInput
 from inspector.review.context import AppContext
-from inspector.store import ReviewInput
-from inspector.store import reviews as queue_store
-from inspector.store.reviews import InspectionDetail, ReviewView
+from inspector.store.detail import (
+    InspectionDetail,
+    ReviewView,
+    inspection_detail,
+    parse_request_id,
+)
+from inspector.store.reviews import ReviewInput, review_inspections
 from inspector.store.users import UserRecord
 
 
@@ -76,21 +80,21 @@ def review_one(
     review_id: uuid.UUID | None = None,
 ) -> tuple[InspectionDetail, ReviewView]:
     """Store one review and mark the inspection reviewed by the user."""
-    rid = queue_store.parse_request_id(request_id)
+    rid = parse_request_id(request_id)
     with ctx.store.db.write() as session:
-        detail = queue_store.inspection_detail(session, rid, user.id)
+        detail = inspection_detail(session, rid, user.id)
         review = build_review(
             ctx, detail, user, decision, final_verdict, defect_type, comment, review_id
         )
-        (stored,) = queue_store.review_inspections(session, user.id, [review])
+        (stored,) = review_inspections(session, user.id, [review])
     return detail, stored
 
 
 def confirm_many(ctx: AppContext, user: UserRecord, request_ids: list[str]) -> int:
     """Confirm several inspections in one transaction; all or none."""
-    ids = [queue_store.parse_request_id(r) for r in dict.fromkeys(request_ids)]
+    ids = [parse_request_id(r) for r in dict.fromkeys(request_ids)]
     with ctx.store.db.write() as session:
-        details = [queue_store.inspection_detail(session, rid, user.id) for rid in ids]
+        details = [inspection_detail(session, rid, user.id) for rid in ids]
         batch = [build_review(ctx, d, user, "confirm", None, None, None) for d in details]
-        queue_store.review_inspections(session, user.id, batch)
+        review_inspections(session, user.id, batch)
     return len(batch)

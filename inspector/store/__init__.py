@@ -7,6 +7,8 @@ from pathlib import Path
 from inspector.settings import StoreSettings
 from inspector.store.blobs import BlobStore
 from inspector.store.database import Database, upgrade
+from inspector.store.export import CSV_COLUMNS, EXPORT_COLUMNS, csv_record, iter_export
+from inspector.store.filters import Cursor, VerdictFilter
 from inspector.store.inspections import (
     find_inspection,
     known_requests,
@@ -16,11 +18,6 @@ from inspector.store.inspections import (
 from inspector.store.rejections import record_rejection
 from inspector.store.reviews import ReviewInput, record_review
 from inspector.store.verdicts import (
-    EXPORT_COLUMNS,
-    Cursor,
-    VerdictFilter,
-    export_row,
-    iter_export,
     latest_verdict,
     latest_verdict_message,
     list_verdicts,
@@ -53,6 +50,7 @@ class Store:
 
 
 __all__ = [
+    "CSV_COLUMNS",
     "EXPORT_COLUMNS",
     "BlobStore",
     "Cursor",
@@ -60,7 +58,7 @@ __all__ = [
     "ReviewInput",
     "Store",
     "VerdictFilter",
-    "export_row",
+    "csv_record",
     "find_inspection",
     "iter_export",
     "known_requests",

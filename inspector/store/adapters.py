@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -77,11 +77,6 @@ class AuditRecord:
     at: datetime
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _record(row: Adapter) -> AdapterRecord:
     return AdapterRecord(
         id=row.id,
@@ -96,8 +91,8 @@ def _record(row: Adapter) -> AdapterRecord:
         metrics=dict(row.metrics),
         card=dict(row.card),
         created_by=row.created_by,
-        created_at=_aware(row.created_at),
-        updated_at=_aware(row.updated_at),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
@@ -316,7 +311,7 @@ def audit_trail(
                 reason=audit.reason,
                 forced=audit.forced,
                 metrics=dict(audit.metrics),
-                at=_aware(audit.at),
+                at=audit.at,
             )
         )
     return out

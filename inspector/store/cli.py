@@ -69,7 +69,7 @@ def _filter(
     since: str | None,
     until: str | None,
 ) -> Any:
-    from inspector.store import VerdictFilter
+    from inspector.store.filters import VerdictFilter
 
     if verdict is not None and verdict.upper() not in ("PASS", "FAIL", "REVIEW"):
         raise typer.BadParameter(
@@ -105,7 +105,8 @@ def verdicts_list(
 ) -> None:
     """List verdicts, newest capture first, a page at a time (stable while verdicts arrive)."""
     from inspector.errors import InvalidInput
-    from inspector.store import Cursor, list_verdicts
+    from inspector.store.filters import Cursor
+    from inspector.store.verdicts import list_verdicts
 
     try:
         cursor = Cursor.parse(after) if after is not None else None
@@ -193,16 +194,15 @@ def verdicts_export(
 
 
 def _write_export(store: Store, flt: Any, fmt: str, out: TextIO) -> int:
-    from inspector.store import EXPORT_COLUMNS, iter_export
+    from inspector.store.export import CSV_COLUMNS, csv_record, iter_export
 
     count = 0
     with store.db.read() as session:
         if fmt == "csv":
-            writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
+            writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             for rec in iter_export(session, flt):
-                rec["defects"] = ";".join(d["type"] for d in rec["defects"])
-                writer.writerow({k: csv_cell(v) for k, v in rec.items()})
+                writer.writerow({k: csv_cell(v) for k, v in csv_record(rec).items()})
                 count += 1
         else:
             for rec in iter_export(session, flt):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -101,11 +101,6 @@ class SnapshotRecord:
         return [item for item in self.items if item.split == name]
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _media(session: Session, inspection_ids: Sequence[int]) -> dict[int, tuple[MediaRef, ...]]:
     out: dict[int, list[MediaRef]] = {}
     stmt = (
@@ -155,7 +150,7 @@ def reviewed_inspections(
         Reviewed(
             inspection_id=insp.id,
             request_id=insp.request_id,
-            captured_at=_aware(insp.captured_at),
+            captured_at=insp.captured_at,
             note=insp.note,
             media=media.get(insp.id, ()),
             review_id=review.id,
@@ -233,7 +228,7 @@ def load_snapshot(session: Session, snapshot_id: int) -> SnapshotRecord:
             inspection_id=item.inspection_id,
             request_id=request_id,
             review_id=item.review_id,
-            captured_at=_aware(captured_at),
+            captured_at=captured_at,
             split=item.split,
             label=item.label,
             target=item.target,
@@ -246,11 +241,11 @@ def load_snapshot(session: Session, snapshot_id: int) -> SnapshotRecord:
         id=snap.id,
         site=snap.site,
         content_hash=snap.content_hash,
-        since=_aware(snap.since) if snap.since else None,
-        until=_aware(snap.until) if snap.until else None,
+        since=snap.since,
+        until=snap.until,
         holdout_share=snap.holdout_share,
         counts=dict(snap.counts),
         created_by=snap.created_by,
-        created_at=_aware(snap.created_at),
+        created_at=snap.created_at,
         items=items,
     )

@@ -121,7 +121,4 @@ def station_clocks(db: Database, since: datetime, per_station: int = 200) -> lis
 
 
 def _seconds(later: datetime, earlier: datetime) -> float:
-    # SQLite hands back naive datetimes; the store writes them in UTC.
-    if (later.tzinfo is None) != (earlier.tzinfo is None):
-        later, earlier = later.replace(tzinfo=None), earlier.replace(tzinfo=None)
     return (later - earlier).total_seconds()

@@ -13,8 +13,28 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utc(value: datetime) -> datetime:
-    """A stored time as an aware UTC datetime (all are UTC; SQLite hands back naive ones)."""
+    """A time as an aware UTC datetime; a naive one is taken to be UTC already."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """A time stored in UTC and always read back as an aware UTC datetime.
+
+    The column is `DateTime(timezone=True)` as before (timestamptz on PostgreSQL, text on
+    SQLite), so the schema does not change. SQLite keeps no zone and hands back naive
+    times; times are converted to UTC on the way in, so a naive one read back is UTC.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """The time in UTC, as the database keeps it."""
+        return utc(value) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """The stored time as an aware UTC datetime."""
+        return utc(value) if value is not None else None
 
 
 class Base(DeclarativeBase):
@@ -28,7 +48,7 @@ class Base(DeclarativeBase):
         }
     )
     type_annotation_map = {  # noqa: RUF012
-        datetime: sa.DateTime(timezone=True),
+        datetime: UtcDateTime(),
         dict[str, Any]: sa.JSON(),
         list[Any]: sa.JSON(),
     }

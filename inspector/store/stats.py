@@ -61,7 +61,7 @@ def _sums(session: Session, flt: StatsFilter, *cols: Any) -> list[Any]:
     tally = cols[0].class_
     n = sa.func.sum(tally.n)
     stmt = sa.select(*cols, n).where(*flt.on(tally)).group_by(*cols).having(n > 0)
-    return list(session.execute(stmt).tuples())
+    return list(session.execute(stmt))
 
 
 def verdict_counts(session: Session, flt: StatsFilter) -> list[tuple[str, str, str, int]]:

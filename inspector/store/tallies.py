@@ -21,12 +21,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from inspector.store.filters import VerdictFilter
 from inspector.store.models import (
     Inspection,
     Review,
@@ -36,9 +37,6 @@ from inspector.store.models import (
     VerdictHour,
     utc,
 )
-
-if TYPE_CHECKING:
-    from inspector.store.verdicts import VerdictFilter
 
 BUCKETS = 1000  # P(PASS) resolution of the threshold what-if
 

@@ -43,14 +43,9 @@ class TokenRecord:
     revoked: bool
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; every stored time is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _record(row: User) -> UserRecord:
     return UserRecord(
-        row.id, row.username, row.role, row.disabled, row.password_hash, _utc(row.created_at)
+        row.id, row.username, row.role, row.disabled, row.password_hash, row.created_at
     )
 
 
@@ -136,7 +131,7 @@ def list_tokens(session: Session) -> list[TokenRecord]:
         .order_by(User.username, ApiToken.id)
     )
     return [
-        TokenRecord(t.id, name, t.name, t.prefix, _utc(t.created_at), t.revoked_at is not None)
+        TokenRecord(t.id, name, t.name, t.prefix, t.created_at, t.revoked_at is not None)
         for t, name in rows
     ]
 
@@ -198,7 +193,7 @@ def locked_until(session: Session, keys: Sequence[str]) -> datetime | None:
     """When the latest lockout among these throttle keys ends, if any is still locked."""
     now = datetime.now(UTC)
     ends = [
-        _utc(t)
+        t
         for t in session.scalars(
             sa.select(LoginFailure.locked_until).where(
                 LoginFailure.key.in_(keys), LoginFailure.locked_until.is_not(None)
@@ -217,7 +212,7 @@ def record_login_failure(
     now = datetime.now(UTC)
     for key in keys:
         row = session.get(LoginFailure, key)
-        if row is None or _utc(row.first_failed_at) < now - lockout:
+        if row is None or row.first_failed_at < now - lockout:
             if row is not None:
                 session.delete(row)
                 session.flush()

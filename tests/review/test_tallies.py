@@ -9,9 +9,8 @@ from fastapi.testclient import TestClient
 
 from inspector.protocol import Decision
 from inspector.store import ReviewInput, Store, latest_verdict_message, record_review, tallies
-from inspector.store import reviews as queue_store
 from inspector.store import stats as stats_store
-from inspector.store.reviews import QueueFilter
+from inspector.store.queue import QueueFilter, unreviewed_counts
 from inspector.store.stats import StatsFilter
 from inspector.store.verdicts import record_verdicts
 from tests.review.helpers import add_user, login, seed
@@ -50,7 +49,7 @@ def _numbers(store: Store) -> dict[str, Any]:
             "hours": sorted(stats_store.hourly_counts(session, flt)),
             "reviewed": sorted(stats_store.reviewed_counts(session, flt)),
             "histogram": sorted(stats_store.reviewed_histogram(session, flt)),
-            "counts": queue_store.unreviewed_counts(session, QueueFilter(audit_percent=100), 1),
+            "counts": unreviewed_counts(session, QueueFilter(audit_percent=100), 1),
         }
 
 

@@ -14,14 +14,12 @@ from inspector.review.auth import Principal, api_user
 from inspector.review.context import AppContext, app_context
 from inspector.review.filters import QueueQuery
 from inspector.safetext import csv_cell, json_line
-from inspector.store import reviews as queue_store
+from inspector.store.export import CSV_COLUMNS, csv_record, iter_export
 
 router = APIRouter(tags=["export"])
 
-CSV_COLUMNS = [c for c in queue_store.EXPORT_COLUMNS if c != "media"] + [
-    "media_sha256",
-    "media_urls",
-]
+# The store's export schema, plus each medium's URL in this app.
+COLUMNS = [*CSV_COLUMNS, "media_urls"]
 
 
 def _csv_rows(records: Iterator[dict[str, Any]], media_url: str) -> Iterator[str]:
@@ -34,14 +32,12 @@ def _csv_rows(records: Iterator[dict[str, Any]], media_url: str) -> Iterator[str
         buf.truncate()
         return out
 
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(COLUMNS)
     yield take()
     for n, rec in enumerate(records, 1):
-        media = rec.pop("media")
-        rec["defects"] = ";".join(rec["defects"])
-        rec["media_sha256"] = " ".join(m["sha256"] for m in media)
-        rec["media_urls"] = " ".join(media_url + m["sha256"] for m in media)
-        writer.writerow([csv_cell(rec[c]) for c in CSV_COLUMNS])
+        flat = csv_record(rec)
+        flat["media_urls"] = " ".join(media_url + m["sha256"] for m in rec["media"])
+        writer.writerow([csv_cell(flat[c]) for c in COLUMNS])
         if n % 200 == 0:
             yield take()
     yield take()
@@ -69,7 +65,7 @@ def export(
 
     def records() -> Iterator[dict[str, Any]]:
         with ctx.store.db.read() as session:
-            yield from queue_store.iter_export(session, flt, who.user.id, limit)
+            yield from iter_export(session, flt, who.user.id, limit)
 
     rows = _csv_rows(records(), media_url) if format == "csv" else _jsonl_rows(records(), media_url)
     media_type = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"

@@ -25,9 +25,18 @@ from inspector.review.api.defs import (
 )
 from inspector.review.auth import Principal, api_user, api_writer
 from inspector.review.context import AppContext, app_context
-from inspector.review.filters import QueueQuery, decode_cursor, encode_cursor
-from inspector.store import reviews as queue_store
-from inspector.store.reviews import InspectionDetail, ReviewView, VerdictView
+from inspector.review.filters import QueueQuery
+from inspector.store.detail import (
+    InspectionDetail,
+    ReviewView,
+    VerdictView,
+    inspection_detail,
+    parse_request_id,
+    review_history,
+)
+from inspector.store.filters import Cursor
+from inspector.store.queue import queue_page, unreviewed_counts, unreviewed_days
+from inspector.store.reviews import set_reviewed
 
 router = APIRouter(tags=["inspections"])
 
@@ -43,11 +52,12 @@ def queue(
     """One page of the queue, newest capture first, with the caller's unreviewed counts."""
     flt = q.store_filter(ctx.settings.review.audit_pass_percent)
     with ctx.store.db.read() as session:
-        items, nxt = queue_store.queue_page(session, flt, who.user.id, decode_cursor(cursor), limit)
-        counts = queue_store.unreviewed_counts(session, flt, who.user.id)
+        after = Cursor.parse(cursor) if cursor else None
+        items, nxt = queue_page(session, flt, who.user.id, after, limit)
+        counts = unreviewed_counts(session, flt, who.user.id)
     return QueuePage(
         items=[QueueItemOut.model_validate(i, from_attributes=True) for i in items],
-        next_cursor=encode_cursor(nxt),
+        next_cursor=nxt.token() if nxt is not None else None,
         counts=Counts(**counts),
     )
 
@@ -61,7 +71,7 @@ def counts(
     """How many inspections per tab the caller has not reviewed (tab filter ignored)."""
     flt = q.store_filter(ctx.settings.review.audit_pass_percent)
     with ctx.store.db.read() as session:
-        return Counts(**queue_store.unreviewed_counts(session, flt, who.user.id))
+        return Counts(**unreviewed_counts(session, flt, who.user.id))
 
 
 def month_bounds(month: str | None) -> tuple[str, datetime, datetime]:
@@ -88,7 +98,7 @@ def calendar(
     name, start, end = month_bounds(month)
     flt = q.store_filter(ctx.settings.review.audit_pass_percent)
     with ctx.store.db.read() as session:
-        days = queue_store.calendar(session, flt, who.user.id, start, end)
+        days = unreviewed_days(session, flt, who.user.id, start, end)
     return CalendarOut(month=name, days=[CalendarDay(day=d, unreviewed=n) for d, n in days])
 
 
@@ -156,9 +166,9 @@ def inspection(
     ctx: AppContext = Depends(app_context),
 ) -> InspectionOut:
     """One inspection: media by hash, every verdict, the full review history."""
-    rid = queue_store.parse_request_id(request_id)
+    rid = parse_request_id(request_id)
     with ctx.store.db.read() as session:
-        detail = queue_store.inspection_detail(session, rid, who.user.id)
+        detail = inspection_detail(session, rid, who.user.id)
     return inspection_out(detail, ctx, request)
 
 
@@ -169,9 +179,9 @@ def reviews(
     ctx: AppContext = Depends(app_context),
 ) -> list[ReviewOut]:
     """The inspection's review history, oldest first; the last one counts."""
-    rid = queue_store.parse_request_id(request_id)
+    rid = parse_request_id(request_id)
     with ctx.store.db.read() as session:
-        return [review_out(r) for r in queue_store.review_history(session, rid)]
+        return [review_out(r) for r in review_history(session, rid)]
 
 
 @router.post("/inspections/{request_id}/reviews", response_model=ReviewOut, status_code=201)
@@ -207,9 +217,9 @@ def confirm_selected(
 
 
 def _set_mark(ctx: AppContext, who: Principal, request_id: str, reviewed: bool) -> Response:
-    rid = queue_store.parse_request_id(request_id)
+    rid = parse_request_id(request_id)
     with ctx.store.db.write() as session:
-        queue_store.set_reviewed(session, who.user.id, rid, reviewed)
+        set_reviewed(session, who.user.id, rid, reviewed)
     return Response(status_code=204)
 
 

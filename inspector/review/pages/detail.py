@@ -12,8 +12,9 @@ from inspector.review.context import AppContext, app_context
 from inspector.review.filters import QueueQuery
 from inspector.review.pages import checked_form, render, require_reviewer
 from inspector.review.pages.queue import query_from
-from inspector.store import reviews as queue_store
-from inspector.store.reviews import InspectionDetail
+from inspector.store.detail import InspectionDetail, inspection_detail, media_of, parse_request_id
+from inspector.store.queue import neighbours
+from inspector.store.reviews import mark_unreviewed
 
 router = APIRouter(include_in_schema=False)
 
@@ -27,9 +28,9 @@ def _page(
 ) -> Response:
     flt = q.store_filter(ctx.settings.review.audit_pass_percent)
     with ctx.store.db.read() as session:
-        d = queue_store.inspection_detail(session, rid, who.user.id)
-        prev_id, next_id = queue_store.neighbours(session, flt, who.user.id, d.cursor)
-        next_media = [m.sha256 for m in queue_store.media_of(session, next_id)] if next_id else []
+        d = inspection_detail(session, rid, who.user.id)
+        prev_id, next_id = neighbours(session, flt, who.user.id, d.cursor)
+        next_media = [m.sha256 for m in media_of(session, next_id)] if next_id else []
     return render(
         ctx,
         "detail.html",
@@ -63,7 +64,7 @@ def detail_page(
     ctx: AppContext = Depends(app_context),
 ) -> Response:
     """The inspection, with the next one in the queue preloaded."""
-    return _page(ctx, who, q, queue_store.parse_request_id(request_id))
+    return _page(ctx, who, q, parse_request_id(request_id))
 
 
 @router.post("/inspections/{request_id}/review")
@@ -77,7 +78,7 @@ async def review(
     form = await checked_form(request, who)
     require_reviewer(who)
     q = query_from(form.get("q", ""))
-    rid = queue_store.parse_request_id(request_id)
+    rid = parse_request_id(request_id)
     try:
         detail, _ = reviewing.review_one(
             ctx,
@@ -92,7 +93,7 @@ async def review(
         return _page(ctx, who, q, rid, error=exc.message)
     flt = q.store_filter(ctx.settings.review.audit_pass_percent)
     with ctx.store.db.read() as session:
-        _, next_id = queue_store.neighbours(session, flt, who.user.id, detail.cursor)
+        _, next_id = neighbours(session, flt, who.user.id, detail.cursor)
     target = _url(next_id, q.query_string()) or f"/queue?{q.query_string()}"
     return RedirectResponse(target, status_code=303)
 
@@ -108,9 +109,9 @@ async def unreviewed(
     form = await checked_form(request, who)
     require_reviewer(who)
     q = query_from(form.get("q", ""))
-    rid = queue_store.parse_request_id(request_id)
+    rid = parse_request_id(request_id)
     with ctx.store.db.write() as session:
-        queue_store.mark_unreviewed(session, who.user.id, rid)
+        mark_unreviewed(session, who.user.id, rid)
     if form.get("back") == "queue":
         return RedirectResponse(f"/queue?{q.query_string()}", status_code=303)
     return RedirectResponse(f"/inspections/{rid}?{q.query_string()}", status_code=303)

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from inspector.review.auth import Principal, api_user
 from inspector.review.context import AppContext, app_context
-from inspector.store import reviews as queue_store
+from inspector.store.detail import media_ref
 
 router = APIRouter(tags=["media"])
 _SHA = re.compile(r"[0-9a-f]{64}")
@@ -33,7 +33,7 @@ def media(
     if not _SHA.fullmatch(sha256):
         raise HTTPException(404, "no such media")
     with ctx.store.db.read() as session:
-        ref = queue_store.media_ref(session, sha256)
+        ref = media_ref(session, sha256)
     if ref is None:
         raise HTTPException(404, "no such media")
     path = ctx.store.blobs.path_for(ref.sha256)

@@ -13,9 +13,10 @@ from inspector.review import reviewing
 from inspector.review.api.inspections import month_bounds
 from inspector.review.auth import Principal, page_user
 from inspector.review.context import AppContext, app_context
-from inspector.review.filters import QueueQuery, decode_cursor, encode_cursor
+from inspector.review.filters import QueueQuery
 from inspector.review.pages import checked_form, render, require_reviewer
-from inspector.store import reviews as queue_store
+from inspector.store import queue
+from inspector.store.filters import Cursor
 
 router = APIRouter(include_in_schema=False)
 TABS = [("review", "REVIEW"), ("fail", "FAIL"), ("audit", "PASS audit"), ("all", "All")]
@@ -36,10 +37,11 @@ def queue_page(
     """The review queue."""
     flt = q.store_filter(ctx.settings.review.audit_pass_percent)
     with ctx.store.db.read() as session:
-        items, nxt = queue_store.queue_page(
-            session, flt, who.user.id, decode_cursor(cursor), ctx.settings.review.page_size
+        after = Cursor.parse(cursor) if cursor else None
+        items, nxt = queue.queue_page(
+            session, flt, who.user.id, after, ctx.settings.review.page_size
         )
-        counts = queue_store.unreviewed_counts(session, flt, who.user.id)
+        counts = queue.unreviewed_counts(session, flt, who.user.id)
     return render(
         ctx,
         "queue.html",
@@ -49,7 +51,7 @@ def queue_page(
         counts=counts,
         items=items,
         cursor=cursor,
-        next_cursor=encode_cursor(nxt),
+        next_cursor=nxt.token() if nxt is not None else None,
         search_value=q.part_id,
     )
 
@@ -82,7 +84,7 @@ def calendar_page(
     name, start, end = month_bounds(month)
     flt = q.store_filter(ctx.settings.review.audit_pass_percent)
     with ctx.store.db.read() as session:
-        days = dict(queue_store.calendar(session, flt, who.user.id, start, end))
+        days = dict(queue.unreviewed_days(session, flt, who.user.id, start, end))
     first = start.date()
     weeks = cal.Calendar().monthdatescalendar(first.year, first.month)
     prev_month = (first - timedelta(days=1)).strftime("%Y-%m")

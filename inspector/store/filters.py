@@ -1,0 +1,130 @@
+"""Which inspections a listing selects, and where a page of it ends.
+
+One filter (`VerdictFilter`, which the review queue's `QueueFilter` extends), one `Cursor`
+and one keyset predicate serve the CLI's verdict listing, the review queue and the exports.
+Every listing is ordered newest capture first, then by id, and pages by key: a page costs
+the same on page 1 and page 2 000, and rows arriving meanwhile neither shift nor repeat one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import QueryableAttribute
+
+from inspector.errors import InvalidInput
+from inspector.store.models import Inspection, ReviewMark, Verdict, utc
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictFilter:
+    """Which verdicts to list; dates bound the inspection's capture time, confidence inclusive."""
+
+    site: str | None = None
+    line: str | None = None
+    station: str | None = None
+    verdict: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    adapter: str | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    part_id: str | None = None  # a prefix
+
+    def where(self) -> list[sa.ColumnElement[bool]]:
+        """The filter as SQL conditions."""
+        conds: list[sa.ColumnElement[bool]] = []
+        if self.site:
+            conds.append(Inspection.site == self.site)
+        if self.line:
+            conds.append(Inspection.line == self.line)
+        if self.station:
+            conds.append(Inspection.station == self.station)
+        if self.verdict:
+            conds.append(Verdict.verdict == self.verdict)
+        if self.since:
+            conds.append(Inspection.captured_at >= self.since)
+        if self.until:
+            conds.append(Inspection.captured_at < self.until)
+        if self.adapter:
+            conds.append(Verdict.adapter == self.adapter)
+        if self.min_confidence is not None:
+            conds.append(Verdict.confidence >= self.min_confidence)
+        if self.max_confidence is not None:
+            conds.append(Verdict.confidence <= self.max_confidence)
+        if self.part_id:
+            conds.append(Inspection.part_id.startswith(self.part_id, autoescape=True))
+        return conds
+
+    @property
+    def needs_verdicts(self) -> bool:
+        """Whether the conditions name the verdicts table (not only the inspection)."""
+        return (
+            any((self.verdict, self.adapter, self.min_confidence is not None))
+            or self.max_confidence is not None
+        )
+
+
+def reviewed_by(user_id: int) -> sa.Exists:
+    """Inspections this user marked reviewed (the reviewed state is per user)."""
+    return sa.exists().where(
+        ReviewMark.user_id == user_id, ReviewMark.inspection_id == Inspection.id
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page ended: the last row's capture time and id (the listing's key).
+
+    The id is the listed row's own: a verdict's in the verdict listing, an inspection's in
+    the review queue and the exports.
+    """
+
+    captured_at: datetime
+    id: int
+
+    @classmethod
+    def after(cls, row: Verdict) -> Cursor:
+        """The cursor just past a verdict of the verdict listing."""
+        return cls(row.inspection.captured_at, row.id)
+
+    def token(self) -> str:
+        """The cursor as text a user can pass back (`verdicts list --after`, `?cursor=`)."""
+        return f"{utc(self.captured_at).isoformat()}~{self.id}"
+
+    @classmethod
+    def parse(cls, token: str) -> Cursor:
+        """A cursor from :meth:`token`'s text; InvalidInput says what is wrong with it."""
+        when, sep, ident = token.rpartition("~")
+        try:
+            if not sep or not ident.isdigit():
+                raise ValueError
+            captured = datetime.fromisoformat(when)
+        except ValueError:
+            raise InvalidInput(
+                "the cursor is not one a listing printed (capture time~id); "
+                "start from the first page"
+            ) from None
+        if captured.tzinfo is None:
+            raise InvalidInput("the cursor's capture time has no time zone")
+        return cls(utc(captured), int(ident))
+
+
+def newest_first(key: QueryableAttribute[int]) -> tuple[sa.UnaryExpression[Any], ...]:
+    """The listing order: newest capture first, then by key, highest first."""
+    return (Inspection.captured_at.desc(), key.desc())
+
+
+def older(cursor: Cursor, key: QueryableAttribute[int]) -> sa.ColumnElement[bool]:
+    """Rows after `cursor` in the listing order (older capture, or same capture, lower key)."""
+    at = Inspection.captured_at
+    return sa.or_(at < cursor.captured_at, sa.and_(at == cursor.captured_at, key < cursor.id))
+
+
+def newer(cursor: Cursor, key: QueryableAttribute[int]) -> sa.ColumnElement[bool]:
+    """Rows before `cursor` in the listing order (the previous page's direction)."""
+    at = Inspection.captured_at
+    return sa.or_(at > cursor.captured_at, sa.and_(at == cursor.captured_at, key > cursor.id))
