@@ -90,7 +90,22 @@ def load_command(name: str) -> click.Command:
         single.command(name)(target)
         command = typer.main.get_command(single)
     command.name = name
+    _plain_help(command)
     return command
+
+
+def _plain_help(command: click.Command) -> None:
+    """Click's own help layout for `command` and everything under it.
+
+    Typer's rich panels cut long option names at 80 columns or through a pipe
+    (`--rationale-toke…`) and give flags a `<bool>` metavar; click's layout wraps the help
+    text instead and never shortens an option.
+    """
+    if isinstance(command, TyperCommand | TyperGroup):
+        command.rich_markup_mode = None
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            _plain_help(sub)
 
 
 class LazyGroup(TyperGroup):
@@ -128,6 +143,7 @@ app = typer.Typer(
     help="Factory inspection from photos and operator voice notes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 err_console = Console(stderr=True)
@@ -183,8 +199,10 @@ def main() -> None:
     try:
         app()
     except ConfigError as exc:
-        err_console.print(f"[bold red]configuration error[/]: {terminal(exc.message)}")
+        message = terminal(exc.message, multiline=True)
+        err_console.print(f"[bold red]configuration error[/]: {message}", highlight=False)
         raise SystemExit(2) from None
     except InspectorError as exc:
-        err_console.print(f"[bold red]error[/]: {terminal(exc.message)}")
+        message = terminal(exc.message, multiline=True)
+        err_console.print(f"[bold red]error[/]: {message}", highlight=False)
         raise SystemExit(1) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 import socket
 import tomllib
@@ -20,6 +22,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from inspector.errors import ConfigError
+from inspector.safetext import excerpt
 
 DEFAULT_CONFIG = Path("config/inspector.toml")
 ENV_PREFIX = "INSPECTOR_"
@@ -230,6 +233,11 @@ class Settings(FileSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid", frozen=True
     )
 
+    role: Literal["station", "worker", "review", "all-in-one"] = Field(
+        "all-in-one",
+        title="What this host runs: `inspector doctor` requires the checks it needs and "
+        "only warns about optional services",
+    )
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
@@ -269,15 +277,111 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def describe_validation_error(exc: ValidationError, source: str, env_prefix: str) -> str:
-    """One line per bad field: its dotted name, where it came from, and what is wrong."""
-    lines = [f"invalid configuration in {source}:"]
+def _env_name(env_prefix: str, loc: tuple[str, ...]) -> str:
+    return env_prefix + ENV_NESTED.join(part.upper() for part in loc)
+
+
+def _from_environment(env_prefix: str, loc: tuple[str, ...]) -> str | None:
+    """The environment variable that set `loc` (or a section above it), if one did."""
+    # pydantic-settings matches names case-insensitively, so this lookup does too.
+    names = {name.upper() for name in os.environ}
+    for end in range(len(loc), 0, -1):
+        name = _env_name(env_prefix, loc[:end])
+        if name in names:
+            return name
+    return None
+
+
+_TABLE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-.\"' ]+?)\s*=")
+
+
+def _toml_path(text: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in text.split("."))
+
+
+def toml_line(path: Path, loc: tuple[str, ...]) -> int | None:
+    """The 1-based line of `path` that sets the key `loc` (or the nearest table above it)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    table: tuple[str, ...] = ()
+    best: tuple[int, int] | None = None  # (matched parts, line)
+    for number, line in enumerate(lines, 1):
+        if header := _TABLE.match(line):
+            table = _toml_path(header.group(1))
+            key: tuple[str, ...] = table
+        elif found := _KEY.match(line):
+            key = table + _toml_path(found.group(1))
+        else:
+            continue
+        if key == loc[: len(key)] and (best is None or len(key) > best[0]):
+            best = (len(key), number)
+    return best[1] if best is not None else None
+
+
+def _section_fields(model: type[BaseModel] | None, loc: tuple[str, ...]) -> list[str]:
+    """The setting names valid where `loc` points (the model's fields along its path)."""
+    for part in loc:
+        if model is None:
+            return []
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        model = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
+    return list(model.model_fields) if model is not None else []
+
+
+def _did_you_mean(model: type[BaseModel] | None, loc: tuple[str, ...]) -> str:
+    known = _section_fields(model, loc[:-1])
+    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+    where = f"[{'.'.join(loc[:-1])}]" if len(loc) > 1 else "the top level"
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"not a setting of {where}{hint}"
+
+
+def describe_validation_error(
+    exc: ValidationError,
+    source: str,
+    env_prefix: str,
+    *,
+    model: type[BaseModel] | None = None,
+) -> str:
+    """Each bad field: its dotted name, what is wrong, and the file line or variable that set it.
+
+    `source` is the TOML file (its line is looked up) or a description such as "built-in
+    defaults"; `model` lets an unknown key get the nearest valid one as a suggestion.
+    """
+    path = Path(source)
+    is_file = path.is_file()
+    lines = ["invalid configuration:"]
     for err in exc.errors():
-        field = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        env = env_prefix + ENV_NESTED.join(str(p).upper() for p in err["loc"])
+        loc = tuple(str(part) for part in err["loc"])
+        field = ".".join(loc) or "(top level)"
         got = err.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {str(got)[:80]!r})"
-        lines.append(f"  {field}: {err['msg']}{shown} [file key {field} or env {env}]")
+        if err["type"] == "extra_forbidden" and loc:
+            what = _did_you_mean(model, loc)
+        else:
+            value = excerpt(got) if isinstance(got, str) else repr(got)[:64]
+            shown = "" if isinstance(got, dict) else f" (got {value})"
+            what = f"{err['msg']}{shown}"
+        lines.append(f"  {field}: {what}")
+        env = _from_environment(env_prefix, loc) if loc else None
+        line = toml_line(path, loc) if is_file and loc else None
+        if env is not None:
+            lines.append(f"    set by the environment variable {env}")
+        elif line is not None:
+            lines.append(f"    set in {source} line {line} (or by {_env_name(env_prefix, loc)})")
+        elif is_file:
+            lines.append(
+                f"    in {source} (file key {field}, or environment {_env_name(env_prefix, loc)})"
+            )
+        else:
+            lines.append(f"    from {source}")
     return "\n".join(lines)
 
 
@@ -291,4 +395,6 @@ def load_settings(path: Path | None = None) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, source, ENV_PREFIX)) from None
+        raise ConfigError(
+            describe_validation_error(exc, source, ENV_PREFIX, model=Settings)
+        ) from None

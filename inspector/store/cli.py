@@ -71,6 +71,8 @@ def _filter(
 ) -> Any:
     from inspector.store.filters import VerdictFilter
 
+    for value, option in ((site, "--site"), (line, "--line"), (station, "--station")):
+        _check_slug(value, option)
     if verdict is not None and verdict.upper() not in ("PASS", "FAIL", "REVIEW"):
         raise typer.BadParameter(
             f"{verdict!r}: choose PASS, FAIL or REVIEW", param_hint="--verdict"
@@ -82,6 +84,24 @@ def _filter(
         verdict=verdict.upper() if verdict else None,
         since=_parse_when(since, "--since"),
         until=_parse_when(until, "--until"),
+    )
+
+
+def _check_slug(value: str | None, option: str) -> None:
+    """Sites, lines and stations are slugs; any other value would silently match nothing."""
+    import re
+
+    from inspector.safetext import excerpt
+    from inspector.settings import SLUG
+
+    if value is None or re.fullmatch(SLUG, value):
+        return
+    slug = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")
+    hint = f" (did you mean {slug!r}?)" if slug and re.fullmatch(SLUG, slug) else ""
+    raise typer.BadParameter(
+        f"{excerpt(value)} is not a slug: names are lowercase letters a-z, digits and '-', "
+        f"1-64 characters{hint}",
+        param_hint=option,
     )
 
 

@@ -50,7 +50,7 @@ def test_missing_station_unknown_keys_and_cross_field_rules_are_explained(
         load_edge_settings(path)
     text = err.value.message
     assert "station: Field required" in text
-    assert "spool.max_byte: Extra inputs are not permitted" in text
+    assert "spool.max_byte: not a setting of [spool]" in text
     assert "audio.mode = 'file' needs audio.file" in text
     assert "default_part_id may use only {station}, {seq} and {time} ('line')" in text
 
