@@ -372,8 +372,14 @@ class MqttTransport:
             # The broker sends them again on the next connection, under new ids.
             self._unacked.clear()
         if was:
-            log.warning(
-                "disconnected from %s:%s: %s", self.settings.host, self.settings.port, reason
+            # A clean disconnect (ours at stop(), or the broker's "Normal disconnection") is
+            # routine; only a lost connection is worth a warning.
+            log.log(
+                logging.WARNING if reason.is_failure else logging.INFO,
+                "disconnected from %s:%s: %s",
+                self.settings.host,
+                self.settings.port,
+                reason,
             )
         self._notify(ConnectionEvent(False, False, str(reason)))
 

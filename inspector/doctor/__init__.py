@@ -1,5 +1,5 @@
 """`inspector doctor`: check one host's settings against the services they name."""
 
-from inspector.doctor.checks import CHECKS, Finding, Status, run_checks
+from inspector.doctor.checks import CHECKS, SPECS, Finding, Role, Status, run_checks
 
-__all__ = ["CHECKS", "Finding", "Status", "run_checks"]
+__all__ = ["CHECKS", "SPECS", "Finding", "Role", "Status", "run_checks"]

@@ -1,8 +1,11 @@
-"""Each check looks at one thing a worker host needs and says what to do when it is wrong.
+"""Each check looks at one thing a host needs and says what to do when it is wrong.
 
-A check returns a `Finding`; FAIL means the worker (or the review app) cannot do its job
-until it is fixed, WARN that it runs but something is off, SKIP that it could not be
-judged from here. Checks never change anything: a missing SQLite file stays missing.
+A check returns a `Finding`; FAIL means the host cannot do its job until it is fixed, WARN
+that it runs but something is off (or an optional service is down), SKIP that it could not
+be judged from here or does not apply to the host's role. Which checks run, and which of
+them must pass, depends on the role (`SPECS`). Checks never change anything: a missing
+SQLite file stays missing, and no fix they suggest writes into a model, store or blob
+directory.
 """
 
 from __future__ import annotations
@@ -281,13 +284,16 @@ def check_model(settings: Settings, options: DoctorOptions) -> Finding:
     try:
         check_model_dir(path, need_speech=settings.model.transcribe)
     except ModelLoadError as exc:
+        # Never suggest a command that writes into model.path: it may hold a real model.
         return Finding(
             "model",
             Status.FAIL,
             exc.message,
-            "set model.path (INSPECTOR_MODEL__PATH) to a local Phi-4-multimodal-instruct "
-            "directory with vision-lora/ and speech-lora/, or build the test model with "
-            f"`inspector model tiny {path}`",
+            "point model.path (INSPECTOR_MODEL__PATH) at a Phi-4-multimodal checkpoint "
+            "directory with vision-lora/ and speech-lora/; for a download of "
+            "microsoft/Phi-4-multimodal-instruct (config.json model_type 'phi4mm'), run "
+            f"`inspector model import {path} <new directory>` and set model.path to the new "
+            "directory",
         )
     hidden = hidden_size(path)
     if is_tiny_model(path):
@@ -351,8 +357,9 @@ def check_review(settings: Settings, options: DoctorOptions) -> Finding:
         host = "127.0.0.1"  # listening everywhere: this host reaches it on the loopback
     url = f"http://{host}:{settings.review.port}/healthz"
     fix = (
-        "start it (`inspector review serve`; systemd: systemctl start inspector-review), "
-        "or set review.host / review.port; on a host that does not serve it, --skip review"
+        "start it: `inspector review serve` (systemd: `systemctl start inspector-review`), "
+        "or set review.host / review.port; a host that does not serve it runs "
+        "`inspector doctor --role worker` (or --role station)"
     )
     try:
         with urllib.request.urlopen(url, timeout=options.timeout_s) as resp:
@@ -373,21 +380,76 @@ def check_review(settings: Settings, options: DoctorOptions) -> Finding:
     return Finding("review", Status.OK, f"{url} answers")
 
 
-CHECKS: dict[str, Check] = {
-    "broker": check_broker,
-    "migrations": check_schema,
-    "model": check_model,
-    "gpu": check_gpu,
-    "blob disk": check_blob_disk,
-    "clock skew": check_clock,
-    "review": check_review,
-}
+class Role(StrEnum):
+    """What a host runs; it decides which checks must pass there."""
+
+    STATION = "station"
+    WORKER = "worker"
+    REVIEW = "review"
+    ALL_IN_ONE = "all-in-one"
+
+
+class Need(StrEnum):
+    REQUIRED = "required"  # a failure fails the doctor
+    OPTIONAL = "optional"  # a failure is a warning: the host's job goes on without it
+
+
+_REQ, _OPT = Need.REQUIRED, Need.OPTIONAL
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check: its short id (for --skip), its name in the report, what it needs per role."""
+
+    id: str
+    name: str
+    run: Check
+    needs: dict[Role, Need]
+
+
+_S, _W, _V, _A = Role.STATION, Role.WORKER, Role.REVIEW, Role.ALL_IN_ONE
+
+# A station needs only the broker. The review app needs the store, and the broker only to
+# announce a promoted adapter. The GPU check itself warns when a worker merely runs slowly.
+# The review app is optional on an all-in-one host: the line runs without it.
+SPECS: tuple[CheckSpec, ...] = (
+    CheckSpec("broker", "broker", check_broker, {_S: _REQ, _W: _REQ, _V: _OPT, _A: _REQ}),
+    CheckSpec("migrations", "migrations", check_schema, {_W: _REQ, _V: _REQ, _A: _REQ}),
+    CheckSpec("model", "model", check_model, {_W: _REQ, _A: _REQ}),
+    CheckSpec("gpu", "gpu", check_gpu, {_W: _REQ, _A: _REQ}),
+    CheckSpec("disk", "blob disk", check_blob_disk, {_W: _REQ, _V: _REQ, _A: _REQ}),
+    CheckSpec("clock", "clock skew", check_clock, {_W: _REQ, _V: _OPT, _A: _REQ}),
+    CheckSpec("review", "review", check_review, {_V: _REQ, _A: _OPT}),
+)
+CHECKS: dict[str, Check] = {spec.id: spec.run for spec in SPECS}
+
+
+def check_id(name: str) -> str | None:
+    """The short id of a check given by its id or its report name ("clock skew" → "clock")."""
+    for spec in SPECS:
+        if name in (spec.id, spec.name):
+            return spec.id
+    return None
+
+
+def _judged(finding: Finding, need: Need) -> Finding:
+    """An optional check's failure is a warning: the host works without that service."""
+    if need is Need.OPTIONAL and finding.status is Status.FAIL:
+        return Finding(finding.check, Status.WARN, f"{finding.detail} (optional here)", finding.fix)
+    return finding
 
 
 def run_checks(
-    load: Callable[[], Settings], options: DoctorOptions, skip: frozenset[str] = frozenset()
+    load: Callable[[], Settings],
+    options: DoctorOptions,
+    skip: frozenset[str] = frozenset(),
+    role: Role | None = None,
 ) -> list[Finding]:
-    """The config first (nothing else can be judged without it), then every other check."""
+    """The config first (nothing else can be judged without it), then the role's checks.
+
+    `skip` holds check ids; `role` (default: the config's `role`) decides which checks run
+    and whether a failure fails the host or only warns.
+    """
     try:
         settings = load()
     except ConfigError as exc:
@@ -396,16 +458,22 @@ def run_checks(
                 "config",
                 Status.FAIL,
                 exc.message,
-                "fix the named key in the file or the environment variable",
+                "fix the named key in the file or unset the named environment variable",
             )
         ]
-    findings = [Finding("config", Status.OK, "settings are valid")]
-    for name, check in CHECKS.items():
-        if name in skip:
-            findings.append(Finding(name, Status.SKIP, "skipped (--skip)"))
+    role = role or Role(settings.role)
+    findings = [Finding("config", Status.OK, f"settings are valid; this host is {role.value}")]
+    for spec in SPECS:
+        need = spec.needs.get(role)
+        if need is None:
+            findings.append(Finding(spec.name, Status.SKIP, f"not needed on a {role.value} host"))
+            continue
+        if spec.id in skip:
+            findings.append(Finding(spec.name, Status.SKIP, "skipped (--skip)"))
             continue
         try:
-            findings.append(check(settings, options))
+            found = spec.run(settings, options)
         except InspectorError as exc:
-            findings.append(Finding(name, Status.FAIL, exc.message))
+            found = Finding(spec.name, Status.FAIL, exc.message)
+        findings.append(_judged(found, need))
     return findings

@@ -118,6 +118,9 @@ def test_doctor_names_a_missing_model_directory(tmp_path: Path, broker: tuple[st
     assert found["model"]["status"] == "fail"
     assert str(missing) in found["model"]["detail"] and "does not exist" in found["model"]["detail"]
     assert "model.path" in found["model"]["fix"]
+    # The fix never writes into model.path: it may hold a real model.
+    assert "model tiny" not in found["model"]["fix"]
+    assert f"inspector model import {missing} " in found["model"]["fix"]
     assert found["broker"]["status"] == "skip"
 
 
@@ -242,7 +245,7 @@ def test_doctor_names_a_review_app_that_does_not_answer_and_passes_one_that_does
     port = free_port()
     config = _config(tmp_path, broker, tmp_path / "model")
     config.write_text(config.read_text() + f"[review]\nport = {port}\n")
-    quick = ("--skip", "broker", "--skip", "model", "--skip", "gpu")
+    quick = ("--role", "review", "--skip", "broker")
     code, found = _doctor(config, *quick)
     assert code == 1 and found["review"]["status"] == "fail"
     assert f"127.0.0.1:{port}/healthz" in found["review"]["detail"]
@@ -256,3 +259,78 @@ def test_doctor_names_a_review_app_that_does_not_answer_and_passes_one_that_does
     finally:
         app.stop()
     assert code == 0 and found["review"]["status"] == "ok", found
+
+
+def test_a_fresh_all_in_one_host_without_the_review_app_passes_with_a_warning(
+    tmp_path: Path, broker: tuple[str, int]
+) -> None:
+    _upgraded(tmp_path)
+    config = _config(tmp_path, broker, tmp_path / "model")
+    config.write_text(config.read_text() + f"[review]\nport = {free_port()}\n")
+    code, found = _doctor(config, "--skip", "model", "--skip", "gpu")
+    assert code == 0, found
+    assert found["review"]["status"] == "warn"
+    assert "optional here" in found["review"]["detail"]
+    assert "inspector review serve" in found["review"]["fix"]
+
+
+def test_a_station_host_runs_only_the_broker_check_and_prints_no_connection_chatter(
+    tmp_path: Path, broker: tuple[str, int]
+) -> None:
+    config = _config(tmp_path, broker, tmp_path / "no-model")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("INSPECTOR_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "inspector", "--config", str(config), "doctor", "--role", "station"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, "COLUMNS": "80"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "disconnected" not in done.stdout + done.stderr
+    assert done.stdout.splitlines()[0].startswith("┏"), "the table is the first thing printed"
+    code, found = _doctor(config, "--role", "station")
+    assert code == 0
+    assert found["broker"]["status"] == "ok"
+    others = {k: v["status"] for k, v in found.items() if k not in ("config", "broker")}
+    assert set(others.values()) == {"skip"}, others
+    assert "not needed on a station host" in found["model"]["detail"]
+
+
+def test_the_config_role_chooses_the_checks_and_the_flag_overrides_it(
+    tmp_path: Path, broker: tuple[str, int]
+) -> None:
+    config = _config(tmp_path, broker, tmp_path / "no-model")
+    config.write_text('role = "station"\n' + config.read_text())
+    code, found = _doctor(config)
+    assert code == 0 and found["model"]["status"] == "skip"
+    code, found = _doctor(config, "--role", "worker", "--skip", "gpu")
+    assert code == 1 and found["model"]["status"] == "fail"
+
+
+@pytest.mark.parametrize("name", ["clock", "clock skew", "disk", "blob disk"])
+def test_doctor_skip_takes_each_checks_short_id_or_its_name(
+    tmp_path: Path, broker: tuple[str, int], name: str
+) -> None:
+    config = _config(tmp_path, broker, tmp_path / "no-model")
+    _, found = _doctor(config, "--role", "station", "--skip", "broker", "--skip", name)
+    assert found["broker"]["status"] == "skip" and found["broker"]["id"] == "broker"
+
+
+def test_doctor_help_lists_every_check_id_and_role() -> None:
+    from inspector.doctor import SPECS
+
+    done = subprocess.run(
+        [sys.executable, "-m", "inspector", "doctor", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "80"},
+        check=False,
+    )
+    flat = " ".join(done.stdout.replace("│", " ").split())
+    for spec in SPECS:
+        assert spec.id in flat
+    for role in ("station", "worker", "review", "all-in-one"):
+        assert role in flat
