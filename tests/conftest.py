@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.model",
+    "tests.fixtures.download",
     "tests.fixtures.edge",
     "tests.fixtures.browser",
     "tests.fixtures.drills",

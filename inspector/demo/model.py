@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from inspector.engine.identity import RANDOM_VERDICTS, is_tiny_model
+from inspector.engine.layout import Layout, detect_layout, needs_import_message
 from inspector.errors import DemoFailed
 from inspector.settings import ModelSettings
 
@@ -23,6 +24,8 @@ def is_checkpoint(path: Path) -> bool:
 
 def ensure_model(path: Path, console: Console, timeout_s: float = BUILD_TIMEOUT_S) -> Path:
     """Use the checkpoint at `path`; build the tiny test model there when it is the default."""
+    if detect_layout(path) is Layout.REMOTE_CODE:
+        raise DemoFailed(needs_import_message(path))
     if is_checkpoint(path):
         console.print(f"model: [bold]{path}[/]")
         _note_if_tiny(path, console)
@@ -35,8 +38,9 @@ def ensure_model(path: Path, console: Console, timeout_s: float = BUILD_TIMEOUT_
     if path != ModelSettings().path:
         # Only the default location is ours to fill: another missing path is a mistake to show.
         raise DemoFailed(
-            f"model.path {path} does not exist; point it at a local Phi4Multimodal directory, "
-            f"or build the test model there with `inspector model tiny {path}`"
+            f"model.path {path} does not exist; point it at a directory made by `inspector "
+            "model import` (README: Real weights), or leave model.path at its default for the "
+            "tiny test model"
         )
     console.print(f"model: building the tiny test model in [bold]{path}[/] (random weights)")
     build_tiny(path, timeout_s)

@@ -18,6 +18,12 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoProcessor, ProcessorMixin
 
+from inspector.engine.layout import (
+    NATIVE_MODEL_TYPE,
+    Layout,
+    detect_layout,
+    needs_import_message,
+)
 from inspector.engine.lora import (
     WEIGHTS_FILE,
     attach_lora,
@@ -27,10 +33,9 @@ from inspector.engine.lora import (
     read_lora,
 )
 from inspector.engine.types import SPEECH_ADAPTER, VISION_ADAPTER
-from inspector.errors import ModelLoadError
+from inspector.errors import ModelLoadError, ModelNeedsImport
 from inspector.settings import ModelSettings
 
-MODEL_TYPE = "phi4_multimodal"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 TOKENIZER_FILES = ("tokenizer.json",)
@@ -106,19 +111,27 @@ def check_adapter_dir(path: Path, what: str) -> None:
 
 
 def check_model_dir(path: Path, need_speech: bool) -> None:
-    """Raise ModelLoadError naming the first missing or broken piece of a model directory."""
+    """Raise ModelLoadError naming the first missing or broken piece of a model directory.
+
+    A download of microsoft/Phi-4-multimodal-instruct in its remote-code layout raises
+    ModelNeedsImport, whose message is the command that converts it.
+    """
     if not path.exists():
         raise ModelLoadError(
-            f"model directory {path} does not exist; point model.path at a local "
-            "Phi-4-multimodal checkpoint or build one with `inspector model tiny DIR`"
+            f"model directory {path} does not exist; point model.path at a directory made by "
+            "`inspector model import DOWNLOAD NEW_DIR` from a download of "
+            "microsoft/Phi-4-multimodal-instruct (README: Real weights)"
         )
     if not path.is_dir():
         raise ModelLoadError(f"model path {path} is not a directory")
     config = _read_json(_first_present(path, ("config.json",), "config.json"))
-    if config.get("model_type") != MODEL_TYPE:
+    if detect_layout(path) is Layout.REMOTE_CODE:
+        raise ModelNeedsImport(needs_import_message(path))
+    if config.get("model_type") != NATIVE_MODEL_TYPE:
         raise ModelLoadError(
-            f"{path}/config.json has model_type {config.get('model_type')!r}, "
-            f"expected {MODEL_TYPE!r} (transformers' native Phi4Multimodal format)"
+            f"{path}/config.json has model_type {config.get('model_type')!r}, expected "
+            f"{NATIVE_MODEL_TYPE!r} (transformers' native Phi4Multimodal) or a download of "
+            "microsoft/Phi-4-multimodal-instruct to convert with `inspector model import`"
         )
     _first_present(path, WEIGHT_FILES, "weights")
     _first_present(path, PROCESSOR_FILES, "processor config")

@@ -1,16 +1,22 @@
-"""`inspector model tiny` and `inspector infer`: build a test checkpoint, judge files locally.
+"""`inspector model …` and `inspector infer`: import, verify or build checkpoints, judge files.
 
 torch is imported inside the commands only, so `inspector --help` stays fast.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, TaskID
 
 from inspector.context import settings_from
 from inspector.errors import InspectorError
@@ -30,15 +36,102 @@ def _fail(message: str) -> typer.Exit:
 
 @model_app.command("tiny")
 def model_tiny(
-    directory: Annotated[Path, typer.Argument(help="Where to write the checkpoint.")],
+    directory: Annotated[Path, typer.Argument(help="A new or empty directory to write it into.")],
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an earlier tiny test model in DIRECTORY (never a real checkpoint).",
+        ),
+    ] = False,
 ) -> None:
     """Write a tiny random Phi4Multimodal checkpoint (with vision and speech LoRAs)."""
     from inspector.engine.tiny import build_tiny_model
 
-    build_tiny_model(directory, seed=seed)
+    try:
+        build_tiny_model(directory, seed=seed, replace=force)
+    except InspectorError as exc:
+        raise _fail(f"[{exc.code}] {exc.message}") from None
     size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
     console.print(f"tiny model written to {directory} ({size / 1e6:.1f} MB)")
+
+
+@model_app.command("import")
+def model_import(
+    source: Annotated[
+        Path, typer.Argument(help="A download of microsoft/Phi-4-multimodal-instruct (main).")
+    ],
+    target: Annotated[Path, typer.Argument(help="A new or empty directory to write.")],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the result as one JSON object.")
+    ] = False,
+) -> None:
+    """Convert a download into the layout workers load; SOURCE is only read."""
+    from inspector.engine.importing import import_model, verify_native
+    from inspector.engine.layout import Layout, detect_layout
+
+    started = time.monotonic()
+    try:
+        if detect_layout(source) is Layout.NATIVE:
+            report = verify_native(source)
+            report["note"] = f"{source} is in the native layout already: point model.path at it"
+        else:
+            with _progress(quiet=json_output) as progress:
+                manifest = import_model(source, target, progress)
+            report = {
+                "layout": manifest["source"]["layout"],
+                "source": str(source),
+                "target": str(target),
+                "files": len(manifest["files"]),
+                "bytes": sum(f["bytes"] for f in manifest["files"].values()),
+            }
+    except InspectorError as exc:
+        raise _fail(f"[{exc.code}] {exc.message}") from None
+    report["seconds"] = round(time.monotonic() - started, 2)
+    _print_report(report, json_output)
+
+
+@model_app.command("verify")
+def model_verify(
+    directory: Annotated[Path, typer.Argument(help="A model directory in the native layout.")],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the result as one JSON object.")
+    ] = False,
+) -> None:
+    """Check a model directory: layout, files, every shard whole, the manifest's sha256s."""
+    from inspector.engine.importing import verify_native
+
+    try:
+        report = verify_native(directory)
+    except InspectorError as exc:
+        raise _fail(f"[{exc.code}] {exc.message}") from None
+    _print_report(report, json_output)
+
+
+def _print_report(report: dict[str, Any], json_output: bool) -> None:
+    if json_output:
+        sys.stdout.write(json.dumps(report) + "\n")
+        return
+    for key, value in report.items():
+        console.print(f"{key}: {value}", markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback drawn on stderr (nothing with --json)."""
+    if quiet:
+        yield lambda what, done, total: None
+        return
+    with Progress(console=err_console, transient=False) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done)
+
+        yield update
 
 
 def infer(

@@ -6,6 +6,8 @@ Same classes and on-disk layout as the public checkpoint (weights, processor, to
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,12 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from inspector.engine.identity import is_tiny_model
+from inspector.engine.layout import Layout, detect_layout
 from inspector.engine.lora import LoraSpec
 from inspector.engine.prompt import ASSISTANT, AUDIO, END, IMAGE, SYSTEM, USER, tokenizer_corpus
 from inspector.engine.types import SPEECH_ADAPTER, VISION_ADAPTER
+from inspector.errors import ModelTargetNotEmpty
 
 TEXT_EOS = "<|endoftext|>"
 SPECIAL_TOKENS = (TEXT_EOS, SYSTEM, USER, ASSISTANT, END, IMAGE, AUDIO)
@@ -125,15 +130,46 @@ def write_random_adapter(model: PreTrainedModel, path: Path, rank: int, seed: in
     return path
 
 
-def build_tiny_model(directory: Path, seed: int = 0) -> Path:
-    """Write a tiny Phi4Multimodal checkpoint (model, processor, both LoRAs) into `directory`."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
-    torch.manual_seed(seed)
-    model: Any = Phi4MultimodalForCausalLM(tiny_config(tokenizer))
-    model.eval()
-    model.save_pretrained(str(directory))
-    build_processor(tokenizer).save_pretrained(str(directory))
-    write_random_adapter(model, directory / f"{VISION_ADAPTER}-lora", TINY_VISION_RANK, seed + 1)
-    write_random_adapter(model, directory / f"{SPEECH_ADAPTER}-lora", TINY_SPEECH_RANK, seed + 2)
+def _check_replaceable(directory: Path, replace: bool) -> None:
+    """Refuse to write into a directory that holds anything but, with `replace`, a tiny model."""
+    if not directory.exists() or (directory.is_dir() and not any(directory.iterdir())):
+        return
+    if not replace:
+        raise ModelTargetNotEmpty(
+            f"{directory} is not empty; name a new directory (--force replaces an earlier "
+            "tiny test model, never anything else)"
+        )
+    shards = sorted(p.name for p in directory.glob("*.safetensors*") if p.name.startswith("model-"))
+    if detect_layout(directory) is not Layout.NATIVE or not is_tiny_model(directory) or shards:
+        raise ModelTargetNotEmpty(
+            f"{directory} holds something other than the tiny test model (a real checkpoint or "
+            "other files); it is never replaced: name a new directory"
+        )
+
+
+def build_tiny_model(directory: Path, seed: int = 0, replace: bool = False) -> Path:
+    """Write a tiny Phi4Multimodal checkpoint (model, processor, both LoRAs) into `directory`.
+
+    `directory` must be new or empty; with `replace`, it may hold an earlier tiny test model,
+    which is swapped for the new one only once that is complete.
+    """
+    _check_replaceable(directory, replace)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.building-", dir=directory.parent))
+    try:
+        tokenizer = build_tokenizer()
+        torch.manual_seed(seed)
+        model: Any = Phi4MultimodalForCausalLM(tiny_config(tokenizer))
+        model.eval()
+        model.save_pretrained(str(work))
+        build_processor(tokenizer).save_pretrained(str(work))
+        write_random_adapter(model, work / f"{VISION_ADAPTER}-lora", TINY_VISION_RANK, seed + 1)
+        write_random_adapter(model, work / f"{SPEECH_ADAPTER}-lora", TINY_SPEECH_RANK, seed + 2)
+        _check_replaceable(directory, replace)
+        if directory.exists():
+            shutil.rmtree(directory)
+        work.rename(directory)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     return directory
