@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.model",
     "tests.fixtures.download",
+    "tests.fixtures.phi4_tokenizer",
     "tests.fixtures.edge",
     "tests.fixtures.browser",
     "tests.fixtures.drills",
