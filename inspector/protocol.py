@@ -36,6 +36,8 @@ from inspector.fieldrules import (
     limits_of,
     shown,
 )
+from inspector.quality.adapters import AdapterRef
+from inspector.quality.decision import Decision as Decision
 from inspector.safetext import excerpt
 from inspector.settings import SLUG, LimitSettings
 
@@ -187,12 +189,6 @@ class InspectionRequest(_Message):
         return StationKey(self.site, self.line, self.station)
 
 
-class Decision(StrEnum):
-    PASS = "PASS"
-    FAIL = "FAIL"
-    REVIEW = "REVIEW"
-
-
 class DefectFinding(_Message):
     type: Slug
     where: str | None = Field(None, max_length=200)
@@ -303,6 +299,28 @@ class AdapterAnnouncement(_Message):
             raise ValueError("name, version and sha256 must be given together (or none of them)")
         return self
 
+    @classmethod
+    def of(
+        cls, site: str, adapter: AdapterRef | None, announced_at: datetime
+    ) -> AdapterAnnouncement:
+        """The announcement that `site` serves `adapter` (None: no site adapter)."""
+        if adapter is None:
+            return cls(site=site, announced_at=announced_at)
+        return cls(
+            site=site,
+            name=adapter.name,
+            version=adapter.version,
+            sha256=adapter.sha256,
+            announced_at=announced_at,
+        )
+
+    @property
+    def adapter(self) -> AdapterRef | None:
+        """The adapter version announced, or None: the site runs with no site adapter."""
+        if self.name is None or self.version is None or self.sha256 is None:
+            return None
+        return AdapterRef(self.name, self.version, self.sha256)
+
     def to_payload(self) -> bytes:
         """The message as UTF-8 JSON, ready to publish."""
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
@@ -325,6 +343,20 @@ class SiteAdapterState(_Message):
     error: str | None = Field(
         None, title="Why the announced adapter could not be loaded (the previous one serves)"
     )
+
+    @classmethod
+    def serving(cls, site: str, adapter: AdapterRef | None) -> SiteAdapterState:
+        """`site` serves `adapter` (None: the base, no site LoRA)."""
+        if adapter is None:
+            return cls(site=site)
+        return cls(site=site, name=adapter.name, version=adapter.version, sha256=adapter.sha256)
+
+    @property
+    def adapter(self) -> AdapterRef | None:
+        """The adapter version served, or None: the base."""
+        if self.name is None or self.version is None or self.sha256 is None:
+            return None
+        return AdapterRef(self.name, self.version, self.sha256)
 
 
 # "unhealthy": serving, but a group of requests could be neither committed nor rejected.

@@ -31,6 +31,7 @@ from inspector.protocol import (
     station_filter,
     utcnow,
 )
+from inspector.quality import AdapterRef
 from inspector.settings import BrokerSettings, Settings, StoreSettings, WorkerSettings
 
 
@@ -71,13 +72,13 @@ class InstantEngine:
     def unload_adapter(self, name: str) -> None:
         raise NotImplementedError("the instant engine has no adapters")
 
-    def load_site_adapter(self, site: str, name: str, version: int, path: str, sha256: str) -> None:
+    def load_site_adapter(self, site: str, adapter: AdapterRef, path: str) -> None:
         raise NotImplementedError("the instant engine has no adapters")
 
     def clear_site_adapter(self, site: str) -> None:
         """Nothing to clear: the instant engine serves no adapter."""
 
-    def site_adapters(self) -> dict[str, tuple[str, int, str]]:
+    def site_adapters(self) -> dict[str, AdapterRef]:
         return {}
 
 

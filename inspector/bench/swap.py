@@ -35,6 +35,7 @@ from inspector.bench.engine import (
 )
 from inspector.engine.lora import WEIGHTS_FILE, ZERO_ADAPTER, LoraSpec
 from inspector.engine.runtime import PhiEngine
+from inspector.quality import AdapterRef
 
 SITE = "bench"
 
@@ -116,7 +117,7 @@ def run_swap_bench(cfg: SwapBenchConfig) -> dict[str, Any]:
             hashlib.sha256(Path(path, WEIGHTS_FILE).read_bytes()).hexdigest()
             checks.append(time.perf_counter() - t0)  # the part done outside the batch lock
             t0 = time.perf_counter()
-            engine.load_site_adapter(SITE, "bench", idle, path, sha)
+            engine.load_site_adapter(SITE, AdapterRef("bench", idle, sha), path)
             loads.append(time.perf_counter() - t0)
             _batch(engine, requests[1], cfg.device)
             steady, _ = _batch(engine, requests[1], cfg.device)
@@ -131,7 +132,7 @@ def run_swap_bench(cfg: SwapBenchConfig) -> dict[str, Any]:
             while not engine.batch_running() and runner.is_alive():
                 time.sleep(0.001)  # polls the engine so that the swap starts mid-batch
             t0 = time.perf_counter()
-            engine.load_site_adapter(SITE, "bench", swapped, path, sha)
+            engine.load_site_adapter(SITE, AdapterRef("bench", swapped, sha), path)
             waited = time.perf_counter() - t0
             runner.join()
             first, served = _batch(engine, requests[1], cfg.device)

@@ -271,9 +271,10 @@ def _run_station(
         console.print(
             f"[bold]edge agent[/] {options.site}/{options.line}/{options.station} watching {inbox}"
         )
+        since = utcnow()
         first = judge_batch(agent, options, worker, options.count, console)
         if options.loop:
-            run_loop(settings, options, agent, worker, first, console)
+            run_loop(settings, options, agent, worker, first, since, console)
         if options.keep_running:
             console.print(
                 f"the line keeps running: drop photos into [bold]{inbox}[/] for more "
@@ -319,11 +320,12 @@ def run_loop(
     agent: EdgeAgent,
     worker: WorkerProcess,
     first: dict[str, tuple[str, PartKind]],
+    since: datetime,
     console: Console,
 ) -> None:
     """Review the first batch, train and promote a site adapter, then judge a fresh batch."""
+    from inspector.control import announce
     from inspector.store import Store
-    from inspector.train.registry import announcement, publish_announcement
 
     from .loop import fresh_verdicts, record_reviews, show_fresh, train_and_promote, wait_serving
 
@@ -332,10 +334,11 @@ def run_loop(
         reviewed = record_reviews(store, first)
         console.print(
             f"recorded {reviewed} review(s) as [bold]{DEMO_REVIEWER}[/]: each drawn defect "
-            "fails its part, as a reviewer judging the photo would"
+            "fails its part (FAIL with that defect), a clean part passes, as a reviewer "
+            "judging the photo would"
         )
-        promoted = train_and_promote(store, settings, options.site, len(first), console)
-        publish_announcement(settings.broker, announcement(options.site, promoted.record))
+        promoted = train_and_promote(store, settings, options.site, reviewed, since, console)
+        announce(settings.broker, options.site, promoted.record.adapter)
         console.print(f"announced {promoted.ref} on the control topic; waiting for the worker")
         wait_serving(worker, options.site, promoted, options.start_timeout_s)
         console.print(f"worker serves {promoted.ref}; sending a fresh batch")

@@ -1,11 +1,13 @@
 """`inspector demo --loop`: the first batch reviewed, a site adapter trained, promoted, served.
 
 The demo draws its parts, so it knows each one's defect the way a reviewer judging the
-photo would: the loop records those judgements as reviews of the first batch's verdicts,
-trains a site adapter on them (`inspector train`), compares it with the base on the
-snapshot's holdout, promotes it through the registry's rule (`inspector adapters
-promote`), announces it on the control topic, waits until the running worker serves it,
-and sends a fresh batch whose verdicts name the adapter and version that judged them.
+photo would: the loop records those judgements as explicit reviews of the first batch's
+verdicts (PASS, or FAIL with the drawn defect), trains a site adapter on exactly those
+(`inspector train --since` the batch), compares it with the base on the snapshot's
+holdout, promotes it through the registry's rule (`inspector adapters promote`, never
+forced: a refusal stops the demo and says why), announces it on the control topic, waits
+until the running worker serves it, and sends a fresh batch whose verdicts name the
+adapter that judged them and are checked against the drawn defects.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import datetime
+from typing import Literal
 
 from rich.console import Console
 from rich.table import Table
 
-from inspector.engine.identity import is_tiny_model
 from inspector.errors import DemoFailed, RegistryRefused
 from inspector.protocol import VerdictMessage, WorkerStatus
+from inspector.quality import FIGURES, Evaluation, percent, stored_evaluation
 from inspector.safetext import terminal
 from inspector.settings import Settings, TrainSettings
 from inspector.store import ReviewInput, Store, latest_verdict, record_review
@@ -34,10 +37,8 @@ from .worker_process import WorkerProcess
 ACTOR = "inspector-demo"
 # Epochs at most: the loop trains on the CPU while the user watches.
 DEMO_EPOCHS = 8
-FORCED_REASON = (
-    "demo loop: the tiny test model's random weights rarely clear the escape rule on a "
-    "handful of reviews; promoted to show the hot swap"
-)
+# The fewest fresh-batch verdicts that must match the drawn defects for the demo to pass.
+FRESH_AGREEMENT = 0.8
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Promoted:
     """The adapter the loop trained and put in service, with its holdout evaluation."""
 
     record: AdapterRecord
-    evaluation: dict[str, Any]
+    evaluation: Evaluation
 
     @property
     def ref(self) -> str:
@@ -93,64 +94,81 @@ def record_reviews(store: Store, parts: Mapping[str, tuple[str, PartKind]]) -> i
 
 
 def train_and_promote(
-    store: Store, settings: Settings, site: str, batch: int, console: Console
+    store: Store,
+    settings: Settings,
+    site: str,
+    reviewed: int,
+    since: datetime,
+    console: Console,
 ) -> Promoted:
-    """`inspector train` on the reviews, then `inspector adapters promote` of the candidate."""
+    """`inspector train --since` the reviewed batch, then `inspector adapters promote`."""
+    from inspector.train.cli import training_progress
     from inspector.train.registry import promote
     from inspector.train.run import run_training
 
-    train = demo_train_settings(settings.train, batch)
+    train = demo_train_settings(settings.train, reviewed)
     console.print(
         f"training a site adapter for [bold]{site}[/] on the CPU "
-        f"(LoRA rank {train.rank}, {train.epochs} epochs)"
+        f"(LoRA rank {train.rank}, {train.epochs} epochs, learning rate {train.learning_rate:g})"
     )
-    trained = run_training(
-        store, settings.model_copy(update={"train": train}), site, ACTOR, console=console
+    with training_progress(console) as on_step:
+        trained = run_training(
+            store,
+            settings.model_copy(update={"train": train}),
+            site,
+            ACTOR,
+            since=since,
+            on_step=on_step,
+        )
+    used = trained.snapshot.counts["total"]
+    before = used - reviewed
+    console.print(
+        f"trained on the {used} review(s) recorded now"
+        if before == 0
+        else f"trained on {used} review(s): the {reviewed} recorded now and {before} from before"
     )
-    evaluation = trained.adapter.metrics["eval"]
+    evaluation = stored_evaluation(trained.adapter.metrics)
+    if evaluation is None:  # run_training always stores one
+        raise DemoFailed(f"{trained.adapter.ref} was trained without an evaluation")
     show_evaluation(evaluation, console)
     ref = trained.adapter.ref
     try:
         change = promote(store, ref, ACTOR)
-        how = "it lets no more defects escape than the base"
     except RegistryRefused as exc:
-        console.print(f"[yellow]the registry refused the promotion:[/] {terminal(exc.message)}")
-        if not is_tiny_model(settings.model.path):
-            raise DemoFailed(
-                f"{ref} stays a candidate; review more parts and train again"
-            ) from None
-        # `inspector adapters promote --force --reason …`: the override is in the audit trail.
-        change = promote(store, ref, ACTOR, force=True, reason=FORCED_REASON)
-        how = f"forced, with the reason recorded in the audit trail: {FORCED_REASON}"
+        raise DemoFailed(
+            f"the registry refused to promote {ref}: {exc.message}. It stays a candidate; "
+            "the demo stops here (review more parts and train again)"
+        ) from None
     active = change.active
     if active is None:  # a promotion always leaves its candidate active
         raise DemoFailed(f"{ref} was promoted, yet the site serves no adapter")
-    console.print(f"[green]{terminal(active.ref)} promoted[/] ({how})")
+    console.print(
+        f"[green]{terminal(active.ref)} promoted[/] by the registry's rule: it lets no larger "
+        "share of the defective parts pass than the base"
+    )
     return Promoted(active, evaluation)
 
 
-def _pct(value: object) -> str:
-    return f"{value:.0%}" if isinstance(value, int | float) else "—"
-
-
-def show_evaluation(evaluation: Mapping[str, Any], console: Console) -> None:
-    """Base vs candidate on the snapshot's holdout: the before/after figures."""
-    base = evaluation["baseline"]["metrics"]
-    cand = evaluation["candidate"]
+def show_evaluation(evaluation: Evaluation, console: Console) -> None:
+    """Base vs candidate on the snapshot's holdout: the before/after figures, explained."""
+    base, cand = evaluation.baseline.metrics, evaluation.candidate
     table = Table(
-        title=f"holdout of {evaluation['holdout']} reviewed parts "
-        f"(site threshold {evaluation['site_threshold']:.2f})"
+        title=f"holdout of {evaluation.holdout} reviewed parts "
+        f"(site threshold {evaluation.site_threshold:.2f})"
     )
-    for column in ("", "before (base)", "after (site adapter)"):
+    for column in ("", "before (base)", "after (site adapter)", "what it counts"):
         table.add_column(column)
-    for key, label in (
-        ("accuracy", "accuracy"),
-        ("escape_rate", "escapes (FAIL passed)"),
-        ("false_reject_rate", "false rejects"),
-        ("review_rate", "sent to REVIEW"),
-    ):
-        table.add_row(label, _pct(base.get(key)), _pct(cand.get(key)))
+    for f in FIGURES:
+        table.add_row(
+            f.heading, f.show(getattr(base, f.key)), f.show(getattr(cand, f.key)), f.meaning
+        )
     console.print(table)
+
+
+def agreement(verdicts: list[VerdictMessage], parts: Mapping[str, tuple[str, PartKind]]) -> float:
+    """The share of verdicts equal to what the drawn defect makes the part (REVIEW: not)."""
+    right = sum(1 for msg in verdicts if msg.verdict.value == label_of(parts[msg.part_id][1]))
+    return right / len(verdicts) if verdicts else 0.0
 
 
 def wait_serving(worker: WorkerProcess, site: str, promoted: Promoted, timeout_s: float) -> None:
@@ -192,3 +210,13 @@ def show_fresh(
             terminal(f"{msg.adapter}{version}"),
         )
     console.print(table)
+    share = agreement(verdicts, parts)
+    console.print(
+        f"fresh batch: {percent(share)} of the verdicts agree with the drawn defects "
+        "(PASS for a clean part, FAIL for a scratch or a dent; a REVIEW does not agree)"
+    )
+    if share < FRESH_AGREEMENT:
+        raise DemoFailed(
+            f"only {percent(share)} of the fresh batch's verdicts agree with the drawn "
+            f"defects (the demo expects at least {percent(FRESH_AGREEMENT)})"
+        )

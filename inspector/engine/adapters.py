@@ -23,6 +23,7 @@ from inspector.engine.checkpoint import check_adapter_dir
 from inspector.engine.lora import LORA_TARGETS, WEIGHTS_FILE, ZERO_ADAPTER, targets_of
 from inspector.engine.types import RESERVED_ADAPTERS
 from inspector.errors import AdapterRefused, Code, ModelLoadError
+from inspector.quality import AdapterRef
 from inspector.settings import SLUG
 
 
@@ -31,16 +32,14 @@ class SiteAdapter:
     """The adapter version one site serves, and the peft key it is attached under."""
 
     site: str
-    name: str
-    version: int
-    sha256: str
+    adapter: AdapterRef
     path: Path
     key: str
 
     @property
     def ref(self) -> str:
         """`name@version`, as the registry names it."""
-        return f"{self.name}@{self.version}"
+        return self.adapter.tag
 
 
 @dataclass(frozen=True)
@@ -48,9 +47,7 @@ class Prepared:
     """A site adapter read and verified, ready to attach: nothing in the model changed yet."""
 
     site: str
-    name: str
-    version: int
-    sha256: str
+    adapter: AdapterRef
     path: Path
     config: LoraConfig
     weights: bytes
@@ -119,9 +116,9 @@ class AdapterSet:
 
     # --- per site --------------------------------------------------------------------
 
-    def prepare(self, site: str, name: str, version: int, path: Path, sha256: str) -> Prepared:
+    def prepare(self, site: str, adapter: AdapterRef, path: Path) -> Prepared:
         """Read and verify a registry version; raises AdapterRefused, touches no weights."""
-        ref = f"{name}@{version}"
+        name, sha256, ref = adapter.name, adapter.sha256, adapter.tag
         if not re.match(SLUG, name) or name in RESERVED_ADAPTERS:
             raise AdapterRefused(
                 Code.ADAPTER_LOAD_FAILED,
@@ -146,20 +143,19 @@ class AdapterSet:
             self._check_shape(ref, directory, config)
         except ModelLoadError as exc:
             raise AdapterRefused(Code.ADAPTER_LOAD_FAILED, exc.message) from None
-        return Prepared(site, name, version, sha256.lower(), directory, config, weights)
+        verified = AdapterRef(name, adapter.version, sha256.lower())
+        return Prepared(site, verified, directory, config, weights)
 
     def attach_site(self, prepared: Prepared) -> SiteAdapter:
         """Serve a prepared version for its site; the version it replaces is detached after."""
-        key = site_key(prepared.name, prepared.version)
+        key = site_key(prepared.adapter.name, prepared.adapter.version)
         served = self._sites.get(prepared.site)
-        if served is not None and served.key == key and served.sha256 == prepared.sha256:
+        if served is not None and served.key == key and served.adapter == prepared.adapter:
             return served
         in_use = {a.key for a in self._sites.values()}
         if key not in in_use:
             self._attach(key, prepared)
-        adapter = SiteAdapter(
-            prepared.site, prepared.name, prepared.version, prepared.sha256, prepared.path, key
-        )
+        adapter = SiteAdapter(prepared.site, prepared.adapter, prepared.path, key)
         self._sites[prepared.site] = adapter
         if served is not None and served.key != key:
             self._release(served.key)
@@ -172,7 +168,7 @@ class AdapterSet:
             self._release(served.key)
 
     def _attach(self, key: str, prepared: Prepared) -> None:
-        ref = f"{prepared.name}@{prepared.version}"
+        ref = prepared.adapter.tag
         config = prepared.config
         config.inference_mode = True
         try:

@@ -112,7 +112,13 @@ class PhiCore:
         off: a cross-entropy over these two columns trains the verdict.
         """
         encoded = self.encode(requests, profiles)
-        out = self.forward(self.embed(encoded), encoded.attention_mask, logits_to_keep=1)
+        return self.embedded_verdict_logits(self.embed(encoded), encoded.attention_mask)
+
+    def embedded_verdict_logits(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """`verdict_logits` from prompts already embedded (`embed`): training embeds once."""
+        out = self.forward(inputs_embeds, attention_mask, logits_to_keep=1)
         return self.verdict_pair(out.logits[:, -1])
 
     def verdict_pair(self, logits: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ here, so serving, training and evaluation apply one rule set:
 - a request runs with the adapter it names when that one is attached, else with the
   adapter version its site serves (the registry's active one), else on the base; a named
   adapter that is not attached falls back to the site's, and the result says so;
-- PASS or FAIL by the larger probability, REVIEW when that is below the site's threshold;
+- PASS or FAIL by the larger probability, REVIEW when that is below the site's threshold
+  (`inspector.quality.decide`, the one rule);
 - the rationale continues from the leaning verdict word, and the catalogue defects it
   names (FAIL leanings only) become the verdict's findings.
 """
@@ -19,7 +20,8 @@ from dataclasses import dataclass, replace
 
 from inspector.engine.prompt import PROMPT_VERSION
 from inspector.engine.types import VISION_ADAPTER, EngineRequest, EngineResult
-from inspector.protocol import Decision, DefectFinding
+from inspector.protocol import DefectFinding
+from inspector.quality import BASE, AdapterRef, Decided, Decision, is_base
 from inspector.settings import DefectSpec, SiteProfile
 
 
@@ -33,8 +35,7 @@ def site_profile(sites: Mapping[str, SiteProfile], site: str) -> SiteProfile:
 class Served:
     """The adapter version a site serves, as the runtime attached it."""
 
-    name: str
-    version: int
+    adapter: AdapterRef
     key: str  # the runtime's handle of that version
 
 
@@ -53,40 +54,25 @@ class Route:
         return self.key or self.adapter
 
 
-BASE_ROUTE = Route(VISION_ADAPTER, fallback=False)
+# The base runs no site LoRA; the runtime knows it by the checkpoint's merged vision LoRA.
+BASE_ROUTE = Route(BASE, fallback=False, key=VISION_ADAPTER)
 
 
 def route(request: EngineRequest, named: Collection[str], served: Served | None) -> Route:
     """The adapter a request names if attached, else the one its site serves, else the base."""
     default = (
-        Route(served.name, False, served.version, served.key) if served is not None else BASE_ROUTE
+        Route(served.adapter.name, False, served.adapter.version, served.key)
+        if served is not None
+        else BASE_ROUTE
     )
     requested = request.adapter
-    if requested is None or (served is not None and requested == served.name):
+    if requested is None or (served is not None and requested == served.adapter.name):
         return default
-    if requested == VISION_ADAPTER:
+    if is_base(requested):
         return BASE_ROUTE
     if requested in named:
         return Route(requested, fallback=False)
     return replace(default, fallback=True)
-
-
-@dataclass(frozen=True)
-class Scored:
-    """The decision on one request before its rationale is written."""
-
-    decision: Decision
-    leaning: Decision  # PASS or FAIL: the word the rationale continues from
-    confidence: float
-    p_pass: float
-
-
-def decide(p_pass: float, threshold: float) -> Scored:
-    """PASS or FAIL by the larger probability; REVIEW when that is below `threshold`."""
-    leaning = Decision.PASS if p_pass >= 0.5 else Decision.FAIL
-    confidence = max(p_pass, 1.0 - p_pass)
-    decision = leaning if confidence >= threshold else Decision.REVIEW
-    return Scored(decision, leaning, confidence, p_pass)
 
 
 def _defect_pattern(spec: DefectSpec) -> re.Pattern[str]:
@@ -121,7 +107,7 @@ def build_result(
     request: EngineRequest,
     profile: SiteProfile,
     chosen: Route,
-    scored: Scored,
+    scored: Decided,
     rationale: str,
     transcript: str | None,
     model_name: str,

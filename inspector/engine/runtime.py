@@ -36,6 +36,7 @@ from inspector.engine.types import (
     EngineResult,
 )
 from inspector.errors import Code, RejectedInput
+from inspector.quality import AdapterRef, decide
 from inspector.settings import ModelSettings, SiteProfile
 
 log = logging.getLogger(__name__)
@@ -93,16 +94,14 @@ class PhiEngine:
         with self._batch_lock:
             self._adapters.unload(name)
 
-    def load_site_adapter(
-        self, site: str, name: str, version: int, path: str | Path, sha256: str
-    ) -> None:
-        """Serve registry version `name@version` for `site` from the next batch on.
+    def load_site_adapter(self, site: str, adapter: AdapterRef, path: str | Path) -> None:
+        """Serve registry version `adapter` for `site` from the next batch on.
 
         The file is read and its sha256 checked before the batch lock is taken (a mismatch
         raises AdapterRefused with adapter.checksum_mismatch); the verified bytes are then
         attached between batches. On any failure the site keeps the version it served.
         """
-        prepared = self._adapters.prepare(site, name, version, Path(path), sha256)
+        prepared = self._adapters.prepare(site, adapter, Path(path))
         with self._batch_lock:
             served = self._adapters.attach_site(prepared)
         log.info("site %s now serves %s", site, served.ref)
@@ -116,9 +115,9 @@ class PhiEngine:
         """Whether a batch holds the engine now (an adapter change would wait for it)."""
         return self._batch_lock.locked()
 
-    def site_adapters(self) -> dict[str, tuple[str, int, str]]:
-        """(name, version, sha256) of the adapter each site serves, by site."""
-        return {s: (a.name, a.version, a.sha256) for s, a in self._adapters.sites().items()}
+    def site_adapters(self) -> dict[str, AdapterRef]:
+        """The adapter version each site serves, by site."""
+        return {s: a.adapter for s, a in self._adapters.sites().items()}
 
     # --- inference -------------------------------------------------------------------
 
@@ -184,7 +183,7 @@ class PhiEngine:
         )
         del inputs, embeds
         scores = [
-            policy.decide(p_pass, profile.threshold)
+            decide(p_pass, profile.threshold)
             for p_pass, profile in zip(core.pass_probability(state.logits), profiles, strict=True)
         ]
         prefilled = time.perf_counter()
@@ -271,4 +270,4 @@ def load_engine(model: ModelSettings, sites: Mapping[str, SiteProfile]) -> PhiEn
 
 
 def _served(adapter: SiteAdapter | None) -> policy.Served | None:
-    return None if adapter is None else policy.Served(adapter.name, adapter.version, adapter.key)
+    return None if adapter is None else policy.Served(adapter.adapter, adapter.key)

@@ -16,13 +16,15 @@ from pydantic import Field
 from inspector.engine.shapes import Bucket
 from inspector.errors import EngineFailed as EngineFailed
 from inspector.protocol import Judgement
+from inspector.quality import BASE, AdapterRef
 
 # Adapter names of the checkpoint's own LoRAs; site adapters may not reuse them. The vision
-# LoRA is merged into the served base, so "vision" names the base: rows on it run no LoRA.
-# "speech" is the transcription adapter (the speech LoRA minus the vision LoRA).
+# LoRA is merged into the served base (named BASE in results and everywhere else); the
+# runtime still knows rows on the base by it. "speech" is the transcription adapter (the
+# speech LoRA minus the vision LoRA).
 VISION_ADAPTER = "vision"
 SPEECH_ADAPTER = "speech"
-RESERVED_ADAPTERS = frozenset({VISION_ADAPTER, SPEECH_ADAPTER})
+RESERVED_ADAPTERS = frozenset({BASE, VISION_ADAPTER, SPEECH_ADAPTER})
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,8 @@ class InferenceEngine(Protocol):
         """Forget an adapter attached by name; requests naming it fall back to their site's."""
         ...
 
-    def load_site_adapter(self, site: str, name: str, version: int, path: str, sha256: str) -> None:
-        """Serve registry version `name@version` for `site` between batches, sha256 checked.
+    def load_site_adapter(self, site: str, adapter: AdapterRef, path: str) -> None:
+        """Serve registry version `adapter` for `site` between batches, sha256 checked.
 
         Raises AdapterRefused (adapter.checksum_mismatch, adapter.load_failed) and leaves the
         site on what it served before.
@@ -85,6 +87,6 @@ class InferenceEngine(Protocol):
         """`site` runs with no site adapter from the next batch on."""
         ...
 
-    def site_adapters(self) -> dict[str, tuple[str, int, str]]:
-        """(name, version, sha256) of the adapter each site serves, by site."""
+    def site_adapters(self) -> dict[str, AdapterRef]:
+        """The adapter version each site serves, by site."""
         ...

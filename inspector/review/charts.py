@@ -36,18 +36,19 @@ def per_hour(per_line: dict[str, list[int]]) -> bytes:
 
 
 def threshold_curve(points: list[dict[str, float | None]], current: float) -> bytes:
-    """Escape, false-reject and REVIEW rates over the threshold, with the chosen one marked."""
+    """Escapes per defective part, false rejects per good part and the REVIEW share over the
+    threshold, with the chosen one marked."""
     with _lock:
         fig, ax = plt.subplots(figsize=(7, 2.8))
         xs = [float(p["threshold"] or 0) for p in points]
         for key, label in (
-            ("escape_rate", "escape"),
-            ("false_reject_rate", "false reject"),
-            ("review_rate", "REVIEW"),
+            ("escapes_per_defective_part", "escapes / defective part"),
+            ("false_rejects_per_good_part", "false rejects / good part"),
+            ("review_share", "REVIEW share"),
         ):
             ax.plot(xs, [float(p[key] or 0) for p in points], marker=".", label=label)
         ax.axvline(current, linestyle="--", color="grey")
         ax.set_xlabel("confidence threshold")
-        ax.set_ylabel("share of reviewed")
+        ax.set_ylabel("share")
         ax.legend(fontsize="small")
         return _svg(fig)

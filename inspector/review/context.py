@@ -11,7 +11,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from inspector.engine.identity import is_tiny_model
-from inspector.engine.types import VISION_ADAPTER
+from inspector.quality import BASE, served_name
 from inspector.safetext import visible
 from inspector.settings import DefectSpec, Settings
 from inspector.store import Store
@@ -61,7 +61,8 @@ class AppContext:
         random_model = is_tiny_model(settings.model.path)
         templates = template_env()
         templates.globals["random_model"] = random_model
-        templates.globals["base_adapter"] = VISION_ADAPTER  # a verdict without a site adapter
+        templates.globals["base_adapter"] = BASE  # a verdict without a site adapter
+        templates.globals["served_name"] = served_name
         return cls(settings, store, templates, random_model)
 
     def defect_catalogue(self, site: str) -> tuple[DefectSpec, ...]:

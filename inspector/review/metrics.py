@@ -1,25 +1,34 @@
-"""The review numbers, from the store's aggregates.
+"""The review numbers, from the store's aggregates, through the rates of `inspector.quality`.
 
-Rates over reviewed inspections use the latest review as the truth:
-- agreement: the model's PASS/FAIL equals the reviewer's, among reviewed items the model decided;
-- escape rate: model PASS, reviewer FAIL, as a share of reviewed items;
-- false-reject rate: model FAIL, reviewer PASS, as a share of reviewed items;
-- REVIEW rate: REVIEW verdicts as a share of all verdicts (of reviewed items, in the what-if).
+Reviewed inspections take their latest review as the truth. The rates are the quality
+module's (escapes per defective part, per shipped part in ppm, false rejects per good part,
+verdict accuracy) over the reviewed inspections; the REVIEW share is over every verdict.
+The what-if replays the one decision rule on the reviewed P(PASS) histogram.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from inspector.quality import (
+    LABELS,
+    Confusion,
+    Decision,
+    Label,
+    Outcome,
+    WhatIf,
+    confusion_at,
+    rates_of,
+    served_name,
+    sweep,
+)
+from inspector.quality.rates import review_share
 from inspector.store.tallies import BUCKETS
 
-VERDICTS = ("PASS", "FAIL", "REVIEW")
-FINALS = ("PASS", "FAIL")
-
-
-def _rate(part: int, whole: int) -> float | None:
-    return part / whole if whole else None
+VERDICTS = tuple(d.value for d in Decision)
+FINALS = LABELS
 
 
 @dataclass
@@ -27,9 +36,7 @@ class Tally:
     """Counts for one group (a site and adapter, or everything)."""
 
     verdicts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VERDICTS, 0))
-    confusion: dict[str, dict[str, int]] = field(
-        default_factory=lambda: {v: dict.fromkeys(FINALS, 0) for v in VERDICTS}
-    )
+    confusion: Confusion = field(default_factory=Confusion)
 
     @property
     def inspections(self) -> int:
@@ -39,37 +46,44 @@ class Tally:
     @property
     def reviewed(self) -> int:
         """Inspections with a review."""
-        return sum(sum(row.values()) for row in self.confusion.values())
+        return self.confusion.parts
 
     def rates(self) -> dict[str, float | int | None]:
-        """The group's headline numbers."""
-        c = self.confusion
-        decided = sum(c["PASS"].values()) + sum(c["FAIL"].values())
+        """The group's headline numbers, named as in `inspector.quality.Rates`."""
+        reviewed = rates_of(self.confusion)
         return {
             "inspections": self.inspections,
             "reviewed": self.reviewed,
-            "review_rate": _rate(self.verdicts["REVIEW"], self.inspections),
-            "agreement": _rate(c["PASS"]["PASS"] + c["FAIL"]["FAIL"], decided),
-            "escape_rate": _rate(c["PASS"]["FAIL"], self.reviewed),
-            "false_reject_rate": _rate(c["FAIL"]["PASS"], self.reviewed),
+            "review_share": review_share(self.verdicts["REVIEW"], self.inspections),
+            "verdict_accuracy": reviewed["verdict_accuracy"],
+            "lean_accuracy": reviewed["lean_accuracy"],
+            "majority_share": reviewed["majority_share"],
+            "escapes_per_defective_part": reviewed["escapes_per_defective_part"],
+            "escapes_per_shipped_part_ppm": reviewed["escapes_per_shipped_part_ppm"],
+            "false_rejects_per_good_part": reviewed["false_rejects_per_good_part"],
         }
+
+    def model_to_reviewer(self) -> dict[str, dict[str, int]]:
+        """The confusion matrix as the page and the API show it: model verdict → reviewer."""
+        return {v: {f: self.confusion.count(f, Decision(v)) for f in FINALS} for v in VERDICTS}
 
 
 def tally(
     verdict_rows: list[tuple[str, str, str, int]],
     reviewed_rows: list[tuple[str, str, str, str, int]],
 ) -> tuple[dict[tuple[str, str], Tally], Tally]:
-    """Per (site, adapter) tallies and the overall tally."""
+    """Per (site, adapter) tallies and the overall tally (the base under one name)."""
     groups: dict[tuple[str, str], Tally] = defaultdict(Tally)
     total = Tally()
     for site, adapter, verdict, n in verdict_rows:
         if verdict in VERDICTS:
-            groups[(site, adapter)].verdicts[verdict] += n
+            groups[(site, served_name(adapter))].verdicts[verdict] += n
             total.verdicts[verdict] += n
     for site, adapter, verdict, final, n in reviewed_rows:
         if verdict in VERDICTS and final in FINALS:
-            groups[(site, adapter)].confusion[verdict][final] += n
-            total.confusion[verdict][final] += n
+            label: Label = "PASS" if final == "PASS" else "FAIL"
+            groups[(site, served_name(adapter))].confusion.add(label, Decision(verdict), n)
+            total.confusion.add(label, Decision(verdict), n)
     return dict(sorted(groups.items())), total
 
 
@@ -81,36 +95,21 @@ def per_line_hour(hour_rows: list[tuple[str, str, int, int]]) -> dict[str, list[
     return dict(sorted(per_line.items()))
 
 
-def what_if(histogram: list[tuple[int, str, int]], threshold: float) -> dict[str, float | None]:
-    """Escape, false-reject and REVIEW rates of reviewed items had the threshold been this.
-
-    The decision rule is the engine's: lean PASS when P(PASS) >= 0.5, REVIEW when the
-    leaning's probability is below the threshold.
-    """
-    reviewed = escapes = false_rejects = reviews = 0
-    for bucket, final, n in histogram:
-        p_pass = (bucket + 0.5) / BUCKETS
-        reviewed += n
-        confidence = max(p_pass, 1 - p_pass)
-        if confidence < threshold:
-            reviews += n
-        elif p_pass >= 0.5 and final == "FAIL":
-            escapes += n
-        elif p_pass < 0.5 and final == "PASS":
-            false_rejects += n
-    return {
-        "threshold": threshold,
-        "escape_rate": _rate(escapes, reviewed),
-        "false_reject_rate": _rate(false_rejects, reviewed),
-        "review_rate": _rate(reviews, reviewed),
-    }
+def outcomes(histogram: Iterable[tuple[int, str, int]]) -> list[Outcome]:
+    """Reviewed inspections from the P(PASS) histogram: each bucket at its middle."""
+    return [
+        Outcome("PASS" if final == "PASS" else "FAIL", (bucket + 0.5) / BUCKETS, n)
+        for bucket, final, n in histogram
+        if final in FINALS
+    ]
 
 
-def what_if_curve(
-    histogram: list[tuple[int, str, int]], thresholds: list[float]
-) -> list[dict[str, float | None]]:
-    """what_if at each threshold."""
-    return [what_if(histogram, t) for t in thresholds]
+def lean_right(histogram: Iterable[tuple[int, str, int]], threshold: float) -> int:
+    """Reviewed inspections whose leaning equals the reviewer's verdict."""
+    lean = confusion_at(outcomes(histogram), threshold).lean_right
+    return lean or 0
 
 
-DEFAULT_THRESHOLDS = [round(0.5 + 0.05 * i, 2) for i in range(10)]
+def what_if_curve(histogram: list[tuple[int, str, int]], thresholds: list[float]) -> list[WhatIf]:
+    """The rates of the reviewed inspections had the threshold been each of `thresholds`."""
+    return sweep(outcomes(histogram), thresholds)

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from inspector.quality import DEFAULT_THRESHOLDS, WhatIf
 from inspector.review import metrics
 from inspector.review.context import AppContext
 from inspector.store import stats as stats_store
@@ -54,9 +55,9 @@ class Numbers:
     threshold: float
     site_threshold: float | None
 
-    def what_if(self) -> list[dict[str, float | None]]:
+    def what_if(self) -> list[WhatIf]:
         """The what-if table: the usual thresholds plus the chosen and the site's."""
-        points = set(metrics.DEFAULT_THRESHOLDS) | {self.threshold}
+        points = set(DEFAULT_THRESHOLDS) | {self.threshold}
         if self.site_threshold is not None:
             points.add(self.site_threshold)
         return metrics.what_if_curve(self.histogram, sorted(points))
@@ -73,6 +74,8 @@ def compute(ctx: AppContext, q: StatsQuery, with_hours: bool = True) -> Numbers:
     groups, total = metrics.tally(verdict_rows, reviewed_rows)
     site_threshold = ctx.threshold(q.site) if q.site else None
     threshold = q.threshold or site_threshold or ctx.threshold("default")
+    # Leanings are known from the P(PASS) histogram, which covers the filtered total.
+    total.confusion.lean_right = metrics.lean_right(histogram, threshold)
     return Numbers(
         groups, total, metrics.per_line_hour(hour_rows), histogram, threshold, site_threshold
     )

@@ -6,6 +6,7 @@ import uuid
 from typing import Literal
 
 from inspector.errors import InvalidInput
+from inspector.quality import leaning
 from inspector.review.context import AppContext
 from inspector.store.detail import (
     InspectionDetail,
@@ -24,7 +25,7 @@ def confirmed_verdict(detail: InspectionDetail) -> Literal["PASS", "FAIL"]:
         raise InvalidInput("this inspection has no verdict to confirm yet; override it instead")
     if v.verdict in ("PASS", "FAIL"):
         return "PASS" if v.verdict == "PASS" else "FAIL"
-    return "PASS" if v.p_pass >= 0.5 else "FAIL"
+    return "PASS" if leaning(v.p_pass) == "PASS" else "FAIL"
 
 
 def build_review(

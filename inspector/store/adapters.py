@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from inspector.errors import Code, RegistryRefused
 from inspector.protocol import utcnow
+from inspector.quality import AdapterRef
 from inspector.store.models import Adapter, AdapterAudit
 
 _REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9-]{0,63})(?:@v?(?P<version>[0-9]{1,9}))?$")
@@ -53,7 +54,12 @@ class AdapterRecord:
     @property
     def ref(self) -> str:
         """`name@version`, how the CLI and logs name one adapter version."""
-        return f"{self.name}@{self.version}"
+        return self.adapter.tag
+
+    @property
+    def adapter(self) -> AdapterRef:
+        """The version's identity, as workers load it: name, version, file sha256."""
+        return AdapterRef(self.name, self.version, self.sha256)
 
     def file(self, adapters_dir: Path) -> Path:
         """Where the adapter lies: a relative registry path is under `model.adapters_dir`."""

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,8 +20,14 @@ from rich.table import Table
 
 from inspector.context import settings_from
 from inspector.errors import InspectorError
+from inspector.quality.decision import Decision
+from inspector.quality.rates import LABELS
 from inspector.safetext import json_line, terminal
 from inspector.settings import Settings
+
+if TYPE_CHECKING:
+    from inspector.quality import Evaluation
+    from inspector.train.trainer import Step
 
 console = Console()
 err_console = Console(stderr=True)
@@ -76,8 +84,30 @@ def _ref(record: Any) -> str:
     return record.ref if record is not None else "the base model"
 
 
-def _pct(value: object) -> str:
-    return f"{value:.1%}" if isinstance(value, float) else "-"
+@contextmanager
+def training_progress(out: Console) -> Iterator[Callable[[Step], None]]:
+    """A progress bar the trainer's steps advance (the trainer itself draws nothing)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]training[/] epoch {task.fields[epoch]}"),
+        BarColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=out,
+    ) as progress:
+        task = progress.add_task("train", total=None, epoch=0, loss="-")
+
+        def on_step(step: Step) -> None:
+            progress.update(
+                task,
+                total=step.steps,
+                completed=step.step,
+                epoch=f"{step.epoch}/{step.epochs}",
+                loss=f"{step.loss:.3f}",
+            )
+
+        yield on_step
 
 
 # --- dataset snapshots ----------------------------------------------------------------------
@@ -151,16 +181,20 @@ def adapters_list(
     if as_json:
         print(json.dumps([_summary(r) for r in rows], indent=2))
         return
-    table = Table("site", "adapter", "status", "accuracy", "escape", "REVIEW", "created", "by")
+    from inspector.quality import FIGURE, stored_evaluation
+
+    listed = ("escapes_per_defective_part", "review_share", "verdict_accuracy")
+    table = Table(
+        "site", "adapter", "status", *(FIGURE[k].heading for k in listed), "created", "by"
+    )
     for row in rows:
-        ev = row.metrics.get("eval", {}).get("candidate", {})
+        evaluation = stored_evaluation(row.metrics)
+        figures = evaluation.candidate.model_dump() if evaluation is not None else {}
         table.add_row(
             terminal(row.site),
             terminal(row.ref),
             f"[{_STATUS.get(row.status.value, '')}]{row.status.value}[/]",
-            _pct(ev.get("accuracy")),
-            _pct(ev.get("escape_rate")),
-            _pct(ev.get("review_rate")),
+            *(FIGURE[k].show(figures.get(k)) for k in listed),
             row.created_at.strftime("%Y-%m-%d %H:%M"),
             terminal(row.created_by),
         )
@@ -216,59 +250,45 @@ def adapters_show(ctx: typer.Context, ref: RefArg) -> None:
     console.print(json_line(body, indent=2), markup=False, highlight=False)
 
 
-def _metric_rows(evaluation: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(label, metrics at the site threshold, the escape-target threshold) per adapter."""
-    base = evaluation["baseline"]
-    return [
-        (evaluation["adapter"], evaluation["candidate"], evaluation["candidate_for_target"]),
-        (base["adapter"], base["metrics"], base["for_target"]),
-    ]
+def eval_tables(evaluation: Evaluation) -> list[Table]:
+    """The holdout figures, confusion matrices and escape-target thresholds, for people."""
+    from inspector.quality import FIGURES, percent
 
-
-def _eval_tables(evaluation: dict[str, Any]) -> list[Table]:
-    rows = _metric_rows(evaluation)
-    threshold = evaluation["site_threshold"]
+    ours, theirs = evaluation.candidate, evaluation.baseline.metrics
+    names = (terminal(evaluation.adapter), terminal(evaluation.baseline.adapter))
     figures = Table(
-        "holdout",
-        "accuracy",
-        "escape",
-        "false reject",
-        "REVIEW",
-        "calibration",
-        title=f"snapshot {evaluation['snapshot_id']} holdout ({evaluation['holdout']} parts), "
-        f"site threshold {threshold:.2f}",
+        "figure",
+        *names,
+        title=f"snapshot {evaluation.snapshot_id} holdout ({evaluation.holdout} parts), "
+        f"site threshold {evaluation.site_threshold:.2f}",
     )
-    target = Table(
-        "holdout",
-        "threshold",
-        "escape",
-        "false reject",
-        "REVIEW",
-        title=f"lowest threshold with escape rate ≤ {rows[0][2]['target']:.1%}",
+    for f in FIGURES:
+        figures.add_row(f.heading, f.show(getattr(ours, f.key)), f.show(getattr(theirs, f.key)))
+    figures.add_row(
+        "calibration error", f"{ours.calibration_error:.3f}", f"{theirs.calibration_error:.3f}"
     )
     confusion = Table("holdout", "label", "→ PASS", "→ FAIL", "→ REVIEW", title="confusion")
-    for label, m, t in rows:
-        figures.add_row(
-            terminal(label),
-            _pct(m["accuracy"]),
-            _pct(m["escape_rate"]),
-            _pct(m["false_reject_rate"]),
-            _pct(m["review_rate"]),
-            f"{m['calibration_error']:.3f}",
-        )
-        target.add_row(
-            terminal(label),
-            f"{t['threshold']:.3f}",
-            _pct(t["escape_rate"]),
-            _pct(t["false_reject_rate"]),
-            _pct(t["review_rate"]),
-        )
-        for truth in ("PASS", "FAIL"):
-            cells = m["confusion"][truth]
-            confusion.add_row(
-                terminal(label), truth, *(str(cells[d]) for d in ("PASS", "FAIL", "REVIEW"))
-            )
+    for name, m in zip(names, (ours, theirs), strict=True):
+        for truth in LABELS:
+            confusion.add_row(name, truth, *(str(m.confusion.count(truth, d)) for d in Decision))
+    target = Table(
+        "figure",
+        *names,
+        title=f"lowest threshold with escapes / defective part ≤ "
+        f"{percent(evaluation.escape_target)}",
+    )
+    points = (evaluation.candidate_for_target, evaluation.baseline.for_target)
+    target.add_row("threshold", *(f"{t.threshold:.3f}" for t in points))
+    for f in FIGURES[:4]:
+        target.add_row(f.heading, *(f.show(getattr(t, f.key)) for t in points))
     return [figures, confusion, target]
+
+
+def meanings() -> str:
+    """What each figure counts, per what: printed under the tables."""
+    from inspector.quality import FIGURES
+
+    return "; ".join(f"{f.heading}: {f.meaning}" for f in FIGURES)
 
 
 @adapters_app.command("eval")
@@ -297,23 +317,22 @@ def adapters_eval(
     finally:
         store.close()
     if as_json:
-        print(json_line(done.evaluation, indent=2))
+        print(json_line(done.evaluation.model_dump(mode="json"), indent=2))
         return
-    for table in _eval_tables(done.evaluation):
+    for table in eval_tables(done.evaluation):
         console.print(table)
+    err_console.print(meanings(), markup=False, highlight=False)
     console.print(
-        f"majority class accuracy {_pct(done.evaluation['majority_accuracy'])}; stored with "
-        f"{terminal(done.adapter.ref)}, compared with {terminal(_ref(done.baseline))}"
+        f"stored with {terminal(done.adapter.ref)}, compared with {terminal(_ref(done.baseline))}"
     )
 
 
 def _announce(settings: Settings, change: Any) -> None:
-    from inspector.errors import InspectorError
-    from inspector.train.registry import announcement, publish_announcement
+    from inspector.control import announce
 
-    message = announcement(change.site, change.active)
+    active = change.active.adapter if change.active is not None else None
     try:
-        publish_announcement(settings.broker, message)
+        announce(settings.broker, change.site, active)
     except InspectorError as exc:
         err_console.print(f"warning: {exc.message}", markup=False, soft_wrap=True)
         raise typer.Exit(code=3) from None
@@ -420,16 +439,17 @@ def train(
     settings = _settings(ctx)
     store = _open(settings)
     try:
-        done = run_training(
-            store,
-            settings,
-            site,
-            _who(by),
-            since=_when(since, "--since"),
-            until=_when(until, "--until"),
-            out=out,
-            console=err_console,
-        )
+        with training_progress(err_console) as on_step:
+            done = run_training(
+                store,
+                settings,
+                site,
+                _who(by),
+                since=_when(since, "--since"),
+                until=_when(until, "--until"),
+                out=out,
+                on_step=on_step,
+            )
     except InspectorError as exc:
         raise _fail(exc) from None
     finally:
@@ -438,8 +458,12 @@ def train(
     for split, n_pass, n_fail, total, share in balance_report(done.snapshot):
         table.add_row(split, str(n_pass), str(n_fail), str(total), share)
     console.print(table)
-    for table in _eval_tables(done.adapter.metrics["eval"]):
-        console.print(table)
+    from inspector.quality import stored_evaluation
+
+    evaluation = stored_evaluation(done.adapter.metrics)
+    if evaluation is not None:
+        for table in eval_tables(evaluation):
+            console.print(table)
     losses = done.result.epoch_losses
     console.print(
         f"candidate {terminal(done.adapter.ref)} (sha256 {done.adapter.sha256[:16]}…), "

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from inspector.engine.types import EngineRequest, InferenceEngine
 from inspector.errors import Code, DatasetRefused, RegistryRefused
 from inspector.media import decode_audio, decode_image
 from inspector.protocol import utcnow
+from inspector.quality import (
+    Baseline,
+    Evaluation,
+    Outcome,
+    holdout_metrics,
+    threshold_for_escape_target,
+)
 from inspector.settings import LimitSettings, Settings, SiteProfile
 from inspector.store import Store
 from inspector.store.adapters import AdapterRecord, active_adapter, find_adapter, record_metrics
 from inspector.store.datasets import SnapshotItem, SnapshotRecord, load_snapshot
-from inspector.train.metrics import Scored, holdout_metrics, threshold_for_escape_target
 from inspector.train.registry import baseline_name
 
 
@@ -51,9 +56,9 @@ def examples(
 
 def score(
     engine: InferenceEngine, batch: Sequence[Example], adapter: str | None, batch_size: int = 8
-) -> list[Scored]:
-    """P(PASS) of every example with `adapter` (None: no site adapter), as Scored rows."""
-    rows: list[Scored] = []
+) -> list[Outcome]:
+    """P(PASS) of every example with `adapter` (None: no site adapter), with its label."""
+    rows: list[Outcome] = []
     for start in range(0, len(batch), batch_size):
         chunk = batch[start : start + batch_size]
         requests = [
@@ -68,44 +73,47 @@ def score(
             for e in chunk
         ]
         results = engine.infer(requests)
-        rows.extend(Scored(e.item.label, r.p_pass) for e, r in zip(chunk, results, strict=True))
+        rows.extend(outcomes([e.item.label for e in chunk], [r.p_pass for r in results]))
     return rows
 
 
+def outcomes(labels: Sequence[str], p_pass: Sequence[float]) -> list[Outcome]:
+    """Holdout outcomes from reviewed labels and the model's P(PASS), in order."""
+    return [
+        Outcome("PASS" if label == "PASS" else "FAIL", p)
+        for label, p in zip(labels, p_pass, strict=True)
+    ]
+
+
 def compare(
-    candidate: Sequence[Scored],
-    baseline: Sequence[Scored],
+    candidate: Sequence[Outcome],
+    baseline: Sequence[Outcome],
     profile: SiteProfile,
     candidate_ref: str,
     active: AdapterRecord | None,
     snapshot: SnapshotRecord,
-) -> dict[str, Any]:
-    """The evaluation record stored with the candidate and shown by `adapters eval`."""
+) -> Evaluation:
+    """The evaluation stored with the candidate, shown by `adapters eval`, judged by the gate."""
     if not candidate:
         raise DatasetRefused(
             Code.TRAIN_CLASS_MISSING, f"snapshot {snapshot.id} has no holdout to evaluate on"
         )
-    return {
-        "adapter": candidate_ref,
-        "snapshot_id": snapshot.id,
-        "content_hash": snapshot.content_hash,
-        "holdout": len(candidate),
-        "site_threshold": profile.threshold,
-        "candidate": holdout_metrics(candidate, profile.threshold),
-        "candidate_for_target": threshold_for_escape_target(candidate, profile.escape_target),
-        "baseline": {
-            "adapter": baseline_name(active),
-            "metrics": holdout_metrics(baseline, profile.threshold),
-            "for_target": threshold_for_escape_target(baseline, profile.escape_target),
-        },
-        "majority_accuracy": _majority(candidate),
-        "evaluated_at": utcnow().isoformat(),
-    }
-
-
-def _majority(rows: Sequence[Scored]) -> float:
-    fails = sum(1 for r in rows if r.label == "FAIL")
-    return max(fails, len(rows) - fails) / len(rows)
+    return Evaluation(
+        adapter=candidate_ref,
+        snapshot_id=snapshot.id,
+        content_hash=snapshot.content_hash,
+        holdout=len(candidate),
+        site_threshold=profile.threshold,
+        escape_target=profile.escape_target,
+        candidate=holdout_metrics(candidate, profile.threshold),
+        candidate_for_target=threshold_for_escape_target(candidate, profile.escape_target),
+        baseline=Baseline(
+            adapter=baseline_name(active),
+            metrics=holdout_metrics(baseline, profile.threshold),
+            for_target=threshold_for_escape_target(baseline, profile.escape_target),
+        ),
+        evaluated_at=utcnow(),
+    )
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,7 @@ class Evaluated:
 
     adapter: AdapterRecord
     baseline: AdapterRecord | None  # None: the base model, no site adapter
-    evaluation: dict[str, Any]
+    evaluation: Evaluation
 
 
 def evaluate_adapter(
@@ -145,13 +153,11 @@ def evaluate_adapter(
     adapters_dir = settings.model.adapters_dir
     site = adapter.site
 
-    def served(record: AdapterRecord | None) -> list[Scored]:
+    def served(record: AdapterRecord | None) -> list[Outcome]:
         if record is None:
             engine.clear_site_adapter(site)
         else:
-            engine.load_site_adapter(
-                site, record.name, record.version, str(record.file(adapters_dir)), record.sha256
-            )
+            engine.load_site_adapter(site, record.adapter, str(record.file(adapters_dir)))
         return score(engine, holdout, None, settings.train.batch_size)
 
     evaluation = compare(
@@ -159,6 +165,6 @@ def evaluate_adapter(
     )
     with store.db.write() as session:
         current = find_adapter(session, adapter.ref)
-        metrics = {**current.metrics, "eval": evaluation}
+        metrics = {**current.metrics, "eval": evaluation.model_dump(mode="json")}
         adapter = record_metrics(session, adapter.ref, metrics, actor, "evaluated")
     return Evaluated(adapter, baseline, evaluation)

@@ -1,20 +1,18 @@
-"""Promotion rules on the adapter registry, and the announcement workers hot-swap on.
+"""Promotion rules on the adapter registry.
 
-A candidate is promoted only when its holdout escape rate is no worse than the active
-adapter's (or the base model's) on the same holdout; `force` with a written reason
-overrides that and is recorded. A rollback retires the active adapter and restores the one
-it replaced. After each change the site's retained control topic names what to serve.
+A candidate is promoted only when it lets no larger share of the defective parts pass than
+the active adapter (or the base) on the same holdout (`Evaluation.refusal`); `force` with a
+written reason overrides that and is recorded. A rollback retires the active adapter and
+restores the one it replaced. After each change the caller announces what to serve
+(`inspector.control`).
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from inspector.errors import Code, RegistryRefused
-from inspector.mqtt import MqttTransport, PublishTimeout
-from inspector.protocol import AdapterAnnouncement, adapter_control_topic, utcnow
-from inspector.settings import BrokerSettings
+from inspector.quality import Evaluation, stored_evaluation, tag_of
 from inspector.store import Store
 from inspector.store.adapters import (
     AdapterRecord,
@@ -24,8 +22,6 @@ from inspector.store.adapters import (
     previously_active,
     set_status,
 )
-
-BASE = "base"  # how evaluations name "no site adapter"
 
 
 @dataclass(frozen=True)
@@ -39,27 +35,36 @@ class Change:
 
 def baseline_name(active: AdapterRecord | None) -> str:
     """How an evaluation names what the candidate is compared against."""
-    return active.ref if active is not None else BASE
+    return tag_of(active.adapter if active is not None else None)
 
 
-def _escape_rates(candidate: AdapterRecord, active: AdapterRecord | None) -> tuple[float, float]:
-    evaluation = candidate.metrics.get("eval")
-    if not isinstance(evaluation, dict):
+def judged_evaluation(candidate: AdapterRecord, active: AdapterRecord | None) -> Evaluation:
+    """The candidate's stored evaluation, if it compares with what the site serves now."""
+    evaluation = stored_evaluation(candidate.metrics)
+    if evaluation is None:
         raise RegistryRefused(
             Code.ADAPTER_PROMOTION_REFUSED,
-            f"{candidate.ref} has not been evaluated; run `inspector adapters eval "
-            f"{candidate.ref}` first",
+            f"{candidate.ref} has no evaluation this version can read; run `inspector "
+            f"adapters eval {candidate.ref}` first",
         )
-    against = evaluation.get("baseline", {}).get("adapter")
+    against = evaluation.baseline.adapter
     if against != baseline_name(active):
         raise RegistryRefused(
             Code.ADAPTER_PROMOTION_REFUSED,
             f"{candidate.ref} was evaluated against {against}, but the site now serves "
             f"{baseline_name(active)}; run `inspector adapters eval {candidate.ref}` again",
         )
-    ours = evaluation["candidate"]["escape_rate"]
-    theirs = evaluation["baseline"]["metrics"]["escape_rate"]
-    return float(ours or 0.0), float(theirs or 0.0)
+    return evaluation
+
+
+def gate(candidate: AdapterRecord, active: AdapterRecord | None) -> None:
+    """Raise RegistryRefused unless the candidate may replace `active` by the gate's rule."""
+    refusal = judged_evaluation(candidate, active).refusal()
+    if refusal is not None:
+        raise RegistryRefused(
+            Code.ADAPTER_PROMOTION_REFUSED,
+            f"{refusal}: promotion refused (override with --force --reason)",
+        )
 
 
 def promote(
@@ -78,14 +83,7 @@ def promote(
             )
         current = active_adapter(session, candidate.site)
         try:
-            ours, theirs = _escape_rates(candidate, current)
-            if ours > theirs:
-                raise RegistryRefused(
-                    Code.ADAPTER_PROMOTION_REFUSED,
-                    f"{candidate.ref} lets {ours:.1%} of FAIL parts pass on its holdout, "
-                    f"{baseline_name(current)} {theirs:.1%}: promotion refused (override with "
-                    "--force --reason)",
-                )
+            gate(candidate, current)
         except RegistryRefused:
             if not force:
                 raise
@@ -157,34 +155,4 @@ def retire(store: Store, ref: str, actor: str, reason: str | None = None) -> Ada
             )
         return set_status(
             session, adapter.ref, AdapterStatus.RETIRED, action="retire", actor=actor, reason=reason
-        )
-
-
-def announcement(site: str, active: AdapterRecord | None) -> AdapterAnnouncement:
-    """The retained control message naming what the site's workers must serve."""
-    if active is None:
-        return AdapterAnnouncement(site=site, announced_at=utcnow())
-    return AdapterAnnouncement(
-        site=site,
-        name=active.name,
-        version=active.version,
-        sha256=active.sha256,
-        announced_at=utcnow(),
-    )
-
-
-def publish_announcement(
-    broker: BrokerSettings, message: AdapterAnnouncement, timeout: float = 10.0
-) -> None:
-    """Publish `message` retained on its site's control topic and wait for the broker's ack."""
-    client_id = f"inspector-adapters-{uuid.uuid4().hex[:12]}"
-    with MqttTransport(broker, client_id, clean_start=True) as transport:
-        if not transport.wait_connected(timeout):
-            raise PublishTimeout(
-                f"cannot reach the broker at {broker.host}:{broker.port} to announce the "
-                f"adapter of site {message.site}; the registry is updated and workers pick "
-                "it up at their next start, or run `inspector adapters announce`"
-            )
-        transport.publish_and_wait(
-            adapter_control_topic(message.site), message.to_payload(), timeout, retain=True
         )

@@ -6,16 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from rich.console import Console
-
 from inspector.settings import Settings
 from inspector.store import Store
 from inspector.store.adapters import AdapterRecord, record_metrics, register_adapter
 from inspector.store.datasets import SnapshotRecord
 from inspector.train.dataset import build_snapshot
-from inspector.train.evaluate import compare, examples
-from inspector.train.metrics import Scored
-from inspector.train.trainer import TrainResult, train_adapter
+from inspector.train.evaluate import compare, examples, outcomes
+from inspector.train.trainer import OnStep, TrainResult, train_adapter
 
 
 @dataclass(frozen=True)
@@ -35,7 +32,7 @@ def run_training(
     since: datetime | None = None,
     until: datetime | None = None,
     out: Path | None = None,
-    console: Console | None = None,
+    on_step: OnStep | None = None,
 ) -> Trained:
     """Freeze a snapshot, train on its train split, score its holdout, register a candidate."""
     snapshot = build_snapshot(store, site, settings.train, actor, since=since, until=until)
@@ -66,11 +63,11 @@ def run_training(
         directory,
         card,
         holdout=[e.request for e in holdout],
-        console=console,
+        on_step=on_step,
     )
     labels = [e.item.label for e in holdout]
-    trained = [Scored(label, p) for label, p in zip(labels, result.holdout_trained, strict=True)]
-    base = [Scored(label, p) for label, p in zip(labels, result.holdout_base, strict=True)]
+    trained = outcomes(labels, result.holdout_trained)
+    base = outcomes(labels, result.holdout_base)
     adapters_dir = settings.model.adapters_dir
     path = directory.resolve()
     try:
@@ -98,7 +95,9 @@ def run_training(
                 "steps": result.steps,
                 "seconds": result.seconds,
             },
-            "eval": compare(trained, base, profile, f"{name}@{record.version}", None, snapshot),
+            "eval": compare(trained, base, profile, record.ref, None, snapshot).model_dump(
+                mode="json"
+            ),
         }
         record = record_metrics(session, record.ref, metrics, actor, "trained")
     return Trained(snapshot, record, result)

@@ -4,9 +4,12 @@ The base is the served one, loaded by the engine's `load_base`: the checkpoint w
 vision LoRA merged into the weights. Each example goes through the engine's model core
 (`PhiCore`: the same prompt, photo and voice-note embedding and forward as a worker), the
 language model runs with the site LoRA, and the loss is the cross-entropy of the verdict
-token over PASS and FAIL, the two logits P(PASS) is read from. The LoRA touches only the
-language model, so the embeddings do not change during training and are computed once
-per batch.
+token over PASS and FAIL, the two logits P(PASS) is read from (`PhiCore.verdict_logits`,
+what serving scores with). The LoRA touches only the language model, so the embeddings do
+not change during training and are computed once per batch.
+
+A library: progress reaches the caller through a callback (the CLI draws it), and the
+resumable checkpoint holds only tensors and plain values (`torch.load(weights_only=True)`).
 """
 
 from __future__ import annotations
@@ -14,15 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import save_file
 
 from inspector.engine.checkpoint import load_base, resolve_runtime
@@ -33,6 +34,20 @@ from inspector.settings import ModelSettings, SiteProfile, TrainSettings
 
 CARD_FILE = "card.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class Step:
+    """Where a training run is: after optimiser step `step` of `steps`, in `epoch`."""
+
+    epoch: int  # 1-based
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+
+
+OnStep = Callable[[Step], None]
 
 
 @dataclass(frozen=True)
@@ -119,10 +134,9 @@ class LoraSteps:
         with torch.no_grad():
             return self.core.embed(encoded).clone(), encoded.attention_mask
 
-    def verdict_pair(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The PASS and FAIL logits of the verdict token, in fp32."""
-        logits = self.core.forward(embeds, mask, logits_to_keep=1).logits[:, -1]
-        return self.core.verdict_pair(logits).float()
+    def verdict_logits(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The PASS and FAIL logits of the verdict token (the model core's), in fp32."""
+        return self.core.embedded_verdict_logits(embeds, mask).float()
 
     def p_pass(self, held: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
         """P(PASS) of each held-out example under the current weights."""
@@ -130,7 +144,7 @@ class LoraSteps:
         out: list[float] = []
         with torch.no_grad():
             for embeds, mask in held:
-                out.extend(torch.softmax(self.verdict_pair(embeds, mask), -1)[:, 0].tolist())
+                out.extend(torch.softmax(self.verdict_logits(embeds, mask), -1)[:, 0].tolist())
         return out
 
     def save(self, out: Path) -> Path:
@@ -143,7 +157,7 @@ class LoraSteps:
 
     def step(self, embeds: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> float:
         """One optimiser step on one batch; its loss."""
-        loss = torch.nn.functional.cross_entropy(self.verdict_pair(embeds, mask), target)
+        loss = torch.nn.functional.cross_entropy(self.verdict_logits(embeds, mask), target)
         self.optimiser.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         self.optimiser.step()
@@ -159,7 +173,7 @@ def train_adapter(
     out: Path,
     card: dict[str, Any],
     holdout: Sequence[EngineRequest] = (),
-    console: Console | None = None,
+    on_step: OnStep | None = None,
 ) -> TrainResult:
     """Train a site LoRA on (request, label) pairs; write the adapter, its card, a checkpoint.
 
@@ -189,7 +203,8 @@ def train_adapter(
     checkpoint = out / CHECKPOINT_FILE
     first_epoch, losses = 0, []
     if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False)
+        # Tensors and plain values only: a checkpoint in a shared directory runs no code.
+        saved = torch.load(checkpoint, weights_only=True)
         if saved.get("settings") == hyper and saved.get("examples") == len(requests):
             peft_model.load_state_dict(saved["lora"], strict=False)
             optimiser.load_state_dict(saved["optimiser"])
@@ -200,36 +215,30 @@ def train_adapter(
     for _ in range(first_epoch):
         torch.randperm(len(batches), generator=order)  # keep the resumed run's order
     steps = 0
-    with Progress(
-        TextColumn("[bold]training[/] epoch {task.fields[epoch]}"),
-        BarColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=console is None,
-    ) as progress:
-        task = progress.add_task("train", total=settings.epochs * len(batches), epoch=0, loss="-")
-        progress.update(task, completed=first_epoch * len(batches))
-        for epoch in range(first_epoch, settings.epochs):
-            total = 0.0
-            for index in torch.randperm(len(batches), generator=order).tolist():
-                loss = lora.step(*batches[index])
-                total += loss
-                steps += 1
-                progress.update(task, advance=1, epoch=epoch + 1, loss=f"{loss:.3f}")
-            losses.append(total / len(batches))
-            peft_model.train()
-            torch.save(
-                {
-                    "settings": hyper,
-                    "examples": len(requests),
-                    "epoch": epoch + 1,
-                    "losses": losses,
-                    "lora": {k: v for k, v in peft_model.state_dict().items() if "lora_" in k},
-                    "optimiser": optimiser.state_dict(),
-                },
-                checkpoint,
-            )
+    total_steps = settings.epochs * len(batches)
+    done_steps = first_epoch * len(batches)
+    for epoch in range(first_epoch, settings.epochs):
+        total = 0.0
+        for index in torch.randperm(len(batches), generator=order).tolist():
+            loss = lora.step(*batches[index])
+            total += loss
+            steps += 1
+            done_steps += 1
+            if on_step is not None:
+                on_step(Step(epoch + 1, settings.epochs, done_steps, total_steps, loss))
+        losses.append(total / len(batches))
+        peft_model.train()
+        torch.save(
+            {
+                "settings": hyper,
+                "examples": len(requests),
+                "epoch": epoch + 1,
+                "losses": losses,
+                "lora": {k: v for k, v in peft_model.state_dict().items() if "lora_" in k},
+                "optimiser": optimiser.state_dict(),
+            },
+            checkpoint,
+        )
     after = p_pass(held)
     sha = file_sha256(lora.save(out))
     base_hash = base_model_hash(model.path)

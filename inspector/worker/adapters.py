@@ -102,18 +102,15 @@ class SiteAdapters:
 
     def _apply(self, announcement: AdapterAnnouncement) -> None:
         site = announcement.site
-        wanted = (
-            None
-            if announcement.name is None
-            else f"{announcement.name}@{announcement.version} (sha256 {announcement.sha256})"
-        )
+        announced = announcement.adapter
+        wanted = None if announced is None else f"{announced.tag} (sha256 {announced.sha256})"
         try:
             with self._store.db.read() as session:
                 active = active_adapter(session, site)
         except InspectorError as exc:
             self._failed(site, exc.code.value, f"cannot check {wanted} in the registry: {exc}")
             return
-        if announcement.name is None:
+        if announced is None:
             if active is None:
                 self._serve_base(site)
             else:
@@ -123,11 +120,7 @@ class SiteAdapters:
                     f"announced: no adapter, but the registry's active adapter is {active.ref}",
                 )
             return
-        if active is None or (active.name, active.version, active.sha256) != (
-            announcement.name,
-            announcement.version,
-            announcement.sha256,
-        ):
+        if active is None or active.adapter != announced:
             have = active.ref if active is not None else "none"
             self._failed(
                 site,
@@ -139,14 +132,12 @@ class SiteAdapters:
         self._load(site, active)
 
     def _load(self, site: str, record: AdapterRecord) -> None:
-        if self._engine.site_adapters().get(site) == (record.name, record.version, record.sha256):
+        if self._engine.site_adapters().get(site) == record.adapter:
             self._set(self._serving(site))
             return
         path = record.file(self._settings.model.adapters_dir)
         try:
-            self._engine.load_site_adapter(
-                site, record.name, record.version, str(path), record.sha256
-            )
+            self._engine.load_site_adapter(site, record.adapter, str(path))
         except AdapterRefused as exc:
             self._failed(site, exc.code.value, exc.reason)
             return
@@ -166,11 +157,7 @@ class SiteAdapters:
         self._changed()
 
     def _serving(self, site: str) -> SiteAdapterState:
-        served = self._engine.site_adapters().get(site)
-        if served is None:
-            return SiteAdapterState(site=site)
-        name, version, sha256 = served
-        return SiteAdapterState(site=site, name=name, version=version, sha256=sha256)
+        return SiteAdapterState.serving(site, self._engine.site_adapters().get(site))
 
     def _failed(self, site: str, code: str, error: str) -> None:
         log.error("site %s keeps its adapter: %s", site, error)

@@ -12,6 +12,7 @@ import torch
 from inspector.engine import EngineRequest
 from inspector.engine.checkpoint import resolve_runtime
 from inspector.engine.runtime import load_engine
+from inspector.quality import AdapterRef
 from inspector.settings import ModelSettings
 from tests.engine.media import photo, voice
 from tests.fixtures.model import adapter_sha256
@@ -111,7 +112,7 @@ def test_gpu_compiled_engine_serves_swapped_site_adapters_as_the_plain_one(
         adapter = make_site_adapter("plant-a", seed)
         digest = adapter_sha256(adapter)
         for engine in (plain, compiled):
-            engine.load_site_adapter("line-a", "plant-a", version, adapter, digest)
+            engine.load_site_adapter("line-a", AdapterRef("plant-a", version, digest), adapter)
         served = zip(plain.infer(requests), compiled.infer(requests), strict=True)
         for p, c in served:
             assert (c.adapter, c.adapter_version) == ("plant-a", version)

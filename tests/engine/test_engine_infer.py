@@ -16,6 +16,7 @@ from inspector.engine.prompt import verdict_prompt
 from inspector.engine.runtime import PhiEngine, load_engine
 from inspector.errors import RejectedInput
 from inspector.protocol import Decision
+from inspector.quality import BASE
 from inspector.settings import DefectSpec, ModelSettings, SiteProfile
 from tests.engine.media import photo, voice
 
@@ -68,7 +69,7 @@ def test_single_photo_gives_a_scored_verdict(engine: PhiEngine) -> None:
     assert 0.0 < result.p_pass < 1.0
     assert result.confidence == pytest.approx(max(result.p_pass, 1 - result.p_pass))
     assert result.model == engine.settings.path.name
-    assert result.adapter == "vision" and not result.adapter_fallback
+    assert result.adapter == BASE and not result.adapter_fallback
     assert result.prompt_version == PROMPT_VERSION
     assert result.transcript is None
     assert 1 <= result.rationale_tokens <= 12

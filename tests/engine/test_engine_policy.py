@@ -13,12 +13,11 @@ from inspector.engine.policy import (
     Route,
     Served,
     build_result,
-    decide,
     find_defects,
     route,
     site_profile,
 )
-from inspector.protocol import Decision
+from inspector.quality import BASE, AdapterRef, Decision, decide
 from inspector.settings import DefectSpec, SiteProfile
 from tests.engine.media import photo
 
@@ -66,10 +65,13 @@ def test_decision_follows_the_larger_probability_and_the_site_threshold(
 
 
 def test_requests_route_to_the_sites_served_version_and_say_when_they_fall_back() -> None:
-    served = Served("plant-a", 3, "plant-a_v3")
+    served = Served(AdapterRef("plant-a", 3, "a" * 64), "plant-a_v3")
     plant_a = Route("plant-a", fallback=False, version=3, key="plant-a_v3")
     # A site with no active adapter runs on the base; one with an adapter runs its version.
-    assert route(ask(), set(), None) == Route("vision", fallback=False)
+    base = Route(BASE, fallback=False, key="vision")
+    assert route(ask(), set(), None) == base
+    # The base has one name; requests naming its older one, "vision", get it too.
+    assert route(ask(BASE), set(), served) == base == route(ask("vision"), set(), served)
     assert route(ask(), set(), served) == plant_a and plant_a.handle == "plant-a_v3"
     assert route(ask("plant-a"), set(), served) == plant_a
     # An adapter attached by name serves the requests naming it.
@@ -79,7 +81,7 @@ def test_requests_route_to_the_sites_served_version_and_say_when_they_fall_back(
     assert route(ask("plant-c"), {"plant-b"}, served) == Route(
         "plant-a", fallback=True, version=3, key="plant-a_v3"
     )
-    assert route(ask("plant-c"), set(), None) == Route("vision", fallback=True)
+    assert route(ask("plant-c"), set(), None) == Route(BASE, fallback=True, key="vision")
 
 
 def test_unknown_site_uses_the_default_profile() -> None:
@@ -91,7 +93,7 @@ def test_unknown_site_uses_the_default_profile() -> None:
 def test_result_lists_defects_only_when_leaning_fail() -> None:
     rationale = " scratch (left edge), otherwise clean "
     measured = Measured(prompt_tokens=10, rationale_tokens=4, timings_ms={"prefill": 1.0})
-    chosen = Route("vision", fallback=False)
+    chosen = Route(BASE, fallback=False, key="vision")
     failed = build_result(
         ask(), PROFILE, chosen, decide(0.1, 0.8), rationale, None, "phi", measured
     )
@@ -103,7 +105,7 @@ def test_result_lists_defects_only_when_leaning_fail() -> None:
     assert failed.rationale == "scratch (left edge), otherwise clean"
     assert (failed.model, failed.adapter, failed.prompt_version) == (
         "phi",
-        "vision",
+        BASE,
         PROMPT_VERSION,
     )
     assert failed.timings_ms == {"prefill": 1.0}

@@ -306,8 +306,8 @@ def test_stats_change_after_reviews(client: TestClient, store: Store) -> None:
     login(client, "ana")
     before = client.get("/api/v1/stats").json()
     assert before["total"]["inspections"] == 4 and before["total"]["reviewed"] == 0
-    assert before["total"]["review_rate"] == 0.25
-    assert before["total"]["escape_rate"] is None
+    assert before["total"]["review_share"] == 0.25
+    assert before["total"]["escapes_per_defective_part"] is None
     headers = {"X-CSRF-Token": csrf_of(client)}
     client.post(
         f"/api/v1/inspections/{rids[0]}/reviews",
@@ -325,14 +325,18 @@ def test_stats_change_after_reviews(client: TestClient, store: Store) -> None:
     after = client.get("/api/v1/stats", params={"site": "osaka"}).json()
     total = after["total"]
     assert total["reviewed"] == 3
-    assert total["escape_rate"] == 1 / 3 and total["false_reject_rate"] == 1 / 3
-    assert total["agreement"] == 1 / 3
+    # Reviewed: a PASS overridden to FAIL (an escape), a PASS confirmed, a FAIL overridden
+    # to PASS (a false reject): 1 of 1 defective part escaped, 1 of 2 good parts rejected.
+    assert total["escapes_per_defective_part"] == 1.0
+    assert total["escapes_per_shipped_part_ppm"] == 500_000  # 1 of the 2 parts decided PASS
+    assert total["false_rejects_per_good_part"] == 0.5
+    assert total["verdict_accuracy"] == 1 / 3
     assert after["confusion"]["PASS"] == {"PASS": 1, "FAIL": 1}
     assert after["confusion"]["FAIL"] == {"PASS": 1, "FAIL": 0}
     assert [(g["site"], g["adapter"]) for g in after["groups"]] == [("osaka", "osaka-v1")]
     by_t = {w["threshold"]: w for w in after["what_if"]}
     # P(PASS) 0.95, 0.95, 0.1: at 0.96 every reviewed item would have gone to REVIEW.
-    assert by_t[0.7]["escape_rate"] == 1 / 3 and by_t[0.7]["review_rate"] == 0
+    assert by_t[0.7]["escapes_per_defective_part"] == 1.0 and by_t[0.7]["review_share"] == 0
     assert sum(after["per_line_hour"]["osaka/l1"]) == 4
     page = client.get("/stats", params={"site": "osaka", "threshold": "0.96"})
     assert page.status_code == 200 and 'id="confusion"' in page.text

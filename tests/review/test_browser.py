@@ -134,7 +134,7 @@ def test_override_fail_by_digit_then_numbers_change_and_export_downloads(
 
     page.goto(f"{base}/stats?site=osaka")
     assert page.locator("#total-reviewed").inner_text() == "1"
-    assert page.locator("#total-escape").inner_text() == "100.0 %"
+    assert page.locator("#total-escapes_per_defective_part").inner_text() == "100.0 %"
     assert page.locator("#confusion tbody tr").first.inner_text().split() == ["PASS", "0", "1"]
 
     page.goto(f"{base}/queue?tab=all&reviewed=any&line={unique}")

@@ -71,16 +71,21 @@ def test_eval_compares_the_candidate_with_the_active_adapter_on_the_holdout(
     assert (evaluation["adapter"], evaluation["baseline"]["adapter"]) == (candidate, active)
     assert evaluation["snapshot_id"] == snapshot.id and evaluation["holdout"] == 4
     for figures in (evaluation["candidate"], evaluation["baseline"]["metrics"]):
-        assert (figures["n_pass"], figures["n_fail"]) == (2, 2)
-        assert sum(sum(row.values()) for row in figures["confusion"].values()) == 4
-        for rate in ("accuracy", "escape_rate", "false_reject_rate", "review_rate"):
+        assert (figures["good_parts"], figures["defective_parts"]) == (2, 2)
+        assert sum(sum(row.values()) for row in figures["confusion"]["cells"].values()) == 4
+        for rate in (
+            "lean_accuracy",
+            "escapes_per_defective_part",
+            "false_rejects_per_good_part",
+            "review_share",
+        ):
             assert 0.0 <= figures[rate] <= 1.0
         assert 0.0 <= figures["calibration_error"] <= 1.0
     # Two different random adapters score the same plates differently.
     assert evaluation["candidate"] != evaluation["baseline"]["metrics"]
     # With a zero escape target, the chosen threshold lets no FAIL plate pass.
     for target in (evaluation["candidate_for_target"], evaluation["baseline"]["for_target"]):
-        assert target["target"] == 0.0 and target["escape_rate"] == 0.0
+        assert target["target"] == 0.0 and target["escapes_per_defective_part"] == 0.0
         assert 0.5 <= target["threshold"] <= 1.0
 
     store = Store(sqlite_url, tmp_path / "blobs")
@@ -95,6 +100,13 @@ def test_eval_compares_the_candidate_with_the_active_adapter_on_the_holdout(
 
     table = runner.invoke(app, ["adapters", "eval", candidate], env=env)
     assert table.exit_code == 0, table.output
-    for heading in ("accuracy", "escape", "false reject", "REVIEW", "calibration", "confusion"):
+    for heading in (
+        "lean accuracy",
+        "escapes / defective part",
+        "false rejects / good part",
+        "REVIEW share",
+        "calibration",
+        "confusion",
+    ):
         assert heading in table.output
     assert candidate in table.output and active in table.output

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from inspector.quality import stored_evaluation
 from inspector.settings import ModelSettings, Settings, StoreSettings, TrainSettings
 from inspector.store import Store
 from inspector.store.adapters import find_adapter
@@ -51,9 +52,10 @@ def test_training_on_reviews_learns_the_scratch(
         store.close()
     losses = done.result.epoch_losses
     assert len(losses) == EPOCHS and losses[-1] < losses[0] - 0.1, losses
-    ev = stored.metrics["eval"]
-    assert ev["holdout"] == 24 and ev["majority_accuracy"] == 0.5
-    trained, base = ev["candidate"]["accuracy"], ev["baseline"]["metrics"]["accuracy"]
+    ev = stored_evaluation(stored.metrics)
+    assert ev is not None and ev.holdout == 24 and ev.candidate.majority_share == 0.5
+    trained, base = ev.candidate.lean_accuracy, ev.baseline.metrics.lean_accuracy
+    assert trained is not None and base is not None
     assert trained >= 0.5 + MARGIN and trained >= base + MARGIN, (trained, base, losses)
     weights = tmp_path / "adapters" / stored.path / "adapter_model.safetensors"
     assert file_sha256(weights) == stored.sha256 == stored.card["adapter_sha256"]

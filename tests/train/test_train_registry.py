@@ -14,6 +14,7 @@ from inspector.cli import app
 from inspector.errors import Code, RegistryRefused
 from inspector.mqtt import Message, MqttTransport
 from inspector.protocol import adapter_control_topic, parse_adapter_announcement
+from inspector.quality import Outcome
 from inspector.settings import BrokerSettings, SiteProfile
 from inspector.store import Store
 from inspector.store.adapters import (
@@ -27,15 +28,14 @@ from inspector.store.adapters import (
 )
 from inspector.store.datasets import SnapshotRecord
 from inspector.train.evaluate import compare
-from inspector.train.metrics import Scored
 from inspector.train.registry import promote, retire, rollback
 
 # A holdout of 4 PASS and 4 FAIL parts; each list is P(PASS) of the FAIL parts.
 SNAPSHOT = SnapshotRecord(1, "site", "0" * 64, None, None, 0.25, {}, "qe", None, ())  # type: ignore[arg-type]
 
 
-def _scored(fail_p_pass: list[float]) -> list[Scored]:
-    return [Scored("PASS", 0.9)] * 4 + [Scored("FAIL", p) for p in fail_p_pass]
+def _scored(fail_p_pass: list[float]) -> list[Outcome]:
+    return [Outcome("PASS", 0.9)] * 4 + [Outcome("FAIL", p) for p in fail_p_pass]
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def _candidate(store: Store, site: str, fail_p_pass: list[float], against: list[
             active,
             SNAPSHOT,
         )
-        record_metrics(session, row.ref, {"eval": evaluation}, "trainer")
+        record_metrics(session, row.ref, {"eval": evaluation.model_dump(mode="json")}, "trainer")
     return row.ref
 
 
@@ -110,7 +110,7 @@ def test_promote_rollback_and_the_audit_trail(store: Store, unique: str) -> None
     ]
     promoted = trail[6]
     assert promoted.actor == "qe-lead" and promoted.reason == "fewer escapes"
-    assert promoted.metrics["eval"]["candidate"]["escape_rate"] == 0.0
+    assert promoted.metrics["eval"]["candidate"]["escapes_per_defective_part"] == 0.0
     assert trail[7].reason == "line reports false rejects"
 
 
@@ -123,7 +123,8 @@ def test_a_worse_candidate_is_refused_and_force_records_the_reason(
     with pytest.raises(RegistryRefused) as info:
         promote(store, worse, "qe-lead")
     assert info.value.code is Code.ADAPTER_PROMOTION_REFUSED
-    assert "25.0%" in info.value.message and "0.0%" in info.value.message
+    assert "lets 25.0 % of the defective parts pass" in info.value.message
+    assert f"{unique}@1 0.0 %" in info.value.message
     assert _get(store, worse).status is AdapterStatus.CANDIDATE
 
     with pytest.raises(RegistryRefused, match="--force needs --reason"):
@@ -151,7 +152,7 @@ def test_a_candidate_must_be_evaluated_against_what_serves_now(store: Store, uni
             base_model="b" * 64,
             actor="t",
         )
-    with pytest.raises(RegistryRefused, match="has not been evaluated"):
+    with pytest.raises(RegistryRefused, match="has no evaluation"):
         promote(store, fresh.ref, "qe-lead")
 
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from inspector.engine import Bucket
 from inspector.engine.types import EngineRequest, EngineResult, InferenceEngine
+from inspector.quality import AdapterRef
 from inspector.store.models import Inspection, Verdict
 from inspector.worker import Worker
 from tests.core.helpers import make_request
@@ -39,13 +40,13 @@ class Rendezvous:
     def adapters(self) -> list[str]:
         return self._engine.adapters()
 
-    def load_site_adapter(self, site: str, name: str, version: int, path: str, sha256: str) -> None:
-        self._engine.load_site_adapter(site, name, version, path, sha256)
+    def load_site_adapter(self, site: str, adapter: AdapterRef, path: str) -> None:
+        self._engine.load_site_adapter(site, adapter, path)
 
     def clear_site_adapter(self, site: str) -> None:
         self._engine.clear_site_adapter(site)
 
-    def site_adapters(self) -> dict[str, tuple[str, int, str]]:
+    def site_adapters(self) -> dict[str, AdapterRef]:
         return self._engine.site_adapters()
 
     def load_adapter(self, name: str, path: str) -> None:

@@ -137,12 +137,28 @@ class BulkConfirmIn(BaseModel):
 
 
 class Rates(BaseModel):
+    """The rates of `inspector.quality`, over reviewed inspections (REVIEW share: all)."""
+
     inspections: int
     reviewed: int
-    review_rate: float | None
-    agreement: float | None
-    escape_rate: float | None
-    false_reject_rate: float | None
+    review_share: float | None = Field(description="REVIEW verdicts / verdicts")
+    verdict_accuracy: float | None = Field(
+        description="reviewed PASS/FAIL verdicts the reviewer kept / reviewed PASS/FAIL verdicts"
+    )
+    lean_accuracy: float | None = Field(
+        description="reviewed inspections whose leaning is the reviewer's verdict / reviewed "
+        "(total only)"
+    )
+    majority_share: float | None = Field(description="the larger reviewed verdict / reviewed")
+    escapes_per_defective_part: float | None = Field(
+        description="reviewed FAIL decided PASS / reviewed FAIL"
+    )
+    escapes_per_shipped_part_ppm: float | None = Field(
+        description="reviewed FAIL decided PASS per million reviewed decided PASS"
+    )
+    false_rejects_per_good_part: float | None = Field(
+        description="reviewed PASS decided FAIL / reviewed PASS"
+    )
 
 
 class GroupStats(Rates):
@@ -152,9 +168,10 @@ class GroupStats(Rates):
 
 class WhatIf(BaseModel):
     threshold: float
-    escape_rate: float | None
-    false_reject_rate: float | None
-    review_rate: float | None
+    escapes_per_defective_part: float | None
+    escapes_per_shipped_part_ppm: float | None
+    false_rejects_per_good_part: float | None
+    review_share: float | None
 
 
 class StatsOut(BaseModel):

@@ -18,7 +18,7 @@ def stats(
     _who: Principal = Depends(api_user),
     ctx: AppContext = Depends(app_context),
 ) -> StatsOut:
-    """Agreement, escape, false-reject and REVIEW rates, confusion matrix, threshold what-if."""
+    """Escapes per defective and per shipped part, false rejects, REVIEW share, what-if."""
     n = compute(ctx, q)
     return StatsOut(
         groups=[
@@ -26,7 +26,7 @@ def stats(
             for (site, adapter), tally in n.groups.items()
         ],
         total=Rates(**n.total.rates()),
-        confusion=n.total.confusion,
-        what_if=[WhatIf(**w) for w in n.what_if()],
+        confusion=n.total.model_to_reviewer(),
+        what_if=[WhatIf(**w.model_dump()) for w in n.what_if()],
         per_line_hour=n.per_line_hour,
     )

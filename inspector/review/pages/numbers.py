@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
+from inspector.quality import FIGURE, shown
 from inspector.review import charts
 from inspector.review.auth import Principal, page_user
 from inspector.review.context import AppContext, app_context
@@ -23,7 +24,7 @@ def stats_page(
     who: Principal = Depends(page_user),
     ctx: AppContext = Depends(app_context),
 ) -> Response:
-    """Model-reviewer agreement, escapes, false rejects and REVIEW rate, and what-if."""
+    """Escapes per defective and per shipped part, false rejects, REVIEW share, what-if."""
     n = compute(ctx, q, with_hours=False)
     query = q.model_dump(exclude_defaults=True)
     return render(
@@ -36,7 +37,10 @@ def stats_page(
         total=n.total.rates(),
         verdicts=VERDICTS,
         finals=FINALS,
-        what_if=n.what_if(),
+        confusion=n.total.model_to_reviewer(),
+        what_if=[w.model_dump() for w in n.what_if()],
+        figure=FIGURE,
+        shown=shown,
         chart_query=urlencode(query),
     )
 
@@ -66,4 +70,4 @@ def threshold_chart(
     """The what-if curves."""
     n = compute(ctx, q, with_hours=False)
     points = what_if_curve(n.histogram, [round(0.5 + 0.01 * i, 2) for i in range(51)])
-    return _svg(charts.threshold_curve(points, n.threshold))
+    return _svg(charts.threshold_curve([p.model_dump() for p in points], n.threshold))
