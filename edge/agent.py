@@ -56,6 +56,7 @@ class EdgeAgent:
         transport: MqttTransport | None = None,
         camera: ImageSource | None = None,
         recorder: VoiceRecorder | None = None,
+        panels: bool = False,
     ) -> None:
         self.settings = settings
         self.console = console or Console()
@@ -92,7 +93,8 @@ class EdgeAgent:
             on_resend=self._on_resend,
         )
         self.workers = WorkerWatch(settings.station.site)
-        self.board = VerdictBoard(self.console, self.spool, settings.display)
+        self.board = VerdictBoard(self.console, self.spool, settings.display, panels=panels)
+        self._spool_explained = False
         self._pending_note: VoiceNote | None = None
         self._capture_lock = threading.Lock()
         self._note_lock = threading.Lock()
@@ -251,8 +253,15 @@ class EdgeAgent:
         note = " + voice note" if wav else ""
         self.console.print(
             f"[cyan]captured[/] part [bold]{escape(part_id)}[/] {w}×{h}{scaled}"
-            f"{note} → spool {stats.depth} [dim]({request_id[:8]})[/]"
+            f"{note} → spool: {stats.depth} unsent [dim]({request_id})[/]"
         )
+        if not self._spool_explained:
+            self._spool_explained = True
+            self.console.print(
+                f"[dim]the spool ({escape(str(s.spool.path))}) keeps each capture on disk "
+                "until the broker has it and its verdict is back; 'unsent' counts captures "
+                "the broker has not acknowledged yet[/]"
+            )
         return CaptureReceipt(request_id=request_id, part_id=part_id, spool_depth=stats.depth)
 
     def _default_part_id(self) -> str:

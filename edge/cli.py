@@ -54,6 +54,14 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log connection events.")
     ] = False,
+    panels: Annotated[
+        bool,
+        typer.Option(
+            "--panels",
+            help="Show each verdict as a large panel (block letters, the whole rationale) "
+            "instead of one line.",
+        ),
+    ] = False,
 ) -> None:
     """Run the station agent until q, Ctrl-C or SIGTERM; unsent captures stay spooled."""
     from .agent import EdgeAgent
@@ -67,7 +75,7 @@ def run(
     )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        agent = EdgeAgent(settings, console)
+        agent = EdgeAgent(settings, console, panels=panels)
     except InspectorError as exc:
         err_console.print(f"[bold red]cannot start:[/] {terminal(exc.message)}")
         raise typer.Exit(1) from None

@@ -1,8 +1,14 @@
-"""Shows verdicts at the station: large coloured PASS / FAIL / REVIEW, rationale, hook, timeouts.
+"""Shows verdicts at the station: one coloured line per answer, or a large panel; hook; timeouts.
 
 Verdicts and rejections arrive on the station's own topics. Each is matched to the capture
 in the spool, shown once, and handed to the optional hook command (a tower light, a PLC
 bridge) as JSON on stdin. Captures without an answer in time are flagged on screen.
+
+The board is compact by default: one line per answer (time, PASS / FAIL / REVIEW in its
+colour, part, confidence, latency, the start of the rationale), so fifteen verdicts fit on
+fifteen lines. With `panels` each verdict gets the large panel (block letters, the whole
+rationale, defects, the voice note's transcript); `show_latest()` prints the latest one's
+panel on request.
 """
 
 from __future__ import annotations
@@ -60,6 +66,10 @@ def _first(exc: ValidationError) -> str:
 
 def _resent(resends: int) -> str:
     return f"   re-sent ({resends})" if resends else ""
+
+
+def _clock() -> str:
+    return time.strftime("%H:%M:%S")
 
 
 def block_letters(word: str) -> str:
@@ -131,10 +141,14 @@ class VerdictBoard:
         spool: Spool,
         settings: DisplaySettings,
         on_outcome: OutcomeListener | None = None,
+        *,
+        panels: bool = False,
     ) -> None:
         self._console = console
         self._spool = spool
         self._settings = settings
+        self._panels = panels
+        self._latest: tuple[VerdictMessage, bool, int] | None = None
         self._listeners: list[OutcomeListener] = [on_outcome] if on_outcome else []
         self.hook = (
             HookRunner(settings.hook, settings.hook_timeout_s, console) if settings.hook else None
@@ -160,13 +174,13 @@ class VerdictBoard:
                 f"[dim]repeat verdict {msg.verdict.value} for part {terminal(msg.part_id)}[/]"
             )
         else:
-            self._console.print(
-                self._verdict_panel(
-                    msg,
-                    late=before is not None and before.flagged_at is not None,
-                    resends=before.resends if before is not None else 0,
-                )
-            )
+            late = before is not None and before.flagged_at is not None
+            resends = before.resends if before is not None else 0
+            self._latest = (msg, late, resends)
+            if self._panels:
+                self._console.print(self._verdict_panel(msg, late, resends))
+            else:
+                self._line(self._verdict_line(msg, late, resends))
             if self.hook is not None:
                 self.hook.submit(payload)
         self._emit(Outcome(msg.verdict.value, rid, msg.part_id, repeat))
@@ -184,18 +198,24 @@ class VerdictBoard:
         part = before.part_id if before else None
         repeat = before is not None and before.outcome is not None
         if not repeat:
-            body = Text.assemble(
-                ("REJECTED", STYLES["REJECTED"]),
-                "  ",
-                (f"part {visible(part or '?')}  ", "bold"),
-                (visible(msg.code), "bold magenta"),
-                (_resent(before.resends if before else 0), "yellow"),
-                "\n",
-                visible(msg.message, multiline=True),
-            )
-            self._console.print(
-                Panel(body, title=f"request {rid or 'unknown'}", border_style="magenta")
-            )
+            resends = before.resends if before else 0
+            if self._panels:
+                self._console.print(self._rejection_panel(msg, part, rid, resends))
+            else:
+                self._line(
+                    Text.assemble(
+                        (_clock(), "dim"),
+                        " ",
+                        (" REJECTED ", STYLES["REJECTED"]),
+                        " ",
+                        (visible(part or "?"), "bold"),
+                        "  ",
+                        (visible(msg.code), "bold magenta"),
+                        (_resent(resends), "yellow"),
+                        "  ",
+                        visible(msg.message),
+                    )
+                )
             if self.hook is not None:
                 self.hook.submit(payload)
         self._emit(Outcome("REJECTED", rid, part, repeat))
@@ -212,6 +232,19 @@ class VerdictBoard:
                 if rec.published_at is None
                 else "delivered, but no worker answered yet; the station re-sends it"
             )
+            if not self._panels:
+                self._line(
+                    Text.assemble(
+                        (_clock(), "dim"),
+                        " ",
+                        (" NO VERDICT ", "bold black on bright_white"),
+                        " ",
+                        (visible(rec.part_id), "bold"),
+                        f"  after {when - rec.captured_at:.0f} s: {where}",
+                    )
+                )
+                self._emit(Outcome("NO_VERDICT", rec.request_id, rec.part_id))
+                continue
             self._console.print(
                 Panel(
                     Text.assemble(
@@ -226,6 +259,50 @@ class VerdictBoard:
             )
             self._emit(Outcome("NO_VERDICT", rec.request_id, rec.part_id))
         return late
+
+    def _rejection_panel(
+        self, msg: RejectionMessage, part: str | None, rid: str, resends: int
+    ) -> Panel:
+        body = Text.assemble(
+            ("REJECTED", STYLES["REJECTED"]),
+            "  ",
+            (f"part {visible(part or '?')}  ", "bold"),
+            (visible(msg.code), "bold magenta"),
+            (_resent(resends), "yellow"),
+            "\n",
+            visible(msg.message, multiline=True),
+        )
+        return Panel(body, title=f"request {rid or 'unknown'}", border_style="magenta")
+
+    def show_latest(self) -> bool:
+        """Print the latest verdict's large panel (False when there is none yet)."""
+        if self._latest is None:
+            return False
+        self._console.print(self._verdict_panel(*self._latest))
+        return True
+
+    def _line(self, text: Text) -> None:
+        # One line whatever the width: the rest of a long rationale is in the panel.
+        self._console.print(text, no_wrap=True, overflow="ellipsis", crop=True)
+
+    def _verdict_line(self, msg: VerdictMessage, late: bool, resends: int) -> Text:
+        word = msg.verdict.value
+        line = Text.assemble(
+            (_clock(), "dim"),
+            " ",
+            (f" {word:<6} ", STYLES[word]),
+            " ",
+            (visible(msg.part_id), "bold"),
+            f"  confidence {msg.confidence:.2f}  {msg.latency_ms:.0f} ms",
+            (_resent(resends), "bold yellow"),
+            (" (late: arrived after the verdict timeout)" if late else "", "dim"),
+        )
+        if msg.defects:
+            found = ", ".join(d.type + (f" ({d.where})" if d.where else "") for d in msg.defects)
+            line.append(f"  {visible(found)}", style="bold")
+        if msg.rationale:
+            line.append(f"  {visible(msg.rationale)}")
+        return line
 
     def _verdict_panel(self, msg: VerdictMessage, late: bool, resends: int = 0) -> Panel:
         word = msg.verdict.value

@@ -16,7 +16,10 @@ from .agent import EdgeAgent
 from .audio import SILENT_DB, meter
 from .triggers import CaptureCommand, KeyReader
 
-HELP = "[bold]space[/] capture   [bold]r[/] voice note   [bold]q[/] quit"
+HELP = (
+    "[bold]space[/] capture   [bold]r[/] voice note   [bold]v[/] latest verdict in full   "
+    "[bold]q[/] quit"
+)
 
 
 class StationTerminal:
@@ -51,6 +54,8 @@ class StationTerminal:
                     self._capture()
                 elif key in ("r", "R"):
                     self._toggle_note()
+                elif key in ("v", "V") and not self._agent.board.show_latest():
+                    self._console.print("[dim]no verdict yet[/]")
                 live.update(self._status())
         self._stop_recording.set()
 
@@ -101,7 +106,7 @@ class StationTerminal:
         parts = [
             f"{self._agent.station.site}/{self._agent.station.line}/{self._agent.station.station}",
             link,
-            f"spool {st.depth}",
+            f"unsent (spool) {st.depth}",
             f"awaiting verdict {st.awaiting_verdict}",
         ]
         if st.resent:

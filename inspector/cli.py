@@ -178,19 +178,54 @@ def schema(
     sys.stdout.write(json.dumps(out, indent=2) + "\n")
 
 
-def codes() -> None:
+def codes(
+    code: Annotated[
+        str | None,
+        typer.Argument(help="One code, e.g. image.too_small (all of them when left out)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON Lines: code, meaning, example.")
+    ] = False,
+) -> None:
     """List every error and rejection code: its meaning and a reason."""
-    from rich.table import Table
-    from rich.text import Text
+    import difflib
 
     from inspector.codes import CODES
+    from inspector.safetext import json_line
+
+    chosen = list(CODES.items())
+    if code is not None:
+        chosen = [(c, doc) for c, doc in chosen if c.value == code.strip().lower()]
+        if not chosen:
+            names = [c.value for c in CODES]
+            near = difflib.get_close_matches(code.lower(), names, n=3, cutoff=0.5)
+            near += [n for n in names if code.lower() in n and n not in near][: 3 - len(near)]
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise typer.BadParameter(
+                f"no code {code!r}{hint} (`inspector codes` lists them all)", param_hint="CODE"
+            )
+    if as_json:
+        for c, doc in chosen:
+            sys.stdout.write(
+                json_line({"code": c.value, "meaning": doc.meaning, "example": doc.example}) + "\n"
+            )
+        return
+    if code is not None:
+        c, doc = chosen[0]
+        out = Console(highlight=False)
+        out.print(f"[bold]{c.value}[/]")
+        out.print(f"  meaning: {terminal(doc.meaning)}")
+        out.print(f"  example: {terminal(doc.example)}")
+        return
+    from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_lines=True)
     table.add_column("code", no_wrap=True)
     table.add_column("meaning", overflow="fold")
     table.add_column("example reason", overflow="fold")
-    for code, doc in CODES.items():
-        table.add_row(Text(code.value, style="bold"), Text(doc.meaning), Text(doc.example))
+    for c, doc in chosen:
+        table.add_row(Text(c.value, style="bold"), Text(doc.meaning), Text(doc.example))
     Console().print(table)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,60 @@ class Refused:
     received: float
 
 
+class RejectionLog:
+    """One INFO line per refused request (code, station, request id), at most `burst` lines
+    per `window_s`; a flood of bad payloads costs one line saying how many were not logged.
+
+    Every rejection is stored and counted in the metrics anyway; the log is for a person
+    watching the worker, who needs to see that refusals happen and of which kind.
+    """
+
+    def __init__(
+        self,
+        burst: int = 10,
+        window_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger = log,
+    ) -> None:
+        self._burst = burst
+        self._window_s = window_s
+        self._clock = clock
+        self._log = logger
+        self._lock = threading.Lock()
+        self._window_start = -float("inf")
+        self._logged = 0
+        self._skipped = 0
+
+    def note(self, refused: Refused) -> None:
+        """Log `refused`, unless this window already had its `burst` of lines."""
+        with self._lock:
+            now = self._clock()
+            if now - self._window_start >= self._window_s:
+                self._window_start, self._logged = now, 0
+            if self._logged >= self._burst:
+                self._skipped += 1
+                return
+            self._logged += 1
+            skipped, self._skipped = self._skipped, 0
+        where = (
+            f"{refused.station.site}/{refused.station.line}/{refused.station.station}"
+            if refused.station is not None
+            else "no station topic"
+        )
+        more = f" ({skipped} more rejection(s) not logged before this one)" if skipped else ""
+        self._log.info(
+            "rejected %s from %s, request %s%s",
+            refused.error.code.value,
+            where,
+            refused.request_id or "without a readable id",
+            more,
+        )
+
+
+# The worker's intake threads share one: the limit is per worker process.
+_rejections = RejectionLog()
+
+
 def station_of(topic: str) -> StationKey | None:
     """The station a message's topic names, if it is a station topic."""
     try:
@@ -96,13 +151,15 @@ def validate(
     limits: LimitSettings,
     received: float | None = None,
     bucket_of: BucketOf = shape_bucket,
+    rejections: RejectionLog = _rejections,
 ) -> Accepted | Refused:
     """Parse and decode one message; any failure becomes a Refused with a stable code.
 
     Never raises: a refusal of the input keeps its own code, and any other exception (a
     fault in a decoder or in the engine's `bucket_of`) becomes `internal.error` naming the
     exception type. The payload is parsed once. `bucket_of` is the engine's `shape_bucket`:
-    the engine knows how it tiles photos.
+    the engine knows how it tiles photos. Each refusal of the input is logged at INFO
+    through `rejections` (rate-limited).
     """
     received = time.monotonic() if received is None else received
     station = station_of(message.topic)
@@ -114,9 +171,13 @@ def validate(
         audio = _decode_note(request.audio, limits) if request.audio is not None else None
         bucket = bucket_of([(img.width, img.height) for img in images])
     except RequestRefused as exc:
-        return Refused(message, _shown_safely(exc), exc.request_id, station, received)
+        refused = Refused(message, _shown_safely(exc), exc.request_id, station, received)
+        rejections.note(refused)
+        return refused
     except RejectedInput as exc:
-        return Refused(message, _shown_safely(exc), request_id, station, received)
+        refused = Refused(message, _shown_safely(exc), request_id, station, received)
+        rejections.note(refused)
+        return refused
     except Exception as exc:  # a payload must never take the worker down
         log.error(
             "internal error (%s) validating a message on %s",

@@ -32,4 +32,19 @@ def test_inspector_codes_prints_every_code_with_its_reason() -> None:
     assert result.exit_code == 0, result.output
     for code in CODES:
         assert code.value in result.output
-    assert "images[0].content_type: text/plain is not a supported type" in result.output
+    assert "images[0].content_type: 'text/plain' is not a supported type" in result.output
+
+
+def test_inspector_codes_code_shows_that_one_code() -> None:
+    result = CliRunner().invoke(app, ["codes", "image.too_small"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "image.too_small"
+    assert CODES[Code.IMAGE_TOO_SMALL].meaning in result.output
+    assert "payload.too_large" not in result.output
+
+
+def test_an_unknown_code_is_refused_with_the_nearest_codes() -> None:
+    result = CliRunner().invoke(app, ["codes", "image.to_small"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "no code 'image.to_small'" in result.output
+    assert "did you mean image.too_small" in result.output

@@ -301,3 +301,26 @@ def test_stray_joiners_and_other_format_characters_stay_refused(text: str, posit
         refused = _refused(_payload(**{field: text}))
         assert refused.error.code is Code.PAYLOAD_UNSAFE_TEXT, field
         assert f"at position {position}" in refused.error.reason
+
+
+def test_each_rejection_is_logged_at_info_with_code_station_and_request_id_rate_limited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from inspector.worker.intake import RejectionLog
+
+    now = [0.0]
+    rejections = RejectionLog(burst=3, window_s=10.0, clock=lambda: now[0])
+    bodies = [_body(site="Osaka") for _ in range(6)]
+    with caplog.at_level(logging.INFO, logger="inspector.worker.intake"):
+        for body in bodies[:5]:
+            validate(_message(json.dumps(body).encode()), LimitSettings(), rejections=rejections)
+        now[0] = 10.0  # the next window
+        validate(_message(json.dumps(bodies[5]).encode()), LimitSettings(), rejections=rejections)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(lines) == 4, lines
+    first = bodies[0]["request_id"]
+    assert lines[0] == f"rejected payload.invalid from osaka/l1/s1, request {first}"
+    assert lines[3].endswith("(2 more rejection(s) not logged before this one)")
+    assert bodies[5]["request_id"] in lines[3]

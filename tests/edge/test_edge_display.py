@@ -92,7 +92,7 @@ class Outcomes:
             return list(self.items)
 
 
-def test_verdict_is_shown_large_with_rationale_and_given_to_the_hook(
+def test_with_panels_a_verdict_is_shown_large_with_rationale_and_given_to_the_hook(
     make_edge_settings: Callable[..., EdgeSettings],
     quiet_console: Console,
     observe: Callable[[str], BrokerObserver],
@@ -108,7 +108,7 @@ def test_verdict_is_shown_large_with_rationale_and_given_to_the_hook(
     request_id = _delivered_capture(settings, "P-77")
     worker = observe(settings.station.key.topic(TopicKind.VERDICT))
     outcomes = Outcomes()
-    with EdgeAgent(settings, quiet_console) as agent:
+    with EdgeAgent(settings, quiet_console, panels=True) as agent:
         agent.board.add_listener(outcomes)
         assert agent.transport.wait_subscribed(10)
         payload = _verdict(settings, request_id, "P-77", Decision.FAIL)
@@ -242,6 +242,7 @@ def test_model_text_cannot_restyle_or_spoof_the_station_screen(
     board = VerdictBoard(console, spool, settings.display)
     try:
         assert board.handle_verdict(json.dumps(payload).encode()) is not None
+        assert board.show_latest()  # the panel too
     finally:
         spool.close()
     shown = out.getvalue()
@@ -250,3 +251,32 @@ def test_model_text_cannot_restyle_or_spoof_the_station_screen(
     assert "[bold red on white]FAIL[/]" in shown, "markup in model text is shown, not applied"
     assert "\\u202eLIAF\\u202c" in shown, "a bidi override is spelled out"
     assert "[link=https://evil.example]x[/link]" in shown
+
+
+def test_the_board_shows_fifteen_verdicts_on_fifteen_coloured_lines(
+    make_edge_settings: Callable[..., EdgeSettings], tmp_path: Path
+) -> None:
+    settings = make_edge_settings()
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=True, color_system="standard")
+    spool = Spool(tmp_path / "board.sqlite")
+    board = VerdictBoard(console, spool, settings.display)
+    decisions = [Decision.PASS, Decision.FAIL, Decision.REVIEW] * 5
+    try:
+        for n, decision in enumerate(decisions):
+            board.handle_verdict(_verdict(settings, str(uuid.uuid4()), f"P-{n:04}", decision))
+        lines = out.getvalue().splitlines()
+        assert len(lines) == 15, lines
+        assert board.show_latest(), "the panel of the latest verdict, on request"
+    finally:
+        spool.close()
+    for line, decision in zip(lines, decisions, strict=True):
+        assert decision.value in line
+        assert "\x1b[" in line, "coloured by verdict"
+        assert "confidence 0.93" in line
+    fail_line = lines[1]
+    pass_line = lines[0]
+    assert "41m" in fail_line and "42m" in pass_line, "red for FAIL, green for PASS"
+    assert " ".join(block_letters("REVIEW").splitlines()[0].split()) in " ".join(
+        out.getvalue().split()
+    )
