@@ -200,7 +200,7 @@ def prefill(
         inputs_embeds=inputs_embeds,
         attention_mask=attention_mask,
         position_ids=position_ids,
-        past_key_values=cache,
+        cache=cache,
         use_cache=True,
         logits_to_keep=1,
         **routing,
@@ -365,7 +365,7 @@ class _DynamicSteps:
             input_ids=token[:, None],
             attention_mask=self._mask,
             position_ids=positions[:, None],
-            past_key_values=self._cache,
+            cache=self._cache,
             use_cache=True,
             **self._routing,
         )
@@ -497,7 +497,7 @@ class _StaticSteps:
                 input_ids=self._token,
                 attention_mask=self._mask,
                 position_ids=self._positions,
-                past_key_values=self._cache,
+                cache=self._cache,
                 use_cache=True,
             )
         greedy: torch.Tensor = out.logits[:, -1].argmax(dim=-1)
