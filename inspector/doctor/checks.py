@@ -23,7 +23,13 @@ from enum import StrEnum
 from pathlib import Path
 
 from inspector.engine.identity import RANDOM_VERDICTS, hidden_size, is_tiny_model
-from inspector.errors import ConfigError, InspectorError, ModelLoadError, StoreUnavailable
+from inspector.errors import (
+    ConfigError,
+    InspectorError,
+    ModelLoadError,
+    ModelNeedsImport,
+    StoreUnavailable,
+)
 from inspector.settings import BrokerSettings, Settings
 
 GiB = 1024**3
@@ -277,24 +283,42 @@ def check_clock(settings: Settings, options: DoctorOptions) -> Finding:
 
 
 def check_model(settings: Settings, options: DoctorOptions) -> Finding:
-    """model.path holds a complete Phi4Multimodal checkpoint with its LoRAs."""
-    from inspector.engine.checkpoint import check_model_dir
+    """model.path: its layout, files, manifest and token ids."""
+    from inspector.engine.checkpoint import check_model_dir, check_token_ids
+    from inspector.engine.layout import MANIFEST_FILE, import_command, verify_manifest
 
     path = settings.model.path
+    # No fix suggested here writes into model.path: it may hold a real model.
     try:
         check_model_dir(path, need_speech=settings.model.transcribe)
-    except ModelLoadError as exc:
-        # Never suggest a command that writes into model.path: it may hold a real model.
+    except ModelNeedsImport as exc:
         return Finding(
             "model",
             Status.FAIL,
             exc.message,
-            "point model.path (INSPECTOR_MODEL__PATH) at a Phi-4-multimodal checkpoint "
-            "directory with vision-lora/ and speech-lora/; for a download of "
-            "microsoft/Phi-4-multimodal-instruct (config.json model_type 'phi4mm'), run "
-            f"`inspector model import {path} <new directory>` and set model.path to the new "
-            "directory",
+            f"`{import_command(path)}`, then set model.path to the new directory",
         )
+    except ModelLoadError as exc:
+        return Finding(
+            "model",
+            Status.FAIL,
+            exc.message,
+            "point model.path (INSPECTOR_MODEL__PATH) at a directory made by `inspector model "
+            "import DOWNLOAD NEW_DIR` from a download of microsoft/Phi-4-multimodal-instruct",
+        )
+    problems = verify_manifest(path, hashes=False) if (path / MANIFEST_FILE).is_file() else []
+    if problems:
+        return Finding(
+            "model",
+            Status.FAIL,
+            f"{path} differs from its manifest: {'; '.join(problems)}",
+            f"`inspector model verify {path}` checks every sha256; import the download again "
+            "into a new directory",
+        )
+    try:
+        tokens = check_token_ids(path)
+    except ModelLoadError as exc:
+        return Finding("model", Status.FAIL, exc.message, "import the download again")
     hidden = hidden_size(path)
     if is_tiny_model(path):
         return Finding(
@@ -303,7 +327,10 @@ def check_model(settings: Settings, options: DoctorOptions) -> Finding:
             f"{path} is the tiny test model (random weights): {RANDOM_VERDICTS}",
             "for real verdicts point model.path at Phi-4-multimodal-instruct",
         )
-    return Finding("model", Status.OK, f"{path} is complete (hidden size {hidden})")
+    manifest = "manifest sizes match" if (path / MANIFEST_FILE).is_file() else "no manifest"
+    return Finding(
+        "model", Status.OK, f"{path} is complete (hidden size {hidden}; {manifest}; {tokens})"
+    )
 
 
 def check_gpu(settings: Settings, options: DoctorOptions) -> Finding:

@@ -32,6 +32,7 @@ from inspector.engine.lora import (
     merge_lora,
     read_lora,
 )
+from inspector.engine.prompt import ASSISTANT, END, SYSTEM, USER
 from inspector.engine.types import SPEECH_ADAPTER, VISION_ADAPTER
 from inspector.errors import ModelLoadError, ModelNeedsImport
 from inspector.settings import ModelSettings
@@ -40,6 +41,7 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 TOKENIZER_FILES = ("tokenizer.json",)
 ADAPTER_FILES = ("adapter_config.json", WEIGHTS_FILE)
+CHAT_MARKERS = (SYSTEM, USER, ASSISTANT, END)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -201,3 +203,42 @@ def _check_media_tokens(config: Any, processor: ProcessorMixin, path: Path) -> N
                 f"{path}: the tokenizer's {kind} token id is {tokenizer_id} but the model "
                 f"config expects {model_id}; tokenizer and weights do not belong together"
             )
+
+
+def check_token_ids(path: Path) -> str:
+    """Check the tokenizer against the weights' config; a summary, or ModelLoadError.
+
+    The photo and voice-note placeholders must have the ids the model expects, each chat
+    marker of the prompt must be one token, and generation must stop at the end of a turn.
+    """
+    config = _read_json(path / "config.json")
+    try:
+        processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+            str(path), local_files_only=True
+        )
+    except Exception as exc:  # tokenizers and processors raise library-specific types
+        raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from None
+    tokenizer: Any = processor.tokenizer
+    for kind, section, key in (
+        ("image", "vision_config", "image_token_id"),
+        ("audio", "audio_config", "audio_token_id"),
+    ):
+        model_id = (config.get(section) or {}).get(key)
+        token_id = getattr(processor, f"{kind}_token_id", None)
+        if model_id != token_id:
+            raise ModelLoadError(
+                f"{path}: the tokenizer's {kind} token id is {token_id} but the model config "
+                f"expects {model_id}; tokenizer and weights do not belong together"
+            )
+    for marker in CHAT_MARKERS:
+        ids = tokenizer.encode(marker, add_special_tokens=False)
+        if len(ids) != 1:
+            raise ModelLoadError(f"{path}: the tokenizer splits the chat marker {marker} in {ids}")
+    end_id = tokenizer.convert_tokens_to_ids(END)
+    eos = config.get("eos_token_id")
+    if end_id not in (eos if isinstance(eos, list) else [eos]):
+        raise ModelLoadError(f"{path}: generation does not stop at {END} (eos_token_id {eos})")
+    return (
+        f"image token {processor.image_token_id}, audio token "
+        f"{processor.audio_token_id}, {END} {end_id}, vocabulary {len(tokenizer)}"
+    )

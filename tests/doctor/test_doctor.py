@@ -16,12 +16,15 @@ import sqlalchemy as sa
 from alembic import command
 
 from inspector.demo.review import ReviewProcess
+from inspector.engine.importing import import_model
+from inspector.engine.layout import import_command
 from inspector.protocol import utcnow
 from inspector.store import Store, record_inspection
 from inspector.store.database import alembic_config
 from inspector.store.models import Inspection
 from tests.core.helpers import make_request
 from tests.deploy.test_deploy_broker import MAKE_CERTS, PASSWORDS, running_deploy_broker
+from tests.fixtures.download import Download
 from tests.fixtures.services import free_port
 from tests.fixtures.tls import run_tool
 
@@ -120,8 +123,28 @@ def test_doctor_names_a_missing_model_directory(tmp_path: Path, broker: tuple[st
     assert "model.path" in found["model"]["fix"]
     # The fix never writes into model.path: it may hold a real model.
     assert "model tiny" not in found["model"]["fix"]
-    assert f"inspector model import {missing} " in found["model"]["fix"]
+    assert "inspector model import" in found["model"]["fix"]
     assert found["broker"]["status"] == "skip"
+
+
+@pytest.mark.timeout(300)  # loads torch in a fresh process
+def test_doctor_gives_the_import_command_for_a_download_and_checks_the_import(
+    tmp_path: Path, broker: tuple[str, int], download: Download
+) -> None:
+    _upgraded(tmp_path)
+    skip = ("--skip", "broker", "--skip", "gpu", "--skip", "review")
+    code, found = _doctor(_config(tmp_path, broker, download.published), *skip)
+    assert code == 1 and found["model"]["status"] == "fail"
+    assert "remote-code" in found["model"]["detail"]
+    assert found["model"]["fix"].startswith(f"`{import_command(download.published)}`")
+    imported = tmp_path / "imported"
+    import_model(download.published, imported)
+    code, found = _doctor(_config(tmp_path, broker, imported), *skip)
+    assert found["model"]["status"] == "warn", found["model"]  # tiny weights: random verdicts
+    # A file changed after the import is caught by the manifest.
+    (imported / "tokenizer_config.json").write_text("{}")
+    code, found = _doctor(_config(tmp_path, broker, imported), *skip)
+    assert code == 1 and "differs from its manifest" in found["model"]["detail"]
 
 
 def test_doctor_names_pending_migrations_without_creating_the_database(
