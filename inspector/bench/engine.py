@@ -412,7 +412,9 @@ def _measure_seed(
     cfg: EngineBenchConfig, model: Any, dtype: torch.dtype, processor: Any
 ) -> dict[str, Any]:
     _reset_peak(cfg.device)
-    prompt = verdict_prompt(BENCH_SITE, 1, True, "checked ok")
+    prompt = verdict_prompt(
+        BENCH_SITE, 1, True, "checked ok", processor.image_token, processor.audio_token
+    )
     tokenizer = processor.tokenizer
 
     def one(model: Any, request: EngineRequest) -> int:
