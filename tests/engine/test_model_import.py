@@ -254,3 +254,17 @@ def test_the_readmes_import_command_converts_the_download_and_says_what_it_wrote
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["layout"] == "native"
     assert not (workdir / "unused").exists()
+
+
+def test_infer_on_the_download_says_which_import_to_run(download: Download, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from inspector.cli import app
+    from inspector.engine.layout import import_command
+    from inspector.media import encode_jpeg
+
+    image = tmp_path / "part.jpg"
+    image.write_bytes(encode_jpeg(photo(48, 64, 1)))
+    done = CliRunner().invoke(app, ["infer", "-i", str(image), "-m", str(download.published)])
+    assert done.exit_code == 1
+    assert import_command(download.published) in " ".join(done.output.split())
