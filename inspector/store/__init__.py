@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from inspector.settings import StoreSettings
+from inspector.store.answers import Answers, Batch, Refusal, answer
 from inspector.store.blobs import BlobStore
 from inspector.store.database import Database, upgrade
 from inspector.store.export import CSV_COLUMNS, EXPORT_COLUMNS, csv_record, iter_export
@@ -40,6 +41,10 @@ class Store:
         """A store from the [store] settings."""
         return cls(settings.url, settings.blob_dir)
 
+    def answer(self, batch: Batch) -> Answers:
+        """Store one batch's inspections, verdicts and rejections in one transaction."""
+        return answer(self.db, self.blobs, batch)
+
     def upgrade(self) -> str | None:
         """Migrate the schema to the newest revision."""
         return upgrade(self.db.url)
@@ -52,9 +57,12 @@ class Store:
 __all__ = [
     "CSV_COLUMNS",
     "EXPORT_COLUMNS",
+    "Answers",
+    "Batch",
     "BlobStore",
     "Cursor",
     "Database",
+    "Refusal",
     "ReviewInput",
     "Store",
     "VerdictFilter",

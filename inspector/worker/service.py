@@ -8,87 +8,40 @@ what was not acked, and a redelivered request_id re-publishes the stored verdict
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import start_http_server
 
 from inspector import __version__
-from inspector.engine.types import EngineRequest, EngineResult, InferenceEngine
-from inspector.errors import (
-    Code,
-    DuplicateConflict,
-    InternalFailure,
-    RejectedInput,
-    StoreUnavailable,
-)
+from inspector.engine.types import EngineRequest, InferenceEngine
+from inspector.errors import Code, DuplicateConflict, InternalFailure, RejectedInput
 from inspector.mqtt import ConnectionEvent, Message, MqttTransport
 from inspector.protocol import (
-    RejectionMessage,
     SiteAdapterState,
-    TopicKind,
-    VerdictMessage,
     WorkerState,
     WorkerStatus,
     adapter_control_filter,
     adapter_control_topic,
-    judgement_of,
     request_filter,
-    sha256_hex,
     shared_request_subscription,
     status_topic,
     utcnow,
 )
 from inspector.settings import Settings
-from inspector.store import (
-    Store,
-    known_requests,
-    latest_verdict_message,
-    record_inspections,
-    record_rejection,
-    record_verdicts,
-    stored_verdict_message,
-)
+from inspector.store import Store, known_requests
 from inspector.worker.adapters import SiteAdapters
 from inspector.worker.batcher import Batcher
+from inspector.worker.committer import Committer, Decided, Known, Outcome, message_of
 from inspector.worker.heartbeat import Heartbeat
 from inspector.worker.intake import Accepted, Refused, station_of, validate
 from inspector.worker.metrics import WorkerMetrics
 from inspector.worker.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
-
-# A group whose commit fails for any reason but an unreachable database is tried this many
-# times, with backoff, before its requests are rejected with request.commit_failed.
-COMMIT_ATTEMPTS = 3
-COMMIT_BACKOFF_S = 0.2
-
-
-@dataclass(slots=True)
-class Decided:
-    """A verdict from the engine, to be committed with its inspection."""
-
-    item: Accepted
-    result: EngineResult
-
-
-@dataclass(slots=True)
-class Known:
-    """A request whose verdict is already stored: re-publish it, no inference."""
-
-    item: Accepted
-
-
-Outcome = Decided | Known | Refused
-
-
-def _message_of(outcome: Outcome) -> Message:
-    return outcome.message if isinstance(outcome, Refused) else outcome.item.message
 
 
 def status_message(
@@ -136,9 +89,6 @@ class Worker:
         self.metrics = WorkerMetrics()
         ws = settings.worker
         self.batcher = Batcher(ws.max_batch, ws.max_wait_ms / 1000, ws.queue_size)
-        # Small on purpose: when commits fall behind, the engine waits and the next batch
-        # grows, so a slow store is amortised over bigger commits instead of queued results.
-        self._outbox: queue.Queue[list[Outcome]] = queue.Queue(maxsize=4)
         self._pool = ThreadPoolExecutor(ws.validation_threads, thread_name_prefix="validate")
         self._stopping = threading.Event()
         self._engine_done = threading.Event()
@@ -151,9 +101,10 @@ class Worker:
         )
         # Set when the watchdog rejects a request; cleared when a verdict is answered again.
         self._stalled = False
-        # Refusals the watchdog claimed, for the commit loop (never blocks the watchdog).
-        self._late: queue.SimpleQueue[list[Outcome]] = queue.SimpleQueue()
         self.watchdog = Watchdog(ws.settle_timeout_s, self._expired)
+        self.committer = Committer(
+            store, transport, settings, self.metrics, self.watchdog, self._set_health
+        )
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -181,7 +132,7 @@ class Worker:
             self.transport.subscribe(topic_filter, self._on_message, qos=1)
         for name, target in (
             ("engine", self._engine_loop),
-            ("commit", self._commit_loop),
+            ("commit", lambda: self.committer.run(self._stopping, self._engine_done)),
             ("adapters", lambda: self.site_adapters.run(self._stopping)),
         ):
             thread = threading.Thread(target=target, name=f"worker-{name}", daemon=True)
@@ -298,18 +249,18 @@ class Worker:
 
     def _hand_on(self, outcomes: list[Outcome]) -> None:
         """Queue outcomes for the commit loop, dropping those the watchdog already rejected."""
-        claimed = [o for o in outcomes if self.watchdog.claim(_message_of(o))]
+        claimed = [o for o in outcomes if self.watchdog.claim(message_of(o))]
         if len(claimed) < len(outcomes):
             self.metrics.late_results.inc(len(outcomes) - len(claimed))
         if claimed:
-            self._outbox.put(claimed)
+            self.committer.put(claimed)
 
     def _expired(self, refused: list[Refused]) -> None:
         """The watchdog's rejections: counted, announced, and queued for the commit loop."""
         self.metrics.settle_timeouts.inc(len(refused))
         self._stalled = True
         outcomes: list[Outcome] = list(refused)
-        self._late.put(outcomes)
+        self.committer.put_late(outcomes)
         if not self._stopping.is_set():
             self._publish_status(self._state())
 
@@ -392,105 +343,7 @@ class Worker:
                 outcomes.append(item.refuse(err))
         return outcomes
 
-    # --- commit thread -----------------------------------------------------------------
-
-    def _commit_loop(self) -> None:
-        while True:
-            try:
-                group = self._late.get_nowait()
-            except queue.Empty:
-                try:
-                    group = self._outbox.get(timeout=0.2)
-                except queue.Empty:
-                    if self._engine_done.is_set() and self._outbox.empty() and self._late.empty():
-                        return
-                    continue
-            # Fold whatever else is waiting into the same transaction.
-            while len(group) < 4 * self.settings.worker.max_batch:
-                try:
-                    group.extend(self._outbox.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._commit_with_retry(group)
-            except Exception:
-                # Publishing or acking failed after the commit: the broker redelivers the
-                # unacked requests and the stored answers are re-published then.
-                log.exception("could not answer %d committed request(s)", len(group))
-                self._set_health(False)
-
-    def _commit_with_retry(self, group: list[Outcome]) -> None:
-        """Commit, then publish and ack; a group is never left waiting silently.
-
-        An unreachable database is waited for (nothing is acked meanwhile). Any other
-        failure is retried COMMIT_ATTEMPTS times with backoff; then the group's requests are
-        rejected with request.commit_failed (stored, published, acked). If even that cannot
-        be stored, the worker reports itself unhealthy and leaves the group for redelivery.
-        """
-        delay, failures = COMMIT_BACKOFF_S, 0
-        while True:
-            try:
-                publishes = self._commit(group)
-                break
-            except DuplicateConflict as exc:
-                group = [_as_conflict(o, exc) for o in group]
-            except StoreUnavailable as exc:
-                self.metrics.store_errors.inc()
-                self.watchdog.hold()
-                if self._stopping.is_set() and self._engine_done.is_set() and delay >= 5:
-                    log.error(
-                        "store still unavailable while stopping; %d request(s) left "
-                        "unacked for redelivery",
-                        len(group),
-                    )
-                    return
-                log.warning("store unavailable (%s); retrying in %.1f s, nothing acked", exc, delay)
-                time.sleep(delay)  # backoff before the next attempt, not synchronisation
-                delay = min(delay * 2, 10.0)
-            except Exception as exc:
-                self.metrics.store_errors.inc()
-                failures += 1
-                if failures < COMMIT_ATTEMPTS:
-                    # A concurrent insert of the same request (another worker) lands here
-                    # too: the next attempt finds the stored rows.
-                    log.warning("commit failed (%s); retrying in %.1f s", exc, delay)
-                    time.sleep(delay)  # backoff before the next attempt, not synchronisation
-                    delay = min(delay * 2, 10.0)
-                    continue
-                rejected = self._reject_group(group, exc)
-                if rejected is None:
-                    return
-                publishes = rejected
-                break
-        self._settle(publishes)
-
-    def _reject_group(
-        self, group: list[Outcome], cause: Exception
-    ) -> list[tuple[str | None, bytes, Outcome]] | None:
-        """Reject every request of a group that could not be committed; None if even that fails."""
-        log.error(
-            "commit failed %d times (%s); rejecting %d request(s)",
-            COMMIT_ATTEMPTS,
-            cause,
-            len(group),
-        )
-        err = RejectedInput(
-            Code.COMMIT_FAILED,
-            f"the worker could not store this request ({type(cause).__name__}); "
-            "send it again, and tell the operators if it keeps failing",
-        )
-        refused: list[Outcome] = [
-            o if isinstance(o, Refused) else o.item.refuse(err) for o in group
-        ]
-        try:
-            publishes = self._commit(refused)
-        except Exception:
-            log.exception(
-                "could not store the rejections either; %d request(s) stay unacked", len(group)
-            )
-            self._set_health(False)
-            return None
-        return publishes
+    # --- health ----------------------------------------------------------------------
 
     def _set_health(self, healthy: bool, stalled: bool | None = None) -> None:
         """Record whether groups get committed (and verdicts answered); announce a change."""
@@ -501,89 +354,6 @@ class Worker:
             self._stalled = stalled
         if self._state() != before and not self._stopping.is_set():
             self._publish_status(self._state())
-
-    def _settle(self, publishes: list[tuple[str | None, bytes, Outcome]]) -> None:
-        """Publish the committed answers and ack their requests."""
-        answered = any(not isinstance(o, Refused) for _, _, o in publishes)
-        self._set_health(True, stalled=False if answered else None)
-        now = time.monotonic()
-        for topic, payload, outcome in publishes:
-            if topic is not None:
-                self.transport.publish(topic, payload, qos=1)
-            message = _message_of(outcome)
-            self.transport.ack(message)
-            self.watchdog.settled(message)
-            received = outcome.received if isinstance(outcome, Refused) else outcome.item.received
-            self.metrics.end_to_end.observe(now - received)
-
-    def _commit(self, group: list[Outcome]) -> list[tuple[str | None, bytes, Outcome]]:
-        """One transaction for the whole group; returns what to publish, in order."""
-        keep = self.settings.store.rejected_payload_limit
-        accepted = [o for o in group if not isinstance(o, Refused)]
-        decided = [o for o in accepted if isinstance(o, Decided)]
-        messages = [self._verdict(o) for o in decided]
-        payloads: dict[int, bytes] = {}
-        with self.store.db.write() as session:
-            record_inspections(session, self.store.blobs, [o.item.request for o in accepted])
-            for done, message, (vid, created) in zip(
-                decided, messages, record_verdicts(session, messages), strict=True
-            ):
-                # A verdict stored earlier (another worker, a redelivery) wins over this one.
-                if created:
-                    payloads[id(done)] = message.to_payload()
-                else:
-                    payloads[id(done)] = stored_verdict_message(session, vid).to_payload()
-            for known in (o for o in accepted if isinstance(o, Known)):
-                found = latest_verdict_message(session, known.item.request_id)
-                payloads[id(known)] = found.to_payload()
-            for refused in (o for o in group if isinstance(o, Refused)):
-                msg = self._rejection(refused)
-                record_rejection(session, msg, refused.message.topic, refused.message.payload, keep)
-                payloads[id(refused)] = msg.to_payload()
-        out: list[tuple[str | None, bytes, Outcome]] = []
-        for outcome in group:
-            if isinstance(outcome, Refused):
-                topic = outcome.station.topic(TopicKind.REJECTED) if outcome.station else None
-                self.metrics.rejections.labels(code=outcome.error.code.value).inc()
-                self.metrics.requests.labels(outcome="rejected").inc()
-            else:
-                topic = outcome.item.request.station_key.topic(TopicKind.VERDICT)
-                kind = "judged" if isinstance(outcome, Decided) else "duplicate"
-                self.metrics.requests.labels(outcome=kind).inc()
-                if isinstance(outcome, Decided):
-                    self.metrics.verdicts.labels(
-                        site=outcome.item.request.site, verdict=outcome.result.verdict
-                    ).inc()
-            out.append((topic, payloads[id(outcome)], outcome))
-        return out
-
-    def _verdict(self, decided: Decided) -> VerdictMessage:
-        req = decided.item.request
-        return VerdictMessage(
-            request_id=req.request_id,
-            site=req.site,
-            line=req.line,
-            station=req.station,
-            part_id=req.part_id,
-            **judgement_of(decided.result),
-            worker_id=self.worker_id,
-            latency_ms=(time.monotonic() - decided.item.received) * 1000,
-            decided_at=utcnow(),
-        )
-
-    def _rejection(self, refused: Refused) -> RejectionMessage:
-        station = refused.station
-        return RejectionMessage(
-            request_id=refused.request_id,
-            site=station.site if station else None,
-            line=station.line if station else None,
-            station=station.station if station else None,
-            code=refused.error.code.value,
-            message=refused.error.reason,
-            payload_sha256=sha256_hex(refused.message.payload),
-            worker_id=self.worker_id,
-            rejected_at=utcnow(),
-        )
 
 
 def _engine_request(item: Accepted) -> EngineRequest:
@@ -596,9 +366,3 @@ def _engine_request(item: Accepted) -> EngineRequest:
         note=req.note,
         adapter=req.adapter,
     )
-
-
-def _as_conflict(outcome: Outcome, exc: DuplicateConflict) -> Outcome:
-    if isinstance(outcome, Refused) or outcome.item.request_id != exc.request_id:
-        return outcome
-    return outcome.item.refuse(exc)
