@@ -20,12 +20,14 @@ DEMO_ARGS ?=
 run: $(STAMP)
 	$(BIN)/inspector demo --keep-running $(DEMO_ARGS)
 
+# lint-imports checks the layering contracts in pyproject.toml ([tool.importlinter]).
 # mypy runs beside pytest: from a cold cache it takes minutes on one core, and pytest leaves
 # a core idle while it waits on the workers, brokers and installs it starts. Its report
 # follows pytest's; either one failing fails the target.
 test: $(STAMP)
 	$(BIN)/ruff check inspector edge tests
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	@report=$$(mktemp); echo "$(BIN)/mypy (beside pytest)"; \
 	$(BIN)/mypy >"$$report" 2>&1 & types=$$!; \
 	echo "$(BIN)/python -m pytest -q"; $(BIN)/python -m pytest -q; tests=$$?; \
@@ -35,6 +37,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check inspector edge tests
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 clean:
