@@ -208,8 +208,8 @@ class VerdictBoard:
                         " ",
                         (" REJECTED ", STYLES["REJECTED"]),
                         " ",
-                        (visible(part or "?"), "bold"),
-                        "  ",
+                        (f"part {visible(part or '?')}", "bold"),
+                        "   ",
                         (visible(msg.code), "bold magenta"),
                         (_resent(resends), "yellow"),
                         "  ",
@@ -239,8 +239,8 @@ class VerdictBoard:
                         " ",
                         (" NO VERDICT ", "bold black on bright_white"),
                         " ",
-                        (visible(rec.part_id), "bold"),
-                        f"  after {when - rec.captured_at:.0f} s: {where}",
+                        (f"part {visible(rec.part_id)}", "bold"),
+                        f"   after {when - rec.captured_at:.0f} s: {where}",
                     )
                 )
                 self._emit(Outcome("NO_VERDICT", rec.request_id, rec.part_id))
@@ -292,16 +292,16 @@ class VerdictBoard:
             " ",
             (f" {word:<6} ", STYLES[word]),
             " ",
-            (visible(msg.part_id), "bold"),
-            f"  confidence {msg.confidence:.2f}  {msg.latency_ms:.0f} ms",
+            (f"part {visible(msg.part_id)}", "bold"),
+            f"   confidence {msg.confidence:.2f}   {msg.latency_ms:.0f} ms",
             (_resent(resends), "bold yellow"),
             (" (late: arrived after the verdict timeout)" if late else "", "dim"),
         )
         if msg.defects:
             found = ", ".join(d.type + (f" ({d.where})" if d.where else "") for d in msg.defects)
-            line.append(f"  {visible(found)}", style="bold")
+            line.append(f"   {visible(found)}", style="bold")
         if msg.rationale:
-            line.append(f"  {visible(msg.rationale)}")
+            line.append(f"   {visible(msg.rationale)}")
         return line
 
     def _verdict_panel(self, msg: VerdictMessage, late: bool, resends: int = 0) -> Panel:

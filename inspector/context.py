@@ -6,7 +6,7 @@ them without an import cycle. Nothing here imports the store or the engine until
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -70,3 +70,29 @@ def open_store(ctx: typer.Context) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def print_json(obj: Any, *, indent: int | None = 2) -> None:
+    """One JSON document on stdout: never wrapped, coloured or prefixed, whatever the terminal.
+
+    Written to the stream itself, not through rich (which wraps at the terminal's width);
+    unsafe characters are JSON escapes (`safetext.json_line`), so `cat` stays safe too.
+    """
+    import sys
+
+    from inspector.safetext import json_line
+
+    sys.stdout.write(json_line(obj, indent=indent) + "\n")
+
+
+def print_json_lines(records: Iterable[Any]) -> int:
+    """JSON Lines on stdout, one record a line; the number written."""
+    import sys
+
+    from inspector.safetext import json_line
+
+    count = 0
+    for record in records:
+        sys.stdout.write(json_line(record) + "\n")
+        count += 1
+    return count

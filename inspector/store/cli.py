@@ -7,13 +7,12 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
-from uuid import UUID
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from inspector.context import open_store, settings_from
+from inspector.context import open_store, print_json, print_json_lines, settings_from
 from inspector.safetext import csv_cell, json_line, terminal
 
 if TYPE_CHECKING:
@@ -108,6 +107,30 @@ def _check_slug(value: str | None, option: str) -> None:
 _COLOURS = {"PASS": "bold green", "FAIL": "bold red", "REVIEW": "bold yellow"}
 
 
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="JSON only on stdout (never wrapped); counts and hints go to stderr."
+    ),
+]
+
+
+def _when_shown(when: datetime) -> str:
+    """A stored time as people read it, with its zone (stored times are UTC)."""
+    return when.strftime("%Y-%m-%d %H:%M:%S %Z") if when.tzinfo else f"{when:%Y-%m-%d %H:%M:%S}"
+
+
+def _verdict_record(row: Any) -> dict[str, Any]:
+    """One verdict as JSON: the wire message plus its inspection's capture time."""
+    from inspector.store import verdict_message
+
+    body: dict[str, Any] = verdict_message(row).model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    body["captured_at"] = row.inspection.captured_at.isoformat()
+    return body
+
+
 @verdicts_app.command("list")
 def verdicts_list(
     ctx: typer.Context,
@@ -122,8 +145,13 @@ def verdicts_list(
         str | None,
         typer.Option(help="Continue a listing from the cursor the previous page printed."),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """List verdicts, newest capture first, a page at a time (stable while verdicts arrive)."""
+    """List verdicts, newest capture first, a page at a time (stable while verdicts arrive).
+
+    With --json, one verdict per line (JSON Lines); the count and the next page's cursor go
+    to stderr.
+    """
     from inspector.errors import InvalidInput
     from inspector.store.filters import Cursor
     from inspector.store.verdicts import list_verdicts
@@ -138,52 +166,122 @@ def verdicts_list(
         more = len(rows) > limit
         rows = rows[:limit]
         next_page = Cursor.after(rows[-1]).token() if more else None
-        table = Table("captured", "station", "part", "verdict", "conf.", "adapter", "request")
-        for row in rows:
-            insp = row.inspection
-            table.add_row(
-                insp.captured_at.strftime("%Y-%m-%d %H:%M:%S"),
-                terminal(f"{insp.site}/{insp.line}/{insp.station}"),
-                terminal(insp.part_id),
-                f"[{_COLOURS.get(row.verdict, '')}]{row.verdict}[/]",
-                f"{row.confidence:.2f}",
-                terminal(row.adapter + (f"@{row.adapter_version}" if row.adapter_version else "")),
-                str(insp.request_id),
-            )
-    console.print(table)
-    console.print(f"{len(rows)} verdict(s)")
+        if as_json:
+            print_json_lines(_verdict_record(row) for row in rows)
+        else:
+            console.print(_verdict_table(rows))
+    err_console.print(f"{len(rows)} verdict(s)", highlight=False)
     if next_page is not None:
-        console.print(f"more: --after {next_page}", highlight=False)
+        err_console.print(f"more: --after {next_page}", highlight=False, soft_wrap=True)
+
+
+def _verdict_table(rows: list[Any]) -> Table:
+    table = Table("captured", "station", "part", "verdict", "conf.", "adapter")
+    # The whole request id, never cut: it is what `verdicts show` takes.
+    table.add_column("request", no_wrap=True, min_width=36)
+    for row in rows:
+        insp = row.inspection
+        table.add_row(
+            _when_shown(insp.captured_at),
+            terminal(f"{insp.site}/{insp.line}/{insp.station}"),
+            terminal(insp.part_id),
+            f"[{_COLOURS.get(row.verdict, '')}]{row.verdict}[/]",
+            f"{row.confidence:.2f}",
+            terminal(row.adapter + (f"@{row.adapter_version}" if row.adapter_version else "")),
+            str(insp.request_id),
+        )
+    return table
+
+
+def _choose_inspection(session: Any, key: str) -> Any:
+    """The inspection `key` names: a request id or its prefix, else a part id (its latest)."""
+    from inspector.safetext import excerpt
+    from inspector.store.verdicts import inspections_by_id_prefix, inspections_of_part
+
+    found = inspections_by_id_prefix(session, key) if key.strip() else []
+    if len(found) > 1:
+        ids = "\n  ".join(str(i.request_id) for i in found)
+        err_console.print(
+            f"[red]{terminal(excerpt(key))} is ambiguous: it starts {len(found)}"
+            f"{'+' if len(found) == 10 else ''} request ids; give more of it:[/]\n  {ids}",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    if found:
+        return found[0]
+    parts = inspections_of_part(session, key)
+    if not parts:
+        err_console.print(
+            f"[red]no inspection has a request id starting {terminal(excerpt(key))} or part id "
+            f"{terminal(excerpt(key))}[/] (`inspector verdicts list` shows them)",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    if len(parts) > 1:
+        others = "\n  ".join(
+            f"{i.request_id}  captured {_when_shown(i.captured_at)}" for i in parts[1:]
+        )
+        err_console.print(
+            f"part {terminal(key)} was inspected {len(parts)}{'+' if len(parts) == 10 else ''} "
+            f"times; this is the latest. The others:\n  {others}",
+            highlight=False,
+        )
+    return parts[0]
 
 
 @verdicts_app.command("show")
 def verdicts_show(
-    ctx: typer.Context, request_id: Annotated[str, typer.Argument(help="The request's UUID.")]
+    ctx: typer.Context,
+    key: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID_OR_PART",
+            help="A request id, a prefix of one (as long as it is unique), or a part id "
+            "(its latest inspection).",
+        ),
+    ],
+    as_json: JsonOpt = False,
 ) -> None:
-    """Show one inspection with every verdict recorded for it."""
-    from inspector.store import find_inspection, verdict_message
+    """Show one inspection with every verdict recorded for it.
 
-    try:
-        rid = UUID(request_id)
-    except ValueError:
-        raise typer.BadParameter(f"{request_id!r} is not a UUID", param_hint="REQUEST_ID") from None
+    Stdout holds only JSON: each verdict (with --json, one document: the inspection and its
+    verdicts); the inspection's header goes to stderr.
+    """
+    from inspector.store import verdict_message
+
     with open_store(ctx) as store, store.db.read() as session:
-        insp = find_inspection(session, rid)
-        if insp is None:
-            err_console.print(f"[red]no inspection with request_id {rid}[/]")
-            raise typer.Exit(1)
-        console.print(
+        insp = _choose_inspection(session, key)
+        verdicts = [
+            verdict_message(row).model_dump(mode="json", by_alias=True, exclude_none=True)
+            for row in insp.verdicts
+        ]
+        if as_json:
+            print_json(
+                {
+                    "request_id": str(insp.request_id),
+                    "site": insp.site,
+                    "line": insp.line,
+                    "station": insp.station,
+                    "part_id": insp.part_id,
+                    "captured_at": insp.captured_at.isoformat(),
+                    "operator": insp.operator,
+                    "note": insp.note,
+                    "verdicts": verdicts,
+                }
+            )
+            return
+        err_console.print(
             f"[bold]{terminal(f'{insp.site}/{insp.line}/{insp.station}')}[/] "
-            f"part {terminal(insp.part_id)} captured {insp.captured_at.isoformat()}"
+            f"part {terminal(insp.part_id)} captured {_when_shown(insp.captured_at)} "
+            f"request {insp.request_id}",
+            highlight=False,
         )
         if insp.note:
-            console.print(f"operator note: {terminal(insp.note, multiline=True)}")
-        for row in insp.verdicts:
-            body = verdict_message(row).model_dump(mode="json", by_alias=True, exclude_none=True)
-            # Model and operator text, with unsafe characters as JSON escapes; no markup.
-            console.print(json_line(body, indent=2), markup=False, highlight=False)
-        if not insp.verdicts:
-            console.print("[yellow]no verdict yet[/]")
+            err_console.print(f"operator note: {terminal(insp.note, multiline=True)}")
+        for body in verdicts:
+            print_json(body)
+        if not verdicts:
+            err_console.print("[yellow]no verdict yet[/]")
 
 
 @verdicts_app.command("export")

@@ -139,3 +139,28 @@ def list_verdicts(
     if limit is not None:
         stmt = stmt.limit(limit)
     return list(session.scalars(stmt))
+
+
+def inspections_by_id_prefix(session: Session, prefix: str, limit: int = 10) -> list[Inspection]:
+    """Inspections whose request_id starts with `prefix` (a whole id is a prefix too)."""
+    escaped = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return list(
+        session.scalars(
+            sa.select(Inspection)
+            .where(Inspection.request_id.like(f"{escaped}%", escape="\\"))
+            .order_by(Inspection.captured_at.desc(), Inspection.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def inspections_of_part(session: Session, part_id: str, limit: int = 10) -> list[Inspection]:
+    """The inspections of one part, newest capture first."""
+    return list(
+        session.scalars(
+            sa.select(Inspection)
+            .where(Inspection.part_id == part_id)
+            .order_by(Inspection.captured_at.desc(), Inspection.id.desc())
+            .limit(limit)
+        )
+    )

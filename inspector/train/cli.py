@@ -7,7 +7,6 @@ model and torch are imported only by the commands that run it.
 from __future__ import annotations
 
 import getpass
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -18,11 +17,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from inspector.context import settings_from
+from inspector.context import print_json, print_json_lines, settings_from
 from inspector.errors import InspectorError
 from inspector.quality.decision import Decision
 from inspector.quality.rates import LABELS
-from inspector.safetext import json_line, terminal
+from inspector.safetext import terminal
 from inspector.settings import Settings
 
 if TYPE_CHECKING:
@@ -167,7 +166,9 @@ _STATUS = {"active": "bold green", "candidate": "yellow", "retired": "dim"}
 def adapters_list(
     ctx: typer.Context,
     site: Annotated[str | None, typer.Option(help="Only this site.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON Lines, one adapter version a line.")
+    ] = False,
 ) -> None:
     """Every adapter version, with its status and holdout escape rate."""
     from inspector.store.adapters import list_adapters
@@ -179,7 +180,8 @@ def adapters_list(
     finally:
         store.close()
     if as_json:
-        print(json.dumps([_summary(r) for r in rows], indent=2))
+        print_json_lines(_summary(r) for r in rows)
+        err_console.print(f"{len(rows)} adapter version(s)", highlight=False)
         return
     from inspector.quality import FIGURE, stored_evaluation
 
@@ -199,7 +201,7 @@ def adapters_list(
             terminal(row.created_by),
         )
     console.print(table)
-    console.print(f"{len(rows)} adapter version(s)")
+    err_console.print(f"{len(rows)} adapter version(s)", highlight=False)
 
 
 def _summary(row: Any) -> dict[str, Any]:
@@ -247,7 +249,7 @@ def adapters_show(ctx: typer.Context, ref: RefArg) -> None:
         }
         for a in trail
     ]
-    console.print(json_line(body, indent=2), markup=False, highlight=False)
+    print_json(body)  # straight to stdout: rich would wrap long strings at the terminal width
 
 
 def eval_tables(evaluation: Evaluation) -> list[Table]:
@@ -317,7 +319,7 @@ def adapters_eval(
     finally:
         store.close()
     if as_json:
-        print(json_line(done.evaluation.model_dump(mode="json"), indent=2))
+        print_json(done.evaluation.model_dump(mode="json"))
         return
     for table in eval_tables(done.evaluation):
         console.print(table)

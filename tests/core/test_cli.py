@@ -123,9 +123,9 @@ def test_bad_config_fails_with_the_field_and_file(tmp_path: Path) -> None:
 def test_verdicts_list_filters(config: Path, filled: list[str]) -> None:
     out = run("--config", str(config), "verdicts", "list", "--station", "s1")
     assert out.returncode == 0, out.stderr
-    assert "2 verdict(s)" in out.stdout and filled[0] in out.stdout and filled[2] not in out.stdout
+    assert "2 verdict(s)" in out.stderr and filled[0] in out.stdout and filled[2] not in out.stdout
     fails = run("--config", str(config), "verdicts", "list", "--verdict", "fail")
-    assert "1 verdict(s)" in fails.stdout
+    assert "1 verdict(s)" in fails.stderr
 
 
 def test_verdicts_show(config: Path, filled: list[str]) -> None:
@@ -136,7 +136,7 @@ def test_verdicts_show(config: Path, filled: list[str]) -> None:
     )
     assert missing.returncode == 1 and "no inspection" in missing.stderr
     bad = run("--config", str(config), "verdicts", "show", "nope")
-    assert bad.returncode == 2 and "not a UUID" in bad.stderr
+    assert bad.returncode == 1 and "part id 'nope'" in bad.stderr
 
 
 def test_verdicts_export_csv_and_jsonl(config: Path, filled: list[str], tmp_path: Path) -> None:
@@ -207,7 +207,7 @@ def test_hostile_stored_text_is_shown_literally_by_list_and_show(
 ) -> None:
     out = run("--config", str(config), "verdicts", "list")
     assert out.returncode == 0, out.stderr
-    assert _unsafe(out.stdout) == [] and "3 verdict(s)" in out.stdout
+    assert _unsafe(out.stdout) == [] and "3 verdict(s)" in out.stderr
     assert "P-\\u202eLIAF\\u202c[/][link=https://evil.example]x[/link]" in out.stdout
     assert "P-FAIL" not in out.stdout
     shown = run("--config", str(config), "verdicts", "show", hostile)
@@ -235,15 +235,15 @@ def test_verdicts_list_pages_by_cursor_stable_while_verdicts_arrive(
 ) -> None:
     first = run("--config", str(config), "verdicts", "list", "--limit", "2")
     assert first.returncode == 0, first.stderr
-    assert "2 verdict(s)" in first.stdout
-    cursor = first.stdout.split("more: --after ")[1].split()[0]
+    assert "2 verdict(s)" in first.stderr
+    cursor = first.stderr.split("more: --after ")[1].split()[0]
     # A newer verdict arrives between pages: it belongs before page one, not on page two.
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "blobs")
     late = store_verdict(store, "s1", "P-new", Decision.PASS, 9)
     store.close()
     second = run("--config", str(config), "verdicts", "list", "--limit", "2", "--after", cursor)
     assert second.returncode == 0, second.stderr
-    assert "1 verdict(s)" in second.stdout and "more:" not in second.stdout
+    assert "1 verdict(s)" in second.stderr and "more:" not in second.stderr
     pages = first.stdout + second.stdout
     assert all(pages.count(rid) == 1 for rid in filled), "every verdict once across the pages"
     assert late not in pages

@@ -188,9 +188,9 @@ def test_demo_runs_the_line_and_lists_three_verdicts(
     live, listing = shown
     for _, part, request_id, verdict in rows:
         # Once from the edge display as it arrived, once in the final list.
-        assert f"part {part}" in live and f"request {request_id}" in live
+        assert f"part {part}" in live
         assert request_id in listing and part in listing and verdict in listing
-    assert "3 verdict(s)" in listing
+    assert "3 verdict(s)" in done.stderr
     flat = " ".join(out.split())
     assert "verdicts are random until a site adapter is trained" in flat
     # The review app ran beside the line, with a reviewer whose password was shown once.

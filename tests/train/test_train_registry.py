@@ -214,7 +214,7 @@ def test_cli_promote_announces_on_the_retained_control_topic(
     result = runner.invoke(app, ["adapters", "promote", worse], env=env)
     assert result.exit_code == 1 and "promotion refused" in result.output
     result = runner.invoke(app, ["adapters", "list", "--site", unique, "--json"], env=env)
-    listed = {row["adapter"]: row["status"] for row in json.loads(result.output)}
+    listed = {row["adapter"]: row["status"] for row in map(json.loads, result.stdout.splitlines())}
     assert listed == {v1: "active", worse: "candidate"}
     result = runner.invoke(app, ["adapters", "show", v1], env=env)
     assert result.exit_code == 0 and '"action": "promote"' in result.output
