@@ -56,6 +56,8 @@ from inspector.engine.types import SPEECH_ADAPTER, VISION_ADAPTER
 from inspector.errors import ModelImportRefused, ModelTargetNotEmpty
 
 INDEX_FILE = "model.safetensors.index.json"
+# The size of the shards the import writes, and so about the memory it needs beyond the LoRAs.
+OUTPUT_SHARD_BYTES = 2 * 1024**3
 # The remote-code processor's placeholders: `<|image_1|>` and `<|audio_1|>` in a prompt become
 # these tokens (ids 200010 and 200011 in the published tokenizer).
 IMAGE_TOKEN = "<|endoftext10|>"
@@ -410,28 +412,56 @@ def check_target(target: Path) -> None:
         raise ModelTargetNotEmpty(f"{target} is not empty; name a new directory")
 
 
-def _write_weights(plan: ImportPlan, out: Path, progress: Progress) -> None:
+class _ShardWriter:
+    """Writes tensors into output shards of at most `limit` bytes, named once all are known."""
+
+    def __init__(self, out: Path, limit: int) -> None:
+        self.out, self.limit = out, limit
+        self.pending: dict[str, torch.Tensor] = {}
+        self.pending_bytes = 0
+        self.parts: list[list[str]] = []
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        size = tensor.numel() * tensor.element_size()
+        if self.pending and self.pending_bytes + size > self.limit:
+            self.flush()
+        self.pending[name] = tensor
+        self.pending_bytes += size
+
+    def flush(self) -> None:
+        if self.pending:
+            part = self.out / f".part-{len(self.parts):05d}.safetensors"
+            save_file(self.pending, str(part), metadata={"format": "pt"})
+            self.parts.append(list(self.pending))
+            self.pending, self.pending_bytes = {}, 0
+
+    def finish(self) -> None:
+        """Name the parts model-0000N-of-0000M and write the index."""
+        self.flush()
+        weight_map: dict[str, str] = {}
+        for number, names in enumerate(self.parts, start=1):
+            name = f"model-{number:05d}-of-{len(self.parts):05d}.safetensors"
+            (self.out / f".part-{number - 1:05d}.safetensors").rename(self.out / name)
+            weight_map.update(dict.fromkeys(names, name))
+        index = {"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}
+        (self.out / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_weights(plan: ImportPlan, out: Path, progress: Progress, shard_bytes: int) -> None:
+    # Memory holds one output shard (shard_bytes) and the LoRA factors at a time.
     loras: dict[str, dict[str, torch.Tensor]] = {name: {} for name in LORA_SECTIONS}
-    weight_map: dict[str, str] = {}
-    total = len(plan.shards)
+    writer = _ShardWriter(out, shard_bytes)
     for number, shard in enumerate(plan.shards, start=1):
-        name = f"model-{number:05d}-of-{total:05d}.safetensors"
-        tensors: dict[str, torch.Tensor] = {}
         with safe_open(str(shard), framework="pt") as handle:
             for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
                 lora = LORA_KEY.match(key)
                 if lora is not None:
                     peft_key = f"base_model.model.{lora['module']}.lora_{lora['factor']}.weight"
                     loras[lora["adapter"]][peft_key] = handle.get_tensor(key)
-                    continue
-                target = native_name(key)
-                tensors[target] = handle.get_tensor(key)
-                weight_map[target] = name
-        save_file(tensors, str(out / name), metadata={"format": "pt"})
-        del tensors
-        progress("shards", number, total)
-    index = {"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}
-    (out / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+                else:
+                    writer.add(native_name(key), handle.get_tensor(key))
+        progress("shards", number, len(plan.shards))
+    writer.finish()
     for adapter, factors in loras.items():
         if not factors:
             raise _refuse(f"the shards hold no {adapter} LoRA (lora_A.{adapter}.weight tensors)")
@@ -440,8 +470,16 @@ def _write_weights(plan: ImportPlan, out: Path, progress: Progress) -> None:
         save_file(factors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
 
 
-def import_model(source: Path, target: Path, progress: Progress | None = None) -> dict[str, Any]:
-    """Convert the download at `source` into a new native directory `target`; the manifest."""
+def import_model(
+    source: Path,
+    target: Path,
+    progress: Progress | None = None,
+    shard_bytes: int = OUTPUT_SHARD_BYTES,
+) -> dict[str, Any]:
+    """Convert the download at `source` into a new native directory `target`; the manifest.
+
+    The weights are written in shards of at most `shard_bytes`, which bounds the memory.
+    """
     report = progress or (lambda what, done, total: None)
     check_target(target)
     plan = plan_import(source)
@@ -451,7 +489,7 @@ def import_model(source: Path, target: Path, progress: Progress | None = None) -
     try:
         plan.config.save_pretrained(str(work))
         build_processor(source).save_pretrained(str(work))
-        _write_weights(plan, work, report)
+        _write_weights(plan, work, report, shard_bytes)
         if (source / "LICENSE").is_file():
             shutil.copyfile(source / "LICENSE", work / "LICENSE")
         manifest = write_manifest(

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -268,3 +269,19 @@ def test_infer_on_the_download_says_which_import_to_run(download: Download, tmp_
     done = CliRunner().invoke(app, ["infer", "-i", str(image), "-m", str(download.published)])
     assert done.exit_code == 1
     assert import_command(download.published) in " ".join(done.output.split())
+
+
+def test_import_writes_shards_of_bounded_size_that_load_the_same(
+    download: Download, imported: Path, tmp_path: Path
+) -> None:
+    small = tmp_path / "small-shards"
+    import_model(download.published, small, shard_bytes=300_000)
+    shards = sorted(small.glob("model-*.safetensors"))
+    index = json.loads((small / "model.safetensors.index.json").read_text())
+    assert len(shards) > 3 and set(index["weight_map"].values()) == {p.name for p in shards}
+    # Each shard stays within the bound, unless it holds a single tensor larger than it.
+    per_shard = Counter(index["weight_map"].values())
+    assert all(p.stat().st_size < 320_000 or per_shard[p.name] == 1 for p in shards)
+    assert verdict_logits(engine_on(small, tmp_path / "a")).equal(
+        verdict_logits(engine_on(imported, tmp_path / "b"))
+    )
