@@ -363,7 +363,8 @@ def describe_validation_error(
         loc = tuple(str(part) for part in err["loc"])
         field = ".".join(loc) or "(top level)"
         got = err.get("input")
-        if err["type"] == "extra_forbidden" and loc:
+        unknown = err["type"] == "extra_forbidden"
+        if unknown and loc:
             what = _did_you_mean(model, loc)
         else:
             value = excerpt(got) if isinstance(got, str) else repr(got)[:64]
@@ -375,7 +376,8 @@ def describe_validation_error(
         if env is not None:
             lines.append(f"    set by the environment variable {env}")
         elif line is not None:
-            lines.append(f"    set in {source} line {line} (or by {_env_name(env_prefix, loc)})")
+            alternative = "" if unknown else f" (or by {_env_name(env_prefix, loc)})"
+            lines.append(f"    set in {source} line {line}{alternative}")
         elif is_file:
             lines.append(
                 f"    in {source} (file key {field}, or environment {_env_name(env_prefix, loc)})"
