@@ -10,7 +10,14 @@ import numpy as np
 import soundfile as sf
 
 from inspector.media import encode_jpeg
-from inspector.protocol import AudioPart, ImagePart, InspectionRequest, utcnow
+from inspector.protocol import (
+    AudioPart,
+    Decision,
+    ImagePart,
+    InspectionRequest,
+    VerdictMessage,
+    utcnow,
+)
 
 
 def jpeg(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
@@ -44,3 +51,27 @@ def make_request(**overrides: Any) -> InspectionRequest:
     }
     fields.update(overrides)
     return InspectionRequest(**fields)
+
+
+def verdict_for(req: InspectionRequest, **over: Any) -> VerdictMessage:
+    """A FAIL verdict on `req` as a worker would store it; `over` replaces fields."""
+    fields: dict[str, Any] = dict(
+        request_id=req.request_id,
+        site=req.site,
+        line=req.line,
+        station=req.station,
+        part_id=req.part_id,
+        verdict=Decision.FAIL,
+        confidence=0.8,
+        p_pass=0.2,
+        rationale="dent near the hole",
+        defects=[{"type": "dent", "where": "near the hole"}],
+        model="tiny",
+        adapter="vision",
+        prompt_version="v1",
+        worker_id="w1",
+        latency_ms=5.0,
+        decided_at=utcnow(),
+    )
+    fields.update(over)
+    return VerdictMessage(**fields)

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,18 +26,9 @@ from inspector.store.datasets import ItemInput, save_snapshot
 from inspector.store.models import Inspection, RemovedMedia, RetentionRun, Verdict
 from inspector.store.retention import apply_retention, plan_retention
 from inspector.store.retention_cli import parse_age
-from tests.core.helpers import jpeg, make_request, wav
-from tests.core.test_store import _verdict_for
+from tests.core.helpers import jpeg, make_request, verdict_for, wav
 
 NOTE = wav(seconds=0.5)  # one voice note shared by every inspection, as a fixed clip would be
-
-
-@pytest.fixture
-def store(db_url: str, tmp_path: Path) -> Iterator[Store]:
-    s = Store(db_url, tmp_path / "blobs")
-    s.upgrade()
-    yield s
-    s.close()
 
 
 def _inspect(store: Store, photo: bytes, days_ago: float) -> InspectionRequest:
@@ -49,7 +39,7 @@ def _inspect(store: Store, photo: bytes, days_ago: float) -> InspectionRequest:
     )
     with store.db.write() as s:
         row, _ = record_inspection(s, store.blobs, req)
-        record_verdict(s, _verdict_for(req))
+        record_verdict(s, verdict_for(req))
         when = utcnow() - timedelta(days=days_ago)
         s.execute(
             sa.update(Inspection)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from inspector.protocol import (
     Decision,
     ImagePart,
     RejectionMessage,
-    VerdictMessage,
     sha256_hex,
     utcnow,
 )
@@ -39,38 +37,7 @@ from inspector.store import (
 from inspector.store.blobs import BlobStore
 from inspector.store.database import alembic_config
 from inspector.store.models import Base, Inspection, Media, Rejection, Review, Verdict
-from tests.core.helpers import jpeg, make_request
-
-
-@pytest.fixture
-def store(db_url: str, tmp_path: Path) -> Iterator[Store]:
-    s = Store(db_url, tmp_path / "blobs")
-    s.upgrade()
-    yield s
-    s.close()
-
-
-def _verdict_for(req, **over) -> VerdictMessage:  # type: ignore[no-untyped-def]
-    fields = dict(
-        request_id=req.request_id,
-        site=req.site,
-        line=req.line,
-        station=req.station,
-        part_id=req.part_id,
-        verdict=Decision.FAIL,
-        confidence=0.8,
-        p_pass=0.2,
-        rationale="dent near the hole",
-        defects=[{"type": "dent", "where": "near the hole"}],
-        model="tiny",
-        adapter="vision",
-        prompt_version="v1",
-        worker_id="w1",
-        latency_ms=5.0,
-        decided_at=utcnow(),
-    )
-    fields.update(over)
-    return VerdictMessage(**fields)
+from tests.core.helpers import jpeg, make_request, verdict_for
 
 
 def test_migration_from_empty_matches_the_models_and_is_idempotent(db_url: str) -> None:
@@ -133,11 +100,11 @@ def test_verdict_is_idempotent_and_round_trips(store: Store) -> None:
     req = make_request()
     with store.db.write() as s:
         record_inspection(s, store.blobs, req)
-        _first, created = record_verdict(s, _verdict_for(req))
+        _first, created = record_verdict(s, verdict_for(req))
         assert created
-        _, created = record_verdict(s, _verdict_for(req, rationale="again"))
+        _, created = record_verdict(s, verdict_for(req, rationale="again"))
         assert not created
-        _, created = record_verdict(s, _verdict_for(req, adapter="osaka-v2"))
+        _, created = record_verdict(s, verdict_for(req, adapter="osaka-v2"))
         assert created
     with store.db.read() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Verdict)) == 2
@@ -150,7 +117,7 @@ def test_verdict_is_idempotent_and_round_trips(store: Store) -> None:
 
 def test_verdict_without_inspection_is_refused(store: Store) -> None:
     with pytest.raises(NotFound), store.db.write() as s:
-        record_verdict(s, _verdict_for(make_request()))
+        record_verdict(s, verdict_for(make_request()))
 
 
 def test_failed_transaction_leaves_nothing_behind(store: Store) -> None:
@@ -191,7 +158,7 @@ def test_reviews_append_and_are_idempotent_by_review_id(store: Store) -> None:
     req = make_request()
     with store.db.write() as s:
         record_inspection(s, store.blobs, req)
-        record_verdict(s, _verdict_for(req))
+        record_verdict(s, verdict_for(req))
     review = ReviewInput(
         review_id=uuid.uuid4(),
         request_id=req.request_id,
@@ -225,7 +192,7 @@ def test_listing_filters_by_station_verdict_and_date(store: Store) -> None:
     with store.db.write() as s:
         for i, req in enumerate(reqs):
             record_inspection(s, store.blobs, req)
-            record_verdict(s, _verdict_for(req, verdict=Decision.PASS if i else Decision.FAIL))
+            record_verdict(s, verdict_for(req, verdict=Decision.PASS if i else Decision.FAIL))
     with store.db.read() as s:
         assert len(list_verdicts(s, VerdictFilter())) == 3
         assert len(list_verdicts(s, VerdictFilter(station="s1"))) == 2

@@ -37,7 +37,7 @@ from inspector.store import Store
 from inspector.store.adapters import active_adapter
 from inspector.store.models import Inspection, Verdict
 from tests.fixtures.services import free_port
-from tests.worker.conftest import forget_session
+from tests.fixtures.worker import forget_session
 
 DEMO_TIMEOUT_S = 90
 # The loop also reviews, trains on the CPU and hot-swaps: a few minutes on two cores.

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import queue
-import re
 import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -27,47 +22,17 @@ from inspector.protocol import (
     status_topic,
 )
 from inspector.settings import BrokerSettings, TlsSettings
-from tests.fixtures.edge import wait_until
+from tests.fixtures.deploy import MAKE_CERTS, PASSWORDS, STATION_USER, running_deploy_broker
 from tests.fixtures.tls import PrivateBroker, run_tool
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy" / "mosquitto"
-MAKE_CERTS = ROOT / "deploy" / "make-certs.sh"
-ETC = "/etc/mosquitto/inspector/"
 STATION = StationKey("plant-a", "line-1", "station-3")  # the station the shipped ACL names
 NEIGHBOUR = StationKey("plant-a", "line-1", "station-4")
-STATION_USER = "edge-plant-a-line-1-station-3"
-PASSWORDS = {
-    "worker": "w-secret",
-    STATION_USER: "s-secret",
-    "registry": "r-secret",
-    "review": "v-secret",
-}
 CONTROL = adapter_control_topic("plant-a")
 
 _TOOLS = ("mosquitto", "mosquitto_passwd", "openssl")
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in _TOOLS), reason="needs " + ", ".join(_TOOLS)
 )
-
-
-def shipped_config(port: int, root: Path, mutual_tls: bool = False) -> str:
-    """deploy/mosquitto/mosquitto.conf with its port and absolute paths moved under `root`."""
-    text = (DEPLOY / "mosquitto.conf").read_text()
-    moved = text.replace(ETC, f"{root}/").replace("/var/lib/mosquitto/", f"{root}/data/")
-    moved, listeners = re.subn(r"(?m)^listener 8883$", f"listener {port} 127.0.0.1", moved)
-    # The test must notice when the shipped file changes shape, not run something else.
-    assert listeners == 1 and ETC not in moved and "/var/lib/mosquitto" not in moved
-    if mutual_tls:
-        # Exactly what the file's comment tells an operator to uncomment.
-        moved, switched = re.subn(
-            r"(?m)^#(require_certificate true|use_identity_as_username true)$", r"\1", moved
-        )
-        assert switched == 2
-    if os.geteuid() == 0:
-        # Run as root, Mosquitto would switch to the `mosquitto` user, who cannot read root.
-        moved += "\nuser root\n"
-    return moved
 
 
 @pytest.fixture(scope="module")
@@ -77,46 +42,6 @@ def deploy_certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     clients = [arg for user in PASSWORDS for arg in ("--client", user)]
     run_tool("sh", MAKE_CERTS, "-o", tls, "--broker", "127.0.0.1", "--days", "2", *clients)
     return tls
-
-
-@contextlib.contextmanager
-def running_deploy_broker(
-    tmp_path: Path, certificates: Path, mutual_tls: bool = False
-) -> Iterator[PrivateBroker]:
-    """A Mosquitto running the shipped config and ACL, with deploy certificates and passwords."""
-    tls = tmp_path / "tls"
-    shutil.copytree(certificates, tls)
-    (tmp_path / "data").mkdir()
-    shutil.copy(DEPLOY / "acl", tmp_path / "acl")
-    for user, password in PASSWORDS.items():
-        flags = ["-b"] if (tmp_path / "passwd").exists() else ["-c", "-b"]
-        run_tool("mosquitto_passwd", *flags, tmp_path / "passwd", user, password)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(shipped_config(port, tmp_path, mutual_tls))
-    log = (tmp_path / "mosquitto.log").open("wb")
-    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-
-        def listening() -> bool:
-            if proc.poll() is not None:
-                return True  # exited: a bad option; the assertion below shows the log
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
-
-        assert wait_until(listening, 10) and proc.poll() is None, (
-            tmp_path / "mosquitto.log"
-        ).read_text()
-        yield PrivateBroker(port, tls / "ca.crt", tmp_path / "acl", proc)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from inspector.store import Store, record_inspection
 from inspector.store.database import alembic_config
 from inspector.store.models import Inspection
 from tests.core.helpers import make_request
-from tests.deploy.test_deploy_broker import MAKE_CERTS, PASSWORDS, running_deploy_broker
+from tests.fixtures.deploy import MAKE_CERTS, PASSWORDS, running_deploy_broker
 from tests.fixtures.download import Download
 from tests.fixtures.services import free_port
 from tests.fixtures.tls import run_tool

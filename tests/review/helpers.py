@@ -20,6 +20,19 @@ PASSWORD = "correct horse battery"
 CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 REQUEST_FIELDS = ("part_id", "note", "line", "station")
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+# The review app's settings in these tests: every PASS audited, a quick lockout, one site.
+SETTINGS = {
+    "review": {"audit_pass_percent": 100, "max_login_failures": 3, "allowed_hosts": ["testserver"]},
+    "sites": {
+        "osaka": {
+            "threshold": 0.7,
+            "defects": [
+                {"name": "scratch", "description": "a line in the finish"},
+                {"name": "dent", "description": "a local deformation"},
+            ],
+        }
+    },
+}
 
 
 def seed(

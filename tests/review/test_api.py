@@ -14,8 +14,7 @@ from fastapi.testclient import TestClient
 from inspector.review import create_app
 from inspector.settings import Settings
 from inspector.store import Store
-from tests.review.conftest import SETTINGS
-from tests.review.helpers import CHEAP, PASSWORD, T0, add_user, csrf_of, login, seed
+from tests.review.helpers import CHEAP, PASSWORD, SETTINGS, T0, add_user, csrf_of, login, seed
 
 # App logic without SQL of its own runs on SQLite only; everything that queries runs on both.
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

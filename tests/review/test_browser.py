@@ -17,8 +17,7 @@ from inspector.settings import Settings
 from inspector.store import Store
 from tests.fixtures.browser import LiveServer
 from tests.fixtures.services import free_port
-from tests.review.conftest import SETTINGS
-from tests.review.helpers import PASSWORD, T0, add_user, seed
+from tests.review.helpers import PASSWORD, SETTINGS, T0, add_user, seed
 
 pytestmark = pytest.mark.browser
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import queue
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,14 +35,6 @@ SNAPSHOT = SnapshotRecord(1, "site", "0" * 64, None, None, 0.25, {}, "qe", None,
 
 def _scored(fail_p_pass: list[float]) -> list[Outcome]:
     return [Outcome("PASS", 0.9)] * 4 + [Outcome("FAIL", p) for p in fail_p_pass]
-
-
-@pytest.fixture
-def store(db_url: str, tmp_path: Path) -> Iterator[Store]:
-    s = Store(db_url, tmp_path / "blobs")
-    s.upgrade()
-    yield s
-    s.close()
 
 
 def _candidate(store: Store, site: str, fail_p_pass: list[float], against: list[float]) -> str:

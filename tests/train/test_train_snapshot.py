@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -16,14 +14,6 @@ from inspector.train.dataset import balance_report, build_snapshot, read_snapsho
 from tests.train.parts import START, add_reviewed
 
 SETTINGS = TrainSettings(min_reviews=12, min_per_class=4, holdout_share=0.25)
-
-
-@pytest.fixture
-def store(db_url: str, tmp_path: Path) -> Iterator[Store]:
-    s = Store(db_url, tmp_path / "blobs")
-    s.upgrade()
-    yield s
-    s.close()
 
 
 def test_snapshot_freezes_labels_targets_and_a_time_split(store: Store, unique: str) -> None:

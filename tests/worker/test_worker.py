@@ -20,7 +20,7 @@ from inspector.store.models import Inspection, Rejection, Verdict
 from inspector.worker import Worker
 from tests.core.helpers import jpeg, make_request
 from tests.fixtures.services import TcpRelay
-from tests.worker.conftest import Observer, make_settings
+from tests.fixtures.worker import Observer, make_settings
 
 TIMEOUT = 60.0
 

@@ -30,7 +30,7 @@ from inspector.store.models import Verdict
 from inspector.worker import Worker
 from tests.core.helpers import make_request
 from tests.fixtures.model import adapter_sha256
-from tests.worker.conftest import Observer, make_settings
+from tests.fixtures.worker import Observer, make_settings
 
 TIMEOUT = 60.0
 MakeAdapter = Callable[[str, int], Path]

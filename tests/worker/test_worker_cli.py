@@ -13,7 +13,7 @@ from pathlib import Path
 from inspector.worker import Worker
 from tests.core.helpers import jpeg, wav
 from tests.fixtures.services import free_port
-from tests.worker.conftest import Observer, make_settings
+from tests.fixtures.worker import Observer, make_settings
 
 
 def _submit(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

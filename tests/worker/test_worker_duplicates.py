@@ -14,7 +14,7 @@ from inspector.quality import AdapterRef
 from inspector.store.models import Inspection, Verdict
 from inspector.worker import Worker
 from tests.core.helpers import make_request
-from tests.worker.conftest import Observer, make_settings
+from tests.fixtures.worker import Observer, make_settings
 
 TIMEOUT = 60.0
 

@@ -12,7 +12,7 @@ from inspector.worker import Worker
 from inspector.worker.heartbeat import Heartbeat
 from tests.core.helpers import jpeg, make_request
 from tests.fixtures.edge import wait_until
-from tests.worker.conftest import Observer, make_settings
+from tests.fixtures.worker import Observer, make_settings
 
 
 def test_backlog_goes_up_at_once_and_down_only_after_a_calm_spell() -> None:

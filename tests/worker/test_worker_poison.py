@@ -18,7 +18,7 @@ from inspector.protocol import ImagePart, StationKey, WorkerStatus, sha256_hex, 
 from inspector.store.models import Inspection, Rejection, Verdict
 from inspector.worker import Worker
 from tests.core.helpers import jpeg, make_request
-from tests.worker.conftest import Observer, make_settings
+from tests.fixtures.worker import Observer, make_settings
 
 TIMEOUT = 60.0
 # More than the worker's receive window (64), so poison alone could fill it many times over.

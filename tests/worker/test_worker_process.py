@@ -17,7 +17,7 @@ from inspector.protocol import ImagePart, WorkerStatus, status_topic
 from inspector.store import Store
 from inspector.store.models import Inspection, Verdict
 from tests.core.helpers import jpeg, make_request
-from tests.worker.conftest import Observer, forget_session
+from tests.fixtures.worker import Observer, forget_session
 
 TIMEOUT = 90.0
 

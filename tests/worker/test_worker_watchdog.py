@@ -21,7 +21,7 @@ from inspector.worker.intake import Refused
 from inspector.worker.watchdog import Watchdog
 from tests.core.helpers import jpeg, make_request
 from tests.fixtures.edge import wait_until
-from tests.worker.conftest import Observer, make_settings
+from tests.fixtures.worker import Observer, make_settings
 
 TIMEOUT = 60.0
 
