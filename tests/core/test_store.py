@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,7 @@ from inspector.store import (
 from inspector.store.blobs import BlobStore
 from inspector.store.database import alembic_config
 from inspector.store.models import Base, Inspection, Media, Rejection, Review, Verdict
+from inspector.store.tallies import day_of
 from tests.core.helpers import jpeg, make_request, verdict_for
 
 
@@ -211,3 +212,27 @@ def test_blob_paths_never_come_from_user_input(tmp_path: Path) -> None:
     sha, path = blobs.put(b"hello")
     assert path.is_relative_to(tmp_path) and path.name == sha
     assert not list(path.parent.glob(".tmp-*"))
+
+
+def test_times_are_kept_in_utc_and_read_back_aware_whatever_zone_they_came_in(
+    store: Store,
+) -> None:
+    tokyo = timezone(timedelta(hours=9))
+    captured = datetime(2026, 11, 23, 17, 30, tzinfo=tokyo)
+    req = make_request(captured_at=captured)
+    with store.db.write() as s:
+        record_inspection(s, store.blobs, req)
+        record_verdict(s, verdict_for(req))
+    with store.db.read() as s:
+        insp = s.scalar(sa.select(Inspection))
+        assert insp is not None
+        assert insp.captured_at == captured and insp.captured_at.tzinfo is UTC
+        assert insp.captured_at.hour == 8  # 17:30 in Tokyo is 08:30 UTC
+        # A bound in another zone selects by the same instant.
+        just_before = VerdictFilter(since=datetime(2026, 11, 23, 17, 29, tzinfo=tokyo))
+        just_after = VerdictFilter(since=datetime(2026, 11, 23, 8, 31, tzinfo=UTC))
+        assert len(list_verdicts(s, just_before)) == 1
+        assert list_verdicts(s, just_after) == []
+        # The UTC day the tallies and the calendar group by.
+        day = s.scalar(sa.select(day_of(s, Inspection.captured_at)))
+    assert day == "2026-11-23"
