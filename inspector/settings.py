@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import socket
@@ -209,6 +210,42 @@ class ReviewSettings(_Section):
         5, title="Failed logins (per user name and per address) before a lockout", ge=1
     )
     lockout_minutes: float = Field(15.0, title="How long a lockout lasts", gt=0)
+    account_backoff_max_s: float = Field(
+        60.0,
+        title="Longest wait an account's failures impose on addresses it never logged in "
+        "from (the wait doubles from 1 s per failure past max_login_failures)",
+        gt=0,
+        le=3600,
+    )
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        title="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and "
+        "Forwarded headers name the real client (none: the TCP peer is the client)",
+    )
+    public_url: str | None = Field(
+        None,
+        title="The app's address as users reach it (https://review.example.com): absolute "
+        "links use it and the Host header must name it",
+        pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~\-/]*)?$",
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        (), title="More Host header names to answer to, besides public_url's and localhost"
+    )
+    token_days: int = Field(90, title="An API token lasts this many days by default", ge=1)
+    token_max_days: int = Field(365, title="The longest life an API token may be given", ge=1)
+
+    @model_validator(mode="after")
+    def _review_values(self) -> ReviewSettings:
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {excerpt(entry)} is not an address or network"
+                ) from None
+        if self.token_days > self.token_max_days:
+            raise ValueError("token_days must not exceed token_max_days")
+        return self
 
 
 class FileSettings(BaseSettings):

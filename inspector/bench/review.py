@@ -89,7 +89,7 @@ def run_review_bench(cfg: ReviewBenchConfig) -> dict[str, Any]:
         store.db.analyze()
         try:
             app = create_app(Settings(), store)
-            with TestClient(app) as client:
+            with TestClient(app, base_url="http://localhost") as client:
                 _login(client)
                 report = _measure(client, cfg)
         finally:

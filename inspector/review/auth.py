@@ -1,12 +1,15 @@
 """Who is calling: session cookies for browsers, bearer tokens for scripts, roles, CSRF.
 
 A browser session is a random token in an HttpOnly SameSite=Strict cookie; the server keeps
-its sha256 and a CSRF token that every form and every state-changing API call made with the
-cookie must echo. A bearer token carries no ambient authority, so it needs no CSRF token.
+its sha256. The session's CSRF token, which every form and every state-changing API call
+made with the cookie must echo, is derived from the cookie (an HMAC of it) and kept only as
+a sha256 too, so the database holds nothing a browser could replay. A bearer token carries
+no ambient authority, so it needs no CSRF token; it expires and its last use is noted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Literal
@@ -44,6 +47,11 @@ class LoginRequired(Exception):
     """A page was asked for without a session; the handler redirects to the login page."""
 
 
+def csrf_for(session_token: str) -> str:
+    """The CSRF token of a session: an HMAC of its cookie, so it is never stored in clear."""
+    return hmac.new(session_token.encode(), b"inspector csrf", hashlib.sha256).hexdigest()
+
+
 def identify(request: Request, ctx: AppContext) -> Principal | None:
     """The caller named by a bearer token or the session cookie, if valid."""
     cached: Principal | None = getattr(request.state, "principal", None)
@@ -52,16 +60,21 @@ def identify(request: Request, ctx: AppContext) -> Principal | None:
     header = request.headers.get("authorization", "")
     found: Principal | None = None
     if header.lower().startswith("bearer "):
-        token = header[7:].strip()
+        hashed = digest(header[7:].strip())
         with ctx.store.db.read() as session:
-            user = user_store.user_for_token(session, digest(token))
-        found = Principal(user, "token", None) if user is not None else None
+            hit = user_store.user_for_token(session, hashed)
+        if hit is not None:
+            if hit[1]:
+                with ctx.store.db.write() as session:
+                    user_store.note_token_use(session, hashed)
+            found = Principal(hit[0], "token", None)
     elif cookie := request.cookies.get(SESSION_COOKIE):
         hashed = digest(cookie)
         with ctx.store.db.read() as session:
-            hit = user_store.session_user(session, hashed)
-        if hit is not None:
-            found = Principal(hit[0], "session", hit[1], hashed)
+            seen = user_store.session_user(session, hashed)
+        csrf = csrf_for(cookie)
+        if seen is not None and hmac.compare_digest(digest(csrf), seen[1]):
+            found = Principal(seen[0], "session", csrf, hashed)
     request.state.principal = found
     return found
 

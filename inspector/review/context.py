@@ -12,6 +12,7 @@ from markupsafe import Markup
 
 from inspector.engine.identity import is_tiny_model
 from inspector.quality import BASE, served_name
+from inspector.review.hosts import Network, networks
 from inspector.safetext import visible
 from inspector.settings import DefectSpec, Settings
 from inspector.store import Store
@@ -54,6 +55,7 @@ class AppContext:
     store: Store
     templates: Environment
     random_model: bool = False
+    trusted_proxies: tuple[Network, ...] = ()
 
     @classmethod
     def build(cls, settings: Settings, store: Store) -> AppContext:
@@ -63,7 +65,8 @@ class AppContext:
         templates.globals["random_model"] = random_model
         templates.globals["base_adapter"] = BASE  # a verdict without a site adapter
         templates.globals["served_name"] = served_name
-        return cls(settings, store, templates, random_model)
+        proxies = networks(settings.review.trusted_proxies)
+        return cls(settings, store, templates, random_model, proxies)
 
     def defect_catalogue(self, site: str) -> tuple[DefectSpec, ...]:
         """The site's defect types (its profile's, else the default profile's), plus "other"."""

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from inspector.review.edge import FIRST_DAY, LAST_DAY
 from inspector.store.queue import QueueFilter
 
 Tab = Literal["review", "fail", "audit", "all"]
@@ -29,8 +30,12 @@ class QueueQuery(BaseModel):
     line: str = Field("", pattern=SLUG_OR_EMPTY)
     station: str = Field("", pattern=SLUG_OR_EMPTY)
     verdict: Literal["", "PASS", "FAIL", "REVIEW"] = ""
-    since: date | None = Field(None, description="captured on or after this day (UTC)")
-    until: date | None = Field(None, description="captured on or before this day (UTC)")
+    since: date | None = Field(
+        None, ge=FIRST_DAY, le=LAST_DAY, description="captured on or after this day (UTC)"
+    )
+    until: date | None = Field(
+        None, ge=FIRST_DAY, le=LAST_DAY, description="captured on or before this day (UTC)"
+    )
     reviewed: Reviewed = Field("no", description="no: only those you have not reviewed")
     adapter: str = Field("", max_length=64)
     min_confidence: float | None = Field(None, ge=0, le=1)

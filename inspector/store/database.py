@@ -93,12 +93,8 @@ class Database:
         try:
             with self._reader() as session:
                 yield session
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            if getattr(exc, "connection_invalidated", False) or _is_connection_error(exc):
-                raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
-            raise StoreFailed(f"database error: {exc.orig}") from exc
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreFailed(f"database error: {exc}") from exc
+            raise _coded(exc) from exc
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -106,16 +102,8 @@ class Database:
         try:
             with self._writer.begin() as session:
                 yield session
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            if getattr(exc, "connection_invalidated", False) or _is_connection_error(exc):
-                raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
-            raise StoreFailed(f"database error: {exc.orig}") from exc
-        except sa.exc.IntegrityError as exc:
-            raise StoreConflict(
-                f"a write broke a constraint (often a concurrent insert): {exc.orig}"
-            ) from exc
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreFailed(f"database error: {exc}") from exc
+            raise _coded(exc) from exc
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
@@ -123,7 +111,7 @@ class Database:
             with self.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            raise StoreUnavailable(f"database unavailable: {exc.orig}") from None
+            raise StoreUnavailable(UNAVAILABLE) from exc
 
     def analyze(self) -> None:
         """Refresh the planner's statistics (after a bulk load)."""
@@ -136,6 +124,24 @@ class Database:
         self.engine.dispose()
         if self.write_engine is not self.engine:
             self.write_engine.dispose()
+
+
+# Fixed messages: a driver's error quotes SQL and bound parameters, which are for the log
+# (the exception stays chained as __cause__), never for an answer to a user.
+UNAVAILABLE = "the database is not answering; try again shortly"
+FAILED = "the database refused the operation (the log has the driver's error)"
+CONFLICT = "a write collided with a concurrent one; retrying reconciles it"
+
+
+def _coded(exc: sa.exc.SQLAlchemyError) -> StoreFailed | StoreUnavailable:
+    """The coded error for a SQLAlchemy error, with a message that quotes nothing of it."""
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and (
+        getattr(exc, "connection_invalidated", False) or _is_connection_error(exc)
+    ):
+        return StoreUnavailable(UNAVAILABLE)
+    if isinstance(exc, sa.exc.IntegrityError):
+        return StoreConflict(CONFLICT)
+    return StoreFailed(FAILED)
 
 
 def _is_connection_error(exc: sa.exc.DBAPIError) -> bool:

@@ -8,8 +8,9 @@ the same on page 1 and page 2 000, and rows arriving meanwhile neither shift nor
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -75,6 +76,14 @@ def reviewed_by(user_id: int) -> sa.Exists:
     )
 
 
+# What a cursor may hold: an id the integer key columns can hold, and a capture time the
+# app can compute with (a day either side of it still a valid datetime) and store.
+MAX_ID = 2**31 - 1
+_ID = re.compile(r"[0-9]{1,10}")
+FIRST_CAPTURE = datetime(1970, 1, 1, tzinfo=UTC)
+LAST_CAPTURE = datetime(9998, 12, 31, tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """Where a page ended: the last row's capture time and id (the listing's key).
@@ -100,17 +109,22 @@ class Cursor:
         """A cursor from :meth:`token`'s text; InvalidInput says what is wrong with it."""
         when, sep, ident = token.rpartition("~")
         try:
-            if not sep or not ident.isdigit():
+            if not sep or not _ID.fullmatch(ident) or int(ident) > MAX_ID:
                 raise ValueError
             captured = datetime.fromisoformat(when)
-        except ValueError:
+            if captured.tzinfo is None:
+                raise InvalidInput("the cursor's capture time has no time zone")
+            captured = utc(captured)
+        except (ValueError, OverflowError):
             raise InvalidInput(
                 "the cursor is not one a listing printed (capture time~id); "
                 "start from the first page"
             ) from None
-        if captured.tzinfo is None:
-            raise InvalidInput("the cursor's capture time has no time zone")
-        return cls(utc(captured), int(ident))
+        if not FIRST_CAPTURE <= captured <= LAST_CAPTURE:
+            raise InvalidInput(
+                "the cursor's capture time is out of range; start from the first page"
+            )
+        return cls(captured, int(ident))
 
 
 def newest_first(key: QueryableAttribute[int]) -> tuple[sa.UnaryExpression[Any], ...]:

@@ -339,18 +339,21 @@ class ApiToken(Base):
     prefix: Mapped[str] = mapped_column(sa.String(16))
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
 
 
 class WebSession(Base):
-    """A logged-in browser: the cookie holds a random token, the row its sha256 and CSRF token."""
+    """A logged-in browser: the cookie holds a random token; the row keeps sha256 hashes only."""
 
     __tablename__ = "web_sessions"
 
     token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    csrf_token: Mapped[str] = mapped_column(sa.String(64))
+    csrf_hash: Mapped[str] = mapped_column(sa.String(64))  # sha256 of the session's CSRF token
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+    address: Mapped[str | None] = mapped_column(sa.String(64))  # where the login came from
 
 
 class LoginFailure(Base):
@@ -362,6 +365,18 @@ class LoginFailure(Base):
     failures: Mapped[int]
     first_failed_at: Mapped[datetime]
     locked_until: Mapped[datetime | None]
+
+
+class LoginAddress(Base):
+    """An address a user logged in from: its owner passes the account's back-off there."""
+
+    __tablename__ = "login_addresses"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    address: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    last_login_at: Mapped[datetime]
 
 
 class ReviewMark(Base):

@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
 
+from inspector.review.edge import SafeText
+
 Decision = Literal["confirm", "override"]
 Final = Literal["PASS", "FAIL"]
 
@@ -121,8 +123,8 @@ class ReviewIn(BaseModel):
 
     decision: Decision
     final_verdict: Final | None = Field(None, description="required to override")
-    defect_type: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
-    comment: str | None = Field(None, max_length=2000)
+    defect_type: SafeText | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    comment: SafeText | None = Field(None, max_length=2000)
     review_id: UUID | None = Field(None, description="makes a retried POST a no-op")
 
     @model_validator(mode="after")

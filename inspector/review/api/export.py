@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from itertools import chain, islice
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from inspector.review.auth import Principal, api_user
 from inspector.review.context import AppContext, app_context
 from inspector.review.filters import QueueQuery
+from inspector.review.hosts import public_base
 from inspector.safetext import csv_cell, json_line
 from inspector.store.export import CSV_COLUMNS, csv_record, iter_export
 
@@ -20,6 +22,7 @@ router = APIRouter(tags=["export"])
 
 # The store's export schema, plus each medium's URL in this app.
 COLUMNS = [*CSV_COLUMNS, "media_urls"]
+MAX_ROWS = 10_000_000
 
 
 def _csv_rows(records: Iterator[dict[str, Any]], media_url: str) -> Iterator[str]:
@@ -52,26 +55,33 @@ def _jsonl_rows(records: Iterator[dict[str, Any]], media_url: str) -> Iterator[s
 
 @router.get("/export")
 def export(
-    request: Request,
     q: QueueQuery = Depends(),
     format: Literal["csv", "jsonl"] = Query("csv"),
-    limit: int | None = Query(None, ge=1, description="at most this many rows"),
+    limit: int | None = Query(None, ge=1, le=MAX_ROWS, description="at most this many rows"),
     who: Principal = Depends(api_user),
     ctx: AppContext = Depends(app_context),
 ) -> StreamingResponse:
-    """Every inspection the queue filters select, newest first; media as sha256 + URL."""
+    """Every inspection the queue filters select, newest first; media as sha256 + URL.
+
+    The first rows are read before the answer starts, so a refused filter or a database
+    that does not answer is an error status, not a 200; a failure later ends the download
+    as incomplete (the connection closes without the end of the chunked body).
+    """
     flt = q.store_filter(ctx.settings.review.audit_pass_percent)
-    media_url = str(request.url_for("media", sha256="x"))[:-1]
+    media_url = f"{public_base(ctx.settings.review) or ''}/media/"
 
     def records() -> Iterator[dict[str, Any]]:
         with ctx.store.db.read() as session:
             yield from iter_export(session, flt, who.user.id, limit)
 
-    rows = _csv_rows(records(), media_url) if format == "csv" else _jsonl_rows(records(), media_url)
+    source = records()
+    first = list(islice(source, 1))  # the first chunk's query runs here, before any byte
+    rows = chain(first, source)
+    body = _csv_rows(rows, media_url) if format == "csv" else _jsonl_rows(rows, media_url)
     media_type = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
     name = f"inspections.{format}"
     return StreamingResponse(
-        rows,
+        body,
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

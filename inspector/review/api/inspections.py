@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from inspector.errors import InvalidInput
 from inspector.review import reviewing
@@ -25,7 +25,9 @@ from inspector.review.api.defs import (
 )
 from inspector.review.auth import Principal, api_user, api_writer
 from inspector.review.context import AppContext, app_context
+from inspector.review.edge import FIRST_DAY, LAST_DAY, month_in_range
 from inspector.review.filters import QueueQuery
+from inspector.review.hosts import public_base
 from inspector.store.detail import (
     InspectionDetail,
     ReviewView,
@@ -80,6 +82,8 @@ def month_bounds(month: str | None) -> tuple[str, datetime, datetime]:
         first = date.fromisoformat(f"{month}-01") if month else datetime.now(UTC).date()
     except ValueError:
         raise InvalidInput(f"month {str(month)[:20]!r} is not YYYY-MM") from None
+    if not month_in_range(first.year):
+        raise InvalidInput(f"month: a month of {FIRST_DAY.year}–{LAST_DAY.year}")
     first = first.replace(day=1)
     nxt = first.replace(year=first.year + (first.month == 12), month=first.month % 12 + 1)
     start = datetime(first.year, first.month, 1, tzinfo=UTC)
@@ -126,7 +130,12 @@ def review_out(r: ReviewView) -> ReviewOut:
     return ReviewOut.model_validate(r, from_attributes=True)
 
 
-def inspection_out(d: InspectionDetail, ctx: AppContext, request: Request) -> InspectionOut:
+def media_url(ctx: AppContext, sha256: str) -> str:
+    """A medium's link: absolute under review.public_url, else relative (never the Host's)."""
+    return f"{public_base(ctx.settings.review) or ''}/media/{sha256}"
+
+
+def inspection_out(d: InspectionDetail, ctx: AppContext) -> InspectionOut:
     """The API shape of an inspection with everything about it."""
     return InspectionOut(
         request_id=d.request_id,
@@ -144,7 +153,7 @@ def inspection_out(d: InspectionDetail, ctx: AppContext, request: Request) -> In
                 sha256=m.sha256,
                 content_type=m.content_type,
                 size=m.size,
-                url=str(request.url_for("media", sha256=m.sha256)),
+                url=media_url(ctx, m.sha256),
             )
             for m in d.media
         ],
@@ -161,7 +170,6 @@ def inspection_out(d: InspectionDetail, ctx: AppContext, request: Request) -> In
 @router.get("/inspections/{request_id}", response_model=InspectionOut)
 def inspection(
     request_id: str,
-    request: Request,
     who: Principal = Depends(api_user),
     ctx: AppContext = Depends(app_context),
 ) -> InspectionOut:
@@ -169,7 +177,7 @@ def inspection(
     rid = parse_request_id(request_id)
     with ctx.store.db.read() as session:
         detail = inspection_detail(session, rid, who.user.id)
-    return inspection_out(detail, ctx, request)
+    return inspection_out(detail, ctx)
 
 
 @router.get("/inspections/{request_id}/reviews", response_model=list[ReviewOut])

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 
 from inspector.review.auth import CSRF_FIELD, Principal, csrf_matches
 from inspector.review.context import AppContext
+from inspector.review.edge import check_pairs
 
 
 def render(
@@ -29,11 +30,16 @@ def render(
 
 
 async def checked_form(request: Request, who: Principal) -> dict[str, str]:
-    """The posted form, refused (403) unless it carries the session's CSRF token."""
+    """The posted form, refused (403) unless it carries the session's CSRF token.
+
+    Every field is checked for characters a database cannot hold (422 naming the field).
+    """
     form = await request.form()
-    values = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    pairs = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    values = dict(pairs)
     if not csrf_matches(who, values.get(CSRF_FIELD)):
         raise HTTPException(403, "this form's security token is missing or stale: reload the page")
+    check_pairs("form", pairs)
     return values
 
 

@@ -14,7 +14,7 @@ from inspector.review.pages import checked_form, render, require_reviewer
 from inspector.review.pages.queue import query_from
 from inspector.store.detail import InspectionDetail, inspection_detail, media_of, parse_request_id
 from inspector.store.queue import neighbours
-from inspector.store.reviews import mark_unreviewed
+from inspector.store.reviews import mark_unreviewed, review_inspections
 
 router = APIRouter(include_in_schema=False)
 
@@ -74,26 +74,33 @@ async def review(
     who: Principal = Depends(page_user),
     ctx: AppContext = Depends(app_context),
 ) -> Response:
-    """Store the decision, then show the next inspection of the queue."""
+    """Store the decision, then show the next inspection of the queue.
+
+    Everything the answer needs is validated before the write, and the next inspection is
+    found inside the same transaction: a request that fails stores nothing, so a retry
+    cannot store the review twice.
+    """
     form = await checked_form(request, who)
     require_reviewer(who)
     q = query_from(form.get("q", ""))
+    flt = q.store_filter(ctx.settings.review.audit_pass_percent)
     rid = parse_request_id(request_id)
     try:
-        detail, _ = reviewing.review_one(
-            ctx,
-            who.user,
-            rid,
-            form.get("decision", ""),
-            form.get("final_verdict"),
-            form.get("defect_type"),
-            form.get("comment"),
-        )
+        with ctx.store.db.write() as session:
+            detail = inspection_detail(session, rid, who.user.id)
+            review = reviewing.build_review(
+                ctx,
+                detail,
+                who.user,
+                form.get("decision", ""),
+                form.get("final_verdict"),
+                form.get("defect_type"),
+                form.get("comment"),
+            )
+            review_inspections(session, who.user.id, [review])
+            _, next_id = neighbours(session, flt, who.user.id, detail.cursor)
     except InvalidInput as exc:
         return _page(ctx, who, q, rid, error=exc.message)
-    flt = q.store_filter(ctx.settings.review.audit_pass_percent)
-    with ctx.store.db.read() as session:
-        _, next_id = neighbours(session, flt, who.user.id, detail.cursor)
     target = _url(next_id, q.query_string()) or f"/queue?{q.query_string()}"
     return RedirectResponse(target, status_code=303)
 

@@ -13,11 +13,14 @@ from inspector.review.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     Principal,
+    csrf_for,
     identify,
     page_user,
     set_session_cookie,
 )
 from inspector.review.context import AppContext, app_context
+from inspector.review.edge import unstorable
+from inspector.review.hosts import client_address
 from inspector.review.pages import checked_form, render
 from inspector.review.passwords import digest, new_secret, verify_password
 from inspector.store import users as user_store
@@ -61,37 +64,65 @@ def login_form(
     return _login_page(ctx, _local(next))
 
 
+_FIELD_NAMES = {"username": "user name", "password": "password", "next": "next"}
+
+
+def _throttle_keys(username: str, address: str) -> tuple[str, str]:
+    return f"addr:{address}", f"user:{username}"
+
+
 @router.post("/login")
 async def login(request: Request, ctx: AppContext = Depends(app_context)) -> Response:
-    """Check the password; too many failures per name or address lock them for a while."""
+    """Check the password, throttled per address and per account (see the README's policy).
+
+    An address with `max_login_failures` failures is locked for `lockout_minutes`. An
+    account's failures from addresses it never logged in from make such addresses wait a
+    back-off that doubles per failure up to `account_backoff_max_s`; addresses it logged in
+    from are exempt, so nobody can keep its owner out by guessing its password.
+    """
     form = await request.form()
-    username = str(form.get("username", ""))[:64]
-    password = str(form.get("password", ""))[:1024]
-    next_url = _local(str(form.get("next", "")))
+    fields = {k: str(form.get(k, "")) for k in ("username", "password", "next")}
+    for key, value in fields.items():
+        if (problem := unstorable(value)) is not None:
+            message = f"{_FIELD_NAMES[key]}: {problem}"
+            return _login_page(ctx, "/queue", message, 422)
+    username, password = fields["username"][:64], fields["password"][:1024]
+    next_url = _local(fields["next"])
     sent, kept = str(form.get("login_csrf", "")), request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not sent or not kept or not hmac.compare_digest(sent, kept):
         return _login_page(ctx, next_url, "The login form expired; please try again.", 403)
     review = ctx.settings.review
-    address = request.client.host if request.client else "unknown"
-    keys = [f"user:{username}", f"addr:{address}"]
-    lockout = timedelta(minutes=review.lockout_minutes)
+    address = client_address(request, ctx.trusted_proxies)
+    address_key, account_key = _throttle_keys(username, address)
     with ctx.store.db.read() as session:
+        user = user_store.get_user(session, username)
+        known = user is not None and user_store.is_known_address(session, user.id, address)
+        keys = [address_key] if known else [address_key, account_key]
         locked = user_store.locked_until(session, keys)
-        user = user_store.get_user(session, username) if locked is None else None
     if locked is not None:
-        minutes = max(1, round((locked - datetime.now(UTC)).total_seconds() / 60))
-        message = f"Too many failed logins. Try again in {minutes} minute(s)."
-        return _login_page(ctx, next_url, message, 429)
+        seconds = max(1, round((locked - datetime.now(UTC)).total_seconds()))
+        wait = f"{seconds} second(s)" if seconds < 120 else f"{round(seconds / 60)} minute(s)"
+        return _login_page(ctx, next_url, f"Too many failed logins. Try again in {wait}.", 429)
     ok = verify_password(user.password_hash if user else None, password)
     if user is None or not ok or user.disabled:
         with ctx.store.db.write() as session:
-            user_store.record_login_failure(session, keys, review.max_login_failures, lockout)
+            user_store.record_login_failure(
+                session,
+                address_key,
+                None if known else account_key,
+                review.max_login_failures,
+                timedelta(minutes=review.lockout_minutes),
+                timedelta(seconds=review.account_backoff_max_s),
+            )
         return _login_page(ctx, next_url, "Wrong user name or password.", 401)
-    token, csrf = new_secret(), new_secret()
+    token = new_secret()
     lifetime = timedelta(hours=review.session_hours)
     with ctx.store.db.write() as session:
-        user_store.clear_login_failures(session, keys[:1])
-        user_store.create_session(session, user.id, digest(token), csrf, lifetime)
+        user_store.clear_login_failures(session, [account_key])
+        user_store.remember_address(session, user.id, address)
+        user_store.create_session(
+            session, user.id, digest(token), digest(csrf_for(token)), lifetime, address
+        )
     response = RedirectResponse(next_url, status_code=303)
     set_session_cookie(response, token, int(lifetime.total_seconds()), review.secure_cookies)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
@@ -120,7 +151,7 @@ def health(ctx: AppContext = Depends(app_context)) -> Response:
     try:
         ctx.store.db.ping()
     except StoreUnavailable as exc:
-        raise HTTPException(503, exc.message) from None
+        raise HTTPException(503, exc.message) from exc
     return JSONResponse({"status": "ok"})
 
 

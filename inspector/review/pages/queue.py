@@ -7,12 +7,15 @@ from datetime import timedelta
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
 
 from inspector.review import reviewing
 from inspector.review.api.inspections import month_bounds
 from inspector.review.auth import Principal, page_user
 from inspector.review.context import AppContext, app_context
+from inspector.review.edge import check_pairs
 from inspector.review.filters import QueueQuery
 from inspector.review.pages import checked_form, render, require_reviewer
 from inspector.store import queue
@@ -23,8 +26,15 @@ TABS = [("review", "REVIEW"), ("fail", "FAIL"), ("audit", "PASS audit"), ("all",
 
 
 def query_from(text: str) -> QueueQuery:
-    """Queue filters carried through a form as a query string, re-validated."""
-    return QueueQuery.model_validate(dict(parse_qsl(text[:2000])))
+    """Queue filters carried through a form's hidden `q` field, re-validated (422 names q.…)."""
+    pairs = parse_qsl(text[:2000])
+    check_pairs("form", pairs, prefix="q.")
+    try:
+        return QueueQuery.model_validate(dict(pairs))
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("form", "q." + ".".join(map(str, e["loc"])))} for e in exc.errors()]
+        ) from None
 
 
 @router.get("/queue")
