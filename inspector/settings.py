@@ -140,6 +140,11 @@ class ModelSettings(_Section):
     compile: bool = Field(
         True, title="torch.compile the repeated blocks on a GPU (the first batches compile)"
     )
+    quantization: Literal["none", "fp8"] = Field(
+        "none",
+        title="Linear layers of the language model and the vision tower in FP8 (per-row "
+        "scales, torchao; needs an H100/H200-class GPU); LoRA adapters stay in the model dtype",
+    )
 
 
 class TrainSettings(_Section):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, cast, get_args
 
 import typer
 from rich.console import Console
@@ -12,12 +12,28 @@ from rich.table import Table
 
 from inspector.settings import ModelSettings
 
+if TYPE_CHECKING:
+    from inspector.bench.engine import Quantization
+
 console = Console()
 
 # The engine as `inspector serve` runs it: compiled unless model.compile is turned off.
 COMPILE: bool = ModelSettings.model_fields["compile"].default
 
 app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+
+
+def _quantizations(values: list[str]) -> tuple[Quantization, ...]:
+    """`--quantization` values, each one of model.quantization's, none twice."""
+    known = get_args(ModelSettings.model_fields["quantization"].annotation)
+    for i, value in enumerate(values):
+        if value not in known:
+            raise typer.BadParameter(
+                f"{value!r} is not one of {', '.join(known)}", param_hint="--quantization"
+            )
+        if value in values[:i]:
+            raise typer.BadParameter(f"{value!r} is named twice", param_hint="--quantization")
+    return cast("tuple[Quantization, ...]", tuple(values))
 
 
 def _image_size(value: str) -> tuple[int, int]:
@@ -43,11 +59,20 @@ def bench_engine(
     baseline: Annotated[
         bool, typer.Option("--baseline/--no-baseline", help="Time the seed recipe too.")
     ] = True,
-    seed_requests: Annotated[int, typer.Option(min=1, help="Timed seed-recipe requests.")] = 4,
+    seed_requests: Annotated[
+        int, typer.Option(min=5, help="Timed seed-recipe requests (after an untimed warm-up).")
+    ] = 5,
     profile_runs: Annotated[
         int, typer.Option(min=0, help="Stage-by-stage profile runs (0: none).")
     ] = 3,
     attn: Annotated[str, typer.Option(help="Engine attention: auto, sdpa, eager...")] = "auto",
+    quantization: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Engine linear layers: none or fp8; repeat to compare (the first is the "
+            "reference for verdict agreement)."
+        ),
+    ] = None,
     compile_blocks: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile the engine's blocks.")
     ] = COMPILE,
@@ -63,6 +88,7 @@ def bench_engine(
     from inspector.bench.engine import EngineBenchConfig, run_engine_bench
 
     sizes = [_image_size(v) for v in image_size or ["640x480"]]
+    variants = _quantizations(quantization or ["none"])
     cfg = EngineBenchConfig(
         batch_size=batch_size,
         batches=batches,
@@ -76,57 +102,81 @@ def bench_engine(
         profile_runs=profile_runs,
         compile=compile_blocks,
         unmerged=unmerged,
+        quantization=variants,
     )
     report = run_engine_bench(cfg, sizes)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2))
+    _render_engine(report)
+    console.print(f"JSON: {output}")
+
+
+def _engine_keys(run: dict[str, Any]) -> list[str]:
+    """The run's engine reports: the reference, each other quantization, the unmerged one."""
+    others = [k for k in run if k.startswith("engine_") and k != "engine_unmerged"]
+    return ["engine", *others, *(["engine_unmerged"] if "engine_unmerged" in run else [])]
+
+
+def _engine_label(engine: dict[str, Any]) -> str:
+    if engine.get("vision_lora") == "attached":
+        return "engine, vision LoRA unmerged"
+    linear = ", fp8 linear" if engine.get("quantization") == "fp8" else ""
+    return f"engine ({engine['dtype']}{linear}, {engine['attn_implementation']})"
+
+
+def _render_engine(report: dict[str, Any]) -> None:
+    """The engine benchmark's table, agreement lines and stage lines, for people."""
     table = Table(title=f"{report['device']}: engine vs seed recipe")
     for column in ("photo", "path", "batch", "inspections/s", "batch p95 s", "peak GiB", "×seed"):
         table.add_column(column)
     for run in report["runs"]:
         image = run["workload"]["image"]
-        engine = run["engine"]
-        table.add_row(
-            image,
-            f"engine ({engine['dtype']}, {engine['attn_implementation']})",
-            str(engine["batch_size"]),
-            f"{engine['inspections_per_s']:.2f}",
-            f"{engine['batch_latency_s']['p95']:.3f}",
-            f"{engine['peak_memory_gib']:.1f}",
-            f"{run['speedup']:.1f}" if "speedup" in run else "",
-        )
-        if "engine_unmerged" in run:
-            before = run["engine_unmerged"]
+        seed = run.get("seed")
+        for key in _engine_keys(run):
+            engine = run[key]
             table.add_row(
                 image,
-                "engine, vision LoRA unmerged",
-                str(before["batch_size"]),
-                f"{before['inspections_per_s']:.2f}",
-                f"{before['batch_latency_s']['p95']:.3f}",
-                f"{before['peak_memory_gib']:.1f}",
-                f"{before['inspections_per_s'] / run['seed']['inspections_per_s']:.1f}"
-                if "seed" in run
-                else "",
+                _engine_label(engine),
+                str(engine["batch_size"]),
+                f"{engine['inspections_per_s']:.2f}",
+                f"{engine['batch_latency_s']['p95']:.3f}",
+                f"{engine['peak_memory_gib']:.1f}",
+                f"{engine['inspections_per_s'] / seed['inspections_per_s']:.1f}" if seed else "",
             )
-        if "seed" in run:
-            seed = run["seed"]
-            table.add_row(image, "seed recipe", "1", f"{seed['inspections_per_s']:.2f}", "", "", "")
+        if seed:
+            table.add_row(
+                image,
+                f"seed recipe ({seed['timed_requests']} timed after a warm-up)",
+                "1",
+                f"{seed['inspections_per_s']:.2f}",
+                "",
+                f"{seed['peak_memory_gib']:.1f}",
+                "",
+            )
     console.print(table)
     for run in report["runs"]:
-        for key in ("engine", "engine_unmerged"):
-            prof = run.get(key, {}).get("profile")
+        image = run["workload"]["image"]
+        for key, agreement in run.items():
+            if key.endswith("_agreement"):
+                console.print(
+                    f"{image}, {key.removesuffix('_agreement')} vs {run['engine']['quantization']}"
+                    f": same leaning on {agreement['same_leaning_share']:.1%} of "
+                    f"{agreement['requests']} requests, largest |ΔP(PASS)| "
+                    f"{agreement['max_abs_delta_p_pass']:.4f}"
+                )
+        for key in _engine_keys(run):
+            prof = run[key].get("profile")
             if not prof:
                 continue
             ms = prof["stage_ms"]
             console.print(
-                f"{run['workload']['image']}, vision LoRA {run[key]['vision_lora']}: preprocess "
+                f"{image}, {_engine_label(run[key])}: preprocess "
                 f"{ms['preprocess']:.0f} ms, towers {ms['towers']:.0f} ms "
                 f"(MFU {prof['mfu_towers']:.0%}), prefill "
                 f"{ms['prefill']:.0f} ms (MFU {prof['mfu_prefill']:.0%}), decode "
                 f"{prof['decode_ms_per_step']:.1f} ms/step (floor "
                 f"{prof['decode_floor_ms_per_step']:.1f})"
             )
-    console.print(f"JSON: {output}")
 
 
 @app.command("swap")
@@ -387,6 +437,22 @@ def bench_review(
             label, str(row["n"]), f"{row['p50_ms']:.1f}", f"{row['p95_ms']:.1f}", targets[name]
         )
     console.print(table)
+    filters = Table(title="per filter (server time; slowest against its target first)")
+    for column in ("page · tab · filter", "n", "p50 ms", "p95 ms", "max ms", "target p95"):
+        filters.add_column(column)
+    ranked = sorted(report["filters"].items(), key=lambda kv: -kv[1]["p95_ms"] / kv[1]["target_ms"])
+    for name, row in ranked:
+        filters.add_row(
+            name,
+            str(row["n"]),
+            f"{row['p50_ms']:.1f}",
+            f"{row['p95_ms']:.1f}",
+            f"{row['max_ms']:.1f}",
+            str(row["target_ms"]),
+        )
+    console.print(filters)
+    over = report["over_target"]
+    console.print(f"slowest: {report['slowest'][0]}; over target: {', '.join(over) or 'none'}")
     console.print(f"seeded in {report['seed_s']} s; JSON: {output}")
 
 

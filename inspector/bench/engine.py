@@ -9,7 +9,15 @@ same photos, voice notes and prompt text, so the ratio is a like-for-like compar
   through a CUDA graph (`static_decode=False`: one eager forward per token, the engine's
   earlier path), on the served base: a random vision-shaped LoRA merged into the weights;
 - optionally the same engine with that LoRA attached unmerged (`unmerged`), the base as
-  it was served before the merge.
+  it was served before the merge;
+- the engine under each `model.quantization` asked for (`quantization`, e.g. bf16 and
+  FP8), each built from the same random weights and run on the same requests, so the
+  report gives each one's verdict agreement with the first: the share of requests with
+  the same PASS/FAIL leaning and the largest |ΔP(PASS)|.
+
+The seed recipe gets one untimed warm-up request per photo size, then `seed_requests`
+timed ones (5 by default): the first request of a fresh process pays for CUDA's and
+the allocator's start, which is no part of the recipe's steady rate.
 """
 
 from __future__ import annotations
@@ -31,12 +39,15 @@ from transformers import Phi4MultimodalForCausalLM
 from inspector.engine.checkpoint import resolve_runtime
 from inspector.engine.lora import LoraSpec, lora_factors, lora_host, merge_lora
 from inspector.engine.prompt import verdict_prompt
+from inspector.engine.quantize import stored_bytes
 from inspector.engine.runtime import PhiEngine
 from inspector.engine.tiny import build_processor, build_tokenizer, full_size_config, tiny_config
 from inspector.engine.types import VISION_ADAPTER, EngineRequest
+from inspector.quality import decide, leaning
 from inspector.settings import ModelSettings, SiteProfile
 
 BENCH_SITE = SiteProfile(part="machined housing", threshold=0.7)
+Quantization = Literal["none", "fp8"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,7 @@ class EngineBenchConfig:
     height: int = 480
     audio_seconds: float = 8.0
     rationale_tokens: int = 48
-    seed_requests: int = 4
+    seed_requests: int = 5  # timed, after one untimed warm-up request
     seed_new_tokens: int = 64
     attn_implementation: str = "auto"
     static_decode: bool = True  # False: one eager forward per decoded token (the old path)
@@ -58,6 +69,8 @@ class EngineBenchConfig:
     unmerged: bool = False  # also time the vision LoRA attached, not merged (the old base)
     # torch.compile the engine's repeated blocks (on a GPU), as `inspector serve` does
     compile: bool = ModelSettings.model_fields["compile"].default
+    # One engine per entry, same weights and requests; the first is the agreement reference.
+    quantization: tuple[Quantization, ...] = ("none",)
     profile_runs: int = 3  # stage-by-stage runs (each stage synchronised), minimum taken
     # Ceilings the MFU and the decode floor are taken against: the bf16 matrix rate and the
     # copy bandwidth measured on one H200 (a datasheet's numbers are higher).
@@ -114,6 +127,7 @@ def build_bench_engine(
     config: Any,
     sites: Mapping[str, SiteProfile] | None = None,
     merged: bool = True,
+    quantization: Quantization = "none",
 ) -> PhiEngine:
     """The engine over a freshly built random model and a random vision-shaped LoRA.
 
@@ -142,6 +156,7 @@ def build_bench_engine(
         device=cfg.device,
         max_rationale_tokens=cfg.rationale_tokens,
         compile=cfg.compile,
+        quantization=quantization,
     )
     return PhiEngine(
         model,
@@ -188,7 +203,7 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
     # Batches back to back, as a loaded worker runs them: the sum of their walls is the
     # sustained rate, each one's wall a batch latency.
     inputs = [_requests(cfg, cfg.batch_size, b + 1) for b in range(cfg.batches)]
-    walls, timings, rationale_tokens = [], [], []
+    walls, timings, rationale_tokens, p_pass = [], [], [], []
     before = engine.decode_stats()
     for batch in inputs:
         t0 = time.perf_counter()
@@ -197,6 +212,7 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
         walls.append(time.perf_counter() - t0)
         timings.append(results[0].timings_ms)
         rationale_tokens += [r.rationale_tokens for r in results]
+        p_pass += [r.p_pass for r in results]
     peak = _peak_gib(cfg.device)
     # What the timed batches' decodes did: after the warm-up, no builds and no captures, and
     # on a GPU every step but a row group's first-ever one replayed.
@@ -209,9 +225,12 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
     _sync(cfg.device)
     verdict_wall = time.perf_counter() - t0
     engine.settings = settings
+    p_pass += [r.p_pass for r in results_v]
     stages = {k: float(np.mean([t[k] for t in timings])) for k in timings[0]}
     return {
         "dtype": str(engine.model.dtype).removeprefix("torch."),
+        "quantization": settings.quantization,
+        "quantized_layers": engine.quantized_layers,
         "attn_implementation": engine.model.config._attn_implementation,
         "static_decode": cfg.static_decode,
         "batch_size": cfg.batch_size,
@@ -229,6 +248,34 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
         "decode_graphs": graphs,
         "verdict_only_inspections_per_s": cfg.batch_size / verdict_wall,
         "peak_memory_gib": peak,
+        # P(PASS) of every timed request, then of the verdict-only batch, in order: the same
+        # requests in every engine of the run, for `verdict_agreement`.
+        "p_pass": p_pass,
+    }
+
+
+def verdict_agreement(reference: Sequence[float], other: Sequence[float]) -> dict[str, Any]:
+    """How `other`'s P(PASS) differs from `reference`'s on the same requests, in order."""
+    if len(reference) != len(other) or not reference:
+        raise ValueError("agreement needs the same non-empty list of requests on both sides")
+    deltas = [abs(a - b) for a, b in zip(reference, other, strict=True)]
+    pairs = list(zip(reference, other, strict=True))
+    same_leaning = sum(leaning(a) == leaning(b) for a, b in pairs)
+    threshold = BENCH_SITE.threshold
+    same_decision = sum(
+        decide(a, threshold).decision == decide(b, threshold).decision for a, b in pairs
+    )
+    return {
+        "requests": len(pairs),
+        "same_leaning_share": same_leaning / len(pairs),
+        "same_decision_share": same_decision / len(pairs),
+        "decision_threshold": threshold,
+        "max_abs_delta_p_pass": max(deltas),
+        "mean_abs_delta_p_pass": float(np.mean(deltas)),
+        # How spread the reference's P(PASS) is: random weights may lean one way throughout.
+        "reference_pass_leaning_share": sum(leaning(a) == leaning(1.0) for a in reference)
+        / len(pairs),
+        "reference_p_pass_range": [min(reference), max(reference)],
     }
 
 
@@ -280,7 +327,7 @@ def _lm_step_bytes(engine: PhiEngine, batch: int, cache_len: int) -> float:
     cfg = model.config
     towers = ("embed_tokens_extend", "embed_tokens.")
     weights = sum(
-        p.numel() * p.element_size()
+        stored_bytes(p)
         for name, p in model.named_parameters()
         if not any(t in name for t in towers)
     )
@@ -377,9 +424,12 @@ def _bench_engine(
     processor: Any,
     config: Any,
     merged: bool = True,
+    quantization: Quantization = "none",
 ) -> list[dict[str, Any]]:
     started = time.perf_counter()
-    engine = build_bench_engine(cfg, processor, config, merged=merged)
+    # The same seed before every build: each engine of a run holds the same random weights.
+    torch.manual_seed(0)
+    engine = build_bench_engine(cfg, processor, config, merged=merged, quantization=quantization)
     _sync(cfg.device)
     build_s = time.perf_counter() - started
     reports = []
@@ -436,7 +486,9 @@ def _measure_seed(
         return int(out.shape[1] - inputs["input_ids"].shape[1])
 
     requests = _requests(cfg, cfg.seed_requests + 1, 1000)
-    one(model, requests[0])  # warm-up
+    t0 = time.perf_counter()
+    one(model, requests[0])  # warm-up, untimed: kernels, allocator, the first photo's crops
+    warmup_s = time.perf_counter() - t0
     walls, new_tokens = [], []
     for request in requests[1:]:
         t0 = time.perf_counter()
@@ -447,6 +499,8 @@ def _measure_seed(
         "attn_implementation": "eager",
         "batch_size": 1,
         "new_tokens": new_tokens,
+        "warmup_request_seconds": warmup_s,
+        "timed_requests": len(walls),
         "request_seconds": walls,
         "inspections_per_s": len(walls) / sum(walls),
         "peak_memory_gib": _peak_gib(cfg.device),
@@ -457,29 +511,39 @@ def _measure_seed(
 def run_engine_bench(
     cfg: EngineBenchConfig, sizes: list[tuple[int, int]] | None = None
 ) -> dict[str, Any]:
-    """The engine, then the seed recipe, on each photo size (default: `cfg`'s), as one report.
+    """The engines, then the seed recipe, on each photo size (default: `cfg`'s), as one report.
 
-    One engine and one seed model serve every size, so each size's ratio compares the two
-    on the same photos and voice notes in the same process.
+    One engine per quantization and one seed model serve every size, so each size's ratio
+    compares them on the same photos and voice notes in the same process. The first
+    quantization's engine is the run's `engine`; each other one is `engine_<name>`, with
+    its ratio to the seed recipe and to `engine`, and its verdict agreement with `engine`.
     """
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("the engine benchmark needs a CUDA GPU")
+    if not cfg.quantization or len(set(cfg.quantization)) != len(cfg.quantization):
+        raise ValueError(f"quantization must name each variant once, not {cfg.quantization}")
     sizes = sizes or [(cfg.width, cfg.height)]
     torch.manual_seed(0)
     tokenizer = build_tokenizer()
     processor = build_processor(tokenizer)
     config = full_size_config(tokenizer) if cfg.architecture == "full" else tiny_config(tokenizer)
     _free(cfg.device)
-    engines = _bench_engine(cfg, sizes, processor, config)
-    _free(cfg.device)
+    variants: dict[str, list[dict[str, Any]]] = {}
+    for quantization in cfg.quantization:
+        variants[quantization] = _bench_engine(
+            cfg, sizes, processor, config, quantization=quantization
+        )
+        _free(cfg.device)
     unmerged: list[dict[str, Any] | None] = [None] * len(sizes)
     if cfg.unmerged:
         unmerged = list(_bench_engine(cfg, sizes, processor, config, merged=False))
         _free(cfg.device)
     seeds = _bench_seed(cfg, sizes, processor, config) if cfg.baseline else [None] * len(sizes)
     _free(cfg.device)
+    reference, *others = cfg.quantization
     runs = []
-    for (width, height), engine, seed, before in zip(sizes, engines, seeds, unmerged, strict=True):
+    for i, ((width, height), seed, before) in enumerate(zip(sizes, seeds, unmerged, strict=True)):
+        engine = variants[reference][i]
         run: dict[str, Any] = {
             "workload": {
                 "image": f"{width}x{height}",
@@ -491,6 +555,13 @@ def run_engine_bench(
         if seed is not None:
             run["seed"] = seed
             run["speedup"] = engine["inspections_per_s"] / seed["inspections_per_s"]
+        for name in others:
+            other = variants[name][i]
+            run[f"engine_{name}"] = other
+            run[f"{name}_vs_engine"] = other["inspections_per_s"] / engine["inspections_per_s"]
+            run[f"{name}_agreement"] = verdict_agreement(engine["p_pass"], other["p_pass"])
+            if seed is not None:
+                run[f"{name}_speedup"] = other["inspections_per_s"] / seed["inspections_per_s"]
         if before is not None:
             run["engine_unmerged"] = before
             run["merged_speedup"] = engine["inspections_per_s"] / before["inspections_per_s"]

@@ -9,7 +9,8 @@ Three layers, as in anomalib's split of network and glue:
   into the served base, the transcription adapter), `verdict` (verdict
   tokens), `core` (`PhiCore`: requests → embeddings → logits at the verdict position);
 - runtime (torch, inference only): `runtime` (`PhiEngine`), `decode` (batched prefill and
-  decode, static KV cache, CUDA graphs), `adapters` (site adapters between batches).
+  decode, static KV cache, CUDA graphs), `adapters` (site adapters between batches),
+  `quantize` (FP8 linear layers of the served base, `model.quantization`).
 
 This package's top level imports no torch; `load_engine` pulls in the runtime on first use.
 """

@@ -27,6 +27,7 @@ from inspector.engine.checkpoint import load_checkpoint, resolve_runtime
 from inspector.engine.compiled import compile_blocks
 from inspector.engine.core import PhiCore
 from inspector.engine.decode import DecodeGraphs, greedy_continue, prefill
+from inspector.engine.quantize import apply_quantization, check_quantization
 from inspector.engine.shapes import Bucket, shape_bucket
 from inspector.engine.types import (
     SPEECH_ADAPTER,
@@ -68,6 +69,8 @@ class PhiEngine:
         # Held for a whole batch and for every adapter change: a change waits for the batch
         # in flight, which finishes on the adapters it started with.
         self._batch_lock = threading.Lock()
+        # Before compiling: the compiled blocks then fuse the float8 activation quantisation.
+        self.quantized_layers = apply_quantization(model, settings.quantization, self.device)
         if settings.compile and self.device.type == "cuda":
             compile_blocks(model)
         # Static caches and decode graphs reused across batches (see decode.DecodeGraphs).
@@ -256,14 +259,17 @@ class PhiEngine:
 def load_engine(model: ModelSettings, sites: Mapping[str, SiteProfile]) -> PhiEngine:
     """Load `model.path` onto its device, vision LoRA merged; site adapters come later."""
     runtime = resolve_runtime(model)
+    # Refused before gigabytes of weights are read, not after.
+    check_quantization(model.quantization, runtime.device)
     peft_model, processor = load_checkpoint(model, runtime)
     engine = PhiEngine(peft_model, processor, model, sites)
     log.info(
-        "loaded %s on %s (%s, %s); adapters %s",
+        "loaded %s on %s (%s, %s, quantization %s); adapters %s",
         model.path,
         runtime.device,
         runtime.dtype,
         runtime.attn_implementation,
+        model.quantization,
         engine.adapters(),
     )
     return engine

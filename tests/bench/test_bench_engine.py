@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from inspector.bench.engine import EngineBenchConfig, run_engine_bench
+import pytest
+
+from inspector.bench.engine import EngineBenchConfig, run_engine_bench, verdict_agreement
 
 
 def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
@@ -11,7 +13,7 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
         device="cpu",
         batch_size=2,
         batches=2,
-        seed_requests=1,
+        seed_requests=2,
         rationale_tokens=4,
         seed_new_tokens=4,
         lora_rank=8,
@@ -26,7 +28,12 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
     assert small["workload"]["image"] == "64x48"
     engine, seed = small["engine"], small["seed"]
     assert engine["batch_size"] == 2 and seed["batch_size"] == 1
-    assert seed["new_tokens"] == [4]
+    # One untimed warm-up request, then the timed ones.
+    assert seed["new_tokens"] == [4, 4] and seed["timed_requests"] == 2
+    assert len(seed["request_seconds"]) == 2 and seed["warmup_request_seconds"] > 0
+    assert engine["quantization"] == "none" and engine["quantized_layers"] == 0
+    # P(PASS) of the two timed batches and the verdict-only batch, for agreement figures.
+    assert len(engine["p_pass"]) == 3 * 2 and all(0 <= p <= 1 for p in engine["p_pass"])
     assert engine["mean_rationale_tokens"] == 4
     assert engine["static_decode"] and engine["decode_ms_per_step"] > 0
     # The timed batches reuse the warm-up's static cache; on a CPU every step runs eagerly.
@@ -71,3 +78,26 @@ def test_bench_without_the_baseline_measures_the_engine_alone_at_each_size() -> 
         assert "seed" not in run and "speedup" not in run and "profile" not in run["engine"]
         assert "engine_unmerged" not in run
         assert run["engine"]["inspections_per_s"] > 0
+
+
+def test_bench_refuses_a_quantization_named_twice() -> None:
+    cfg = EngineBenchConfig(architecture="tiny", device="cpu", quantization=("none", "none"))
+    with pytest.raises(ValueError, match="each variant once"):
+        run_engine_bench(cfg)
+
+
+def test_agreement_counts_same_leanings_and_the_largest_probability_move() -> None:
+    reference = [0.9, 0.55, 0.2, 0.75]
+    other = [0.8, 0.45, 0.25, 0.75]  # the second request flips from PASS to FAIL
+    agreement = verdict_agreement(reference, other)
+    assert agreement["requests"] == 4
+    assert agreement["same_leaning_share"] == 0.75
+    assert agreement["max_abs_delta_p_pass"] == pytest.approx(0.1)
+    assert agreement["mean_abs_delta_p_pass"] == pytest.approx(0.25 / 4)
+    # At the bench threshold 0.7: PASS, REVIEW, FAIL, PASS against PASS, REVIEW, FAIL, PASS.
+    assert agreement["same_decision_share"] == 1.0
+    assert agreement["reference_pass_leaning_share"] == 0.75
+    assert agreement["reference_p_pass_range"] == [0.2, 0.9]
+    assert verdict_agreement(reference, reference)["max_abs_delta_p_pass"] == 0.0
+    with pytest.raises(ValueError):
+        verdict_agreement(reference, other[:3])

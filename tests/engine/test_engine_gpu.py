@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 
 from inspector.engine import EngineRequest
 from inspector.engine.checkpoint import resolve_runtime
+from inspector.engine.quantize import FP8_CAPABILITY, fp8_targets, is_quantized
 from inspector.engine.runtime import load_engine
 from inspector.quality import AdapterRef
 from inspector.settings import ModelSettings
@@ -21,6 +23,12 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
+needs_fp8 = pytest.mark.skipif(
+    importlib.util.find_spec("torchao") is None
+    or not torch.cuda.is_available()
+    or torch.cuda.get_device_capability() < FP8_CAPABILITY,
+    reason="needs torchao and a GPU with float8 matmuls",
+)
 
 
 def batch() -> list[EngineRequest]:
@@ -117,3 +125,63 @@ def test_gpu_compiled_engine_serves_swapped_site_adapters_as_the_plain_one(
         for p, c in served:
             assert (c.adapter, c.adapter_version) == ("plant-a", version)
             assert c.p_pass == pytest.approx(p.p_pass, abs=0.02)
+
+
+@needs_fp8
+def test_gpu_fp8_engine_quantizes_the_base_layers_only_and_leans_as_bf16(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    common = {
+        "path": tiny_model_dir,
+        "max_rationale_tokens": 8,
+        "adapters_dir": tmp_path,
+        "transcribe": True,
+    }
+    bf16 = load_engine(ModelSettings(device="cuda", **common), {})
+    fp8 = load_engine(ModelSettings(device="cuda", quantization="fp8", **common), {})
+    targets = fp8_targets(fp8.model)
+    assert fp8.quantized_layers == len(targets) > 0
+    assert all(is_quantized(m.weight) for m in targets.values())
+    base = fp8.model.get_base_model()
+    adapters = [p for name, p in base.named_parameters() if ".lora_" in name]
+    assert adapters and not any(is_quantized(p) for p in adapters)
+    assert not is_quantized(base.lm_head.weight)
+    with caplog.at_level(logging.WARNING, logger="inspector.engine.decode"):
+        quantized = fp8.infer(batch())
+    assert not caplog.records  # the float8 decode step was captured as a CUDA graph
+    for q, b in zip(quantized, bf16.infer(batch()), strict=True):
+        assert q.p_pass == pytest.approx(b.p_pass, abs=0.05)
+        assert 1 <= q.rationale_tokens <= 8
+        assert q.transcript is not None
+    fp8.static_decode = False
+    eager = fp8.infer(batch())
+    assert [r.rationale for r in eager] == [r.rationale for r in quantized]
+
+
+@needs_fp8
+def test_gpu_fp8_compiled_engine_routes_rows_to_swapped_site_adapters(
+    tiny_model_dir: Path, tmp_path: Path, make_site_adapter: Callable[[str, int], Path]
+) -> None:
+    common = {"path": tiny_model_dir, "max_rationale_tokens": 8, "adapters_dir": tmp_path}
+    bf16 = load_engine(ModelSettings(device="cuda", compile=False, **common), {})
+    fp8 = load_engine(ModelSettings(device="cuda", compile=True, quantization="fp8", **common), {})
+    # One batch: two rows of a site with an adapter, one row of a site without.
+    requests = [
+        EngineRequest("a1", "line-a", [photo(48, 64, 1)], None, None),
+        EngineRequest("b1", "line-b", [photo(48, 64, 1)], None, None),
+        EngineRequest("a2", "line-a", [photo(48, 64, 2)], None, None),
+    ]
+    for version, seed in ((1, 7), (2, 9)):
+        adapter = make_site_adapter("plant-a", seed)
+        digest = adapter_sha256(adapter)
+        for engine in (bf16, fp8):
+            engine.load_site_adapter("line-a", AdapterRef("plant-a", version, digest), adapter)
+        plain, quantized = bf16.infer(requests), fp8.infer(requests)
+        assert [(r.adapter, r.adapter_version) for r in quantized] == [
+            (r.adapter, r.adapter_version) for r in plain
+        ]
+        assert (quantized[0].adapter, quantized[0].adapter_version) == ("plant-a", version)
+        assert quantized[1].adapter != "plant-a"
+        for p, q in zip(plain, quantized, strict=True):
+            assert q.p_pass == pytest.approx(p.p_pass, abs=0.05)
+        assert fp8.site_adapters()["line-a"].version == version
