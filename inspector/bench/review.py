@@ -38,6 +38,7 @@ class ReviewBenchConfig:
     stats_requests: int = 12
     export_requests: int = 3
     export_rows: int = 10_000
+    filter_repeats: int = 5  # requests per tab × filter (and detail pages of its items)
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -117,6 +118,83 @@ def _get(client: Any, path: str, params: dict[str, Any] | None = None) -> Any:
     return r
 
 
+# Every filter the queue page offers, alone and in the combinations that narrow by the
+# verdict's own columns (the slow kind: they are not on the inspection row).
+QUEUE_FILTERS: dict[str, dict[str, str]] = {
+    "none": {},
+    "site": {"site": "kobe"},
+    "site+line+station": {"site": "kobe", "line": "line-2", "station": "station-1"},
+    "line": {"line": "line-3"},
+    "station": {"station": "station-2"},
+    "days": {"since": "2026-11-01", "until": "2026-11-07"},
+    "site+days": {"site": "osaka", "since": "2026-11-01", "until": "2026-11-07"},
+    "verdict": {"verdict": "FAIL"},
+    "reviewed any": {"reviewed": "any"},
+    "reviewed yes": {"reviewed": "yes"},
+    "adapter": {"adapter": "kobe-v1"},
+    "min_confidence": {"min_confidence": "0.9"},
+    "confidence range": {"min_confidence": "0.6", "max_confidence": "0.7"},
+    "adapter+min_confidence": {"adapter": "osaka-v2", "min_confidence": "0.8"},
+    "part_id prefix": {"part_id": "P12"},
+    "site+part_id": {"site": "nagoya", "part_id": "P3"},
+    "everything": {
+        "site": "kobe",
+        "line": "line-1",
+        "adapter": "kobe-v2",
+        "min_confidence": "0.5",
+        "max_confidence": "0.95",
+        "since": "2026-10-01",
+        "until": "2026-11-30",
+        "part_id": "P",
+        "reviewed": "any",
+    },
+}
+STATS_FILTERS: dict[str, dict[str, str]] = {
+    "none": {},
+    "site": {"site": "kobe"},
+    "adapter": {"adapter": "kobe-v1"},
+    "days": {"since": "2026-11-01", "until": "2026-11-07"},
+    "site+adapter+days": {
+        "site": "osaka",
+        "adapter": "osaka-v1",
+        "since": "2026-10-15",
+        "until": "2026-11-15",
+    },
+    "threshold": {"threshold": "0.8"},
+}
+TABS = ("review", "fail", "audit", "all")
+
+
+def _per_filter(client: Any, repeats: int) -> dict[str, dict[str, Any]]:
+    """p50/p95 of the first queue page and a detail page per tab × filter, and of numbers."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, params in QUEUE_FILTERS.items():
+        for tab in TABS:
+            query = {"tab": tab, **params}
+            queue: list[float] = []
+            detail: list[float] = []
+            rids: list[str] = []
+            for _ in range(repeats):
+                r = _get(client, "/queue", query)
+                queue.append(_server_ms(r))
+                rids = rids or re.findall(r'data-rid="([0-9a-f-]{36})"', r.text)[:repeats]
+            for rid in rids:
+                detail.append(_server_ms(_get(client, f"/inspections/{rid}", query)))
+            out[f"queue {tab} · {name}"] = {**_percentiles(queue), "target_ms": 150}
+            if detail:
+                out[f"detail {tab} · {name}"] = {**_percentiles(detail), "target_ms": 150}
+    for name, params in STATS_FILTERS.items():
+        stats = [_server_ms(_get(client, "/stats", params)) for _ in range(repeats)]
+        out[f"numbers · {name}"] = {**_percentiles(stats), "target_ms": 500}
+    return out
+
+
+def slowest(filters: dict[str, dict[str, Any]], n: int = 5) -> list[tuple[str, dict[str, Any]]]:
+    """The `n` filters with the highest p95 relative to their target, slowest first."""
+    ranked = sorted(filters.items(), key=lambda kv: kv[1]["p95_ms"] / kv[1]["target_ms"])
+    return ranked[::-1][:n]
+
+
 def _measure(client: Any, cfg: ReviewBenchConfig) -> dict[str, Any]:
     rng = random.Random(1)
     tabs = ["review", "fail", "audit", "all"]
@@ -156,9 +234,13 @@ def _measure(client: Any, cfg: ReviewBenchConfig) -> dict[str, Any]:
         )
         export.append((time.perf_counter() - started) * 1000)
         rows = r.text.count("\n") - 1
+    filters = _per_filter(client, cfg.filter_repeats)
     return {
         "queue": _percentiles(queue),
         "detail": _percentiles(detail),
         "stats": _percentiles(stats),
         "export": {**_percentiles(export), "rows": rows},
+        "filters": filters,
+        "slowest": [name for name, _ in slowest(filters)],
+        "over_target": [n for n, f in filters.items() if f["p95_ms"] > f["target_ms"]],
     }

@@ -58,7 +58,7 @@ QUEUE_FIELDS = ["tab", "site", "since", "until", "reviewed", "adapter", "min_con
 
 
 def _value(real_ids: list[str]) -> st.SearchStrategy[str]:
-    printable = st.text(st.characters(exclude_categories=("Cs",)), max_size=24)
+    printable = st.text(st.characters(exclude_categories=["Cs"]), max_size=24)
     numbers = st.integers(-(2**70), 2**70).map(str)
     return st.one_of(
         st.sampled_from(NASTY),
@@ -75,7 +75,7 @@ def _operations(app: Any) -> list[tuple[str, str, list[str], list[str], list[str
     spec = app.openapi()
     ops = []
     for full, route in _routes(app.routes):
-        for method in sorted(route.methods - {"HEAD"}):
+        for method in sorted((route.methods or set()) - {"HEAD"}):
             op = spec["paths"].get(full, {}).get(method.lower())
             if op is not None:
                 params = op.get("parameters", [])
