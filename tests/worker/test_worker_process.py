@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -54,13 +55,26 @@ metrics_port = 0
 
 
 def _serve(config: Path) -> subprocess.Popen[bytes]:
-    log = (config.parent / "worker.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "inspector", "--config", str(config), "serve"],
-        stdout=log,
-        stderr=log,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    # Deprecations are printed to the log (Python hides DeprecationWarning outside __main__),
+    # so a test can see that serving real batches raises none.
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONWARNINGS": "default::DeprecationWarning,default::FutureWarning",
+    }
+    with (config.parent / "worker.log").open("ab") as log:  # the child has its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "inspector", "--config", str(config), "serve"],
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+
+
+def _deprecations(config: Path) -> list[str]:
+    """The worker log's deprecation lines (a library warning about a call of ours)."""
+    log = (config.parent / "worker.log").read_text(errors="replace")
+    return [line for line in log.splitlines() if re.search(r"(Deprecation|Future)Warning", line)]
 
 
 def _log(config: Path) -> str:
@@ -115,6 +129,7 @@ def test_sigkill_mid_batch_then_restart_gives_exactly_one_verdict_each(
         second.send_signal(signal.SIGTERM)
         assert second.wait(60) == 0, _log(config)
     assert _rows(tmp_path) == (60, 60, 60)
+    assert _deprecations(config) == []
 
 
 def test_sigterm_finishes_the_batch_and_leaves_the_worker_offline(
