@@ -122,20 +122,15 @@ def _media(session: Session, inspection_ids: Sequence[int]) -> dict[int, tuple[M
 def reviewed_inspections(
     session: Session, site: str, since: datetime | None = None, until: datetime | None = None
 ) -> list[Reviewed]:
-    """The site's inspections that have a review, each with its latest one, oldest first.
+    """The site's inspections that have an answer that counts, each with it, oldest first.
 
-    Reviews are append-only, so the latest is the one with the highest id; `since` and
-    `until` bound the capture time (until is exclusive).
+    The answer that counts is the inspection's own `review_id` (store.tallies keeps it: the
+    latest review, none after a withdrawal), so a withdrawn answer never becomes a label;
+    `since` and `until` bound the capture time (until is exclusive).
     """
-    latest = (
-        sa.select(Review.inspection_id, sa.func.max(Review.id).label("review_id"))
-        .group_by(Review.inspection_id)
-        .subquery()
-    )
     stmt = (
         sa.select(Inspection, Review, Verdict.rationale)
-        .join(latest, latest.c.inspection_id == Inspection.id)
-        .join(Review, Review.id == latest.c.review_id)
+        .join(Review, Review.id == Inspection.review_id)
         .outerjoin(Verdict, Verdict.id == Review.verdict_id)
         .where(Inspection.site == site)
         .order_by(Inspection.captured_at, Inspection.id)

@@ -57,6 +57,12 @@ class ReviewView:
     comment: str | None
     reviewer: str
     created_at: datetime
+    via: str | None = None  # page | bulk | api | demo
+
+    @property
+    def withdrawn(self) -> bool:
+        """Whether this entry withdraws the answer before it (final_verdict says which)."""
+        return self.decision == "withdraw"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,12 @@ class InspectionDetail:
     verdicts: list[VerdictView] = field(default_factory=list)
     reviews: list[ReviewView] = field(default_factory=list)
     reviewed_by_me: bool = False
+
+    @property
+    def standing(self) -> ReviewView | None:
+        """The answer that counts: the latest entry unless it is a withdrawal."""
+        latest = self.reviews[-1] if self.reviews else None
+        return None if latest is None or latest.withdrawn else latest
 
     @property
     def verdict(self) -> VerdictView | None:
@@ -119,6 +131,7 @@ def review_view(r: Review) -> ReviewView:
         r.comment,
         r.reviewer,
         r.created_at,
+        r.via,
     )
 
 
@@ -182,6 +195,18 @@ def review_history(session: Session, request_id: str) -> list[ReviewView]:
     iid = inspection_id(session, request_id)
     rows = session.scalars(sa.select(Review).where(Review.inspection_id == iid).order_by(Review.id))
     return [review_view(r) for r in rows]
+
+
+def last_entry(session: Session, request_id: str) -> tuple[str, ReviewView] | None:
+    """An inspection's part id and the newest entry of its review history, if it has one."""
+    row = session.execute(
+        sa.select(Inspection.part_id, Review)
+        .join(Review, Review.inspection_id == Inspection.id)
+        .where(Inspection.request_id == request_id)
+        .order_by(Review.id.desc())
+        .limit(1)
+    ).first()
+    return (row[0], review_view(row[1])) if row is not None else None
 
 
 def media_ref(session: Session, sha256: str) -> MediaRef | None:

@@ -94,6 +94,9 @@ class Cursor:
 
     captured_at: datetime
     id: int
+    # The review queue's REVIEW tab leads its key with the verdict's confidence (most
+    # uncertain first); None in every other listing.
+    rank: float | None = None
 
     @classmethod
     def after(cls, row: Verdict) -> Cursor:
@@ -102,11 +105,16 @@ class Cursor:
 
     def token(self) -> str:
         """The cursor as text a user can pass back (`verdicts list --after`, `?cursor=`)."""
-        return f"{utc(self.captured_at).isoformat()}~{self.id}"
+        key = f"{utc(self.captured_at).isoformat()}~{self.id}"
+        return key if self.rank is None else f"{key}~{self.rank!r}"
 
     @classmethod
     def parse(cls, token: str) -> Cursor:
         """A cursor from :meth:`token`'s text; InvalidInput says what is wrong with it."""
+        rank: float | None = None
+        if token.count("~") == 2:
+            token, _, ranked = token.rpartition("~")
+            rank = _rank(ranked)
         when, sep, ident = token.rpartition("~")
         try:
             if not sep or not _ID.fullmatch(ident) or int(ident) > MAX_ID:
@@ -124,7 +132,21 @@ class Cursor:
             raise InvalidInput(
                 "the cursor's capture time is out of range; start from the first page"
             )
-        return cls(captured, int(ident))
+        return cls(captured, int(ident), rank)
+
+
+_RANK = re.compile(r"[01](\.[0-9]{1,20})?(e-[0-9]{1,3})?|[0-9]\.[0-9]{1,20}e-[0-9]{1,3}")
+
+
+def _rank(text: str) -> float:
+    """A cursor's confidence: a float of [0, 1] as repr() writes it."""
+    value = float(text) if _RANK.fullmatch(text) else -1.0
+    if not 0.0 <= value <= 1.0:
+        raise InvalidInput(
+            "the cursor is not one a listing printed (capture time~id~confidence); "
+            "start from the first page"
+        )
+    return value
 
 
 def newest_first(key: QueryableAttribute[int]) -> tuple[sa.UnaryExpression[Any], ...]:

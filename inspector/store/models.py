@@ -165,12 +165,15 @@ class Review(Base):
         sa.ForeignKey("inspections.id", ondelete="CASCADE"), index=True
     )
     verdict_id: Mapped[int | None] = mapped_column(sa.ForeignKey("verdicts.id"))
-    decision: Mapped[str] = mapped_column(sa.String(16))  # confirm | override
+    # confirm (the model's PASS/FAIL kept) | override (the other one) | answer (of a REVIEW
+    # verdict) | withdraw (the answer before it no longer counts; final_verdict says which)
+    decision: Mapped[str] = mapped_column(sa.String(16))
     final_verdict: Mapped[str] = mapped_column(sa.String(8))  # PASS | FAIL
     defect_type: Mapped[str | None] = mapped_column(sa.String(64))
     comment: Mapped[str | None] = mapped_column(sa.Text)
     reviewer: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime]
+    via: Mapped[str | None] = mapped_column(sa.String(16))  # page | bulk | api | demo | None
 
 
 class Adapter(Base):

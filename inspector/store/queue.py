@@ -1,9 +1,11 @@
 """The review queue: tabs, per-user reviewed marks, pages, neighbours, tab counts, calendar.
 
-Every listing is "an inspection with its latest verdict", ordered and paged by
-store.filters' key (capture time, inspection id). The latest verdict and review are the
-inspection's own `verdict_id` / `verdict` / `review_id` (kept by store.tallies), so a tab is
-one index range.
+Every listing is "an inspection with its latest verdict". The REVIEW tab puts the most
+useful answer first: the most uncertain verdict (lowest confidence, P(PASS) nearest ½),
+then the newest; every other tab is ordered newest capture first. Pages are keyed by the
+order's own columns (store.filters.Cursor; its rank is the confidence), so a page never
+repeats or skips a row whatever arrives meanwhile. The latest verdict and review are the
+inspection's own `verdict_id` / `verdict` / `review_id` (kept by store.tallies).
 """
 
 from __future__ import annotations
@@ -15,32 +17,42 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from inspector.store.filters import (
-    Cursor,
-    VerdictFilter,
-    newer,
-    newest_first,
-    older,
-    reviewed_by,
-)
+from inspector.errors import InvalidInput
+from inspector.quality import Decision, leaning
+from inspector.store.filters import Cursor, VerdictFilter, reviewed_by
 from inspector.store.models import Inspection, Review, ReviewMark, Verdict
 from inspector.store.tallies import day_of, verdict_totals
 
 TABS = ("review", "fail", "audit", "all")
 
 
-def audit_condition(percent: float) -> sa.ColumnElement[bool]:
-    """PASS verdicts in the audit sample: every k-th inspection, k = 100 / percent.
+# The audit draw: a multiplicative hash of the inspection id onto 0..AUDIT_SLOTS-1. The
+# multiplier is odd and prime to 5, so the hash is a permutation of each block of
+# AUDIT_SLOTS ids: a stable draw (an item stays in or out of the sample), independent of
+# when or where a part was captured and of anything a station sends, and exactly `percent`
+# of every such block, so stations taking turns are sampled alike.
+AUDIT_SLOTS = 10_000
+_AUDIT_MULTIPLIER = 2_654_435_761  # Knuth's; id * it stays within 64 bits for 31-bit ids
 
-    A systematic sample by inspection id is stable (an item stays in or out of the tab),
-    spread evenly over stations and time, and decidable from the verdicts index alone.
+
+def audit_slot(inspection_id: int) -> int:
+    """Where an inspection falls in the audit draw (as the SQL of audit_condition)."""
+    return inspection_id * _AUDIT_MULTIPLIER % AUDIT_SLOTS
+
+
+def audit_condition(percent: float) -> sa.ColumnElement[bool]:
+    """Confident PASS verdicts drawn into the audit sample at `percent` (of 100).
+
+    PASS verdicts are the confident ones (REVIEW is below the site threshold); reviewing a
+    random share of them measures escapes without the bias of reviewing only doubtful parts.
     """
     if percent <= 0:
         return sa.false()
-    every = max(1, round(100 / percent))
-    if every == 1:
-        return Inspection.verdict == "PASS"
-    return sa.and_(Inspection.verdict == "PASS", Inspection.id % every == 0)
+    is_pass = Inspection.verdict == Decision.PASS.value
+    if percent >= 100:
+        return is_pass
+    cut = round(AUDIT_SLOTS * percent / 100)
+    return sa.and_(is_pass, (Inspection.id * _AUDIT_MULTIPLIER) % AUDIT_SLOTS < cut)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +107,59 @@ class QueueItem:
     captured_at: datetime
     verdict: str
     confidence: float
+    p_pass: float
     adapter: str
-    latest_review: str | None
+    latest_review: str | None  # the answer that counts (none after a withdrawal)
     reviewed_by_me: bool
 
     @property
-    def cursor(self) -> Cursor:
-        """The key of this row in the queue order."""
-        return Cursor(self.captured_at, self.inspection_id)
+    def leaning(self) -> Decision:
+        """The way P(PASS) leans (what a REVIEW verdict would have been)."""
+        return leaning(self.p_pass)
+
+    def key(self, flt: QueueFilter) -> Cursor:
+        """The key of this row in the queue order of `flt`."""
+        return Cursor(self.captured_at, self.inspection_id, rank_of(flt, self.confidence))
+
+
+def by_uncertainty(flt: QueueFilter) -> bool:
+    """Whether the listing leads with the most uncertain verdict (the REVIEW tab)."""
+    return flt.tab == "review"
+
+
+def rank_of(flt: QueueFilter, confidence: float | None) -> float | None:
+    """The cursor's rank for a row of this confidence in `flt`'s order."""
+    return confidence if by_uncertainty(flt) else None
+
+
+def _order(flt: QueueFilter) -> list[tuple[Any, bool]]:
+    """The order's columns, each with whether it ascends; the last is unique."""
+    newest = [(Inspection.captured_at, False), (Inspection.id, False)]
+    return [(Verdict.confidence, True), *newest] if by_uncertainty(flt) else newest
+
+
+def _values(flt: QueueFilter, cursor: Cursor) -> list[Any]:
+    if by_uncertainty(flt):
+        if cursor.rank is None:
+            raise InvalidInput("this cursor is from another tab; start from the first page")
+        return [cursor.rank, cursor.captured_at, cursor.id]
+    return [cursor.captured_at, cursor.id]
+
+
+def _beyond(flt: QueueFilter, cursor: Cursor, forward: bool) -> sa.ColumnElement[bool]:
+    """Rows after `cursor` in the order (forward), or before it."""
+    terms = []
+    keys = _order(flt)
+    values = _values(flt, cursor)
+    for i, ((column, ascending), value) in enumerate(zip(keys, values, strict=True)):
+        later = column > value if ascending == forward else column < value
+        same = [c == v for (c, _), v in zip(keys[:i], values[:i], strict=True)]
+        terms.append(sa.and_(*same, later))
+    return sa.or_(*terms)
+
+
+def _sorted(flt: QueueFilter, forward: bool = True) -> list[Any]:
+    return [c.asc() if asc == forward else c.desc() for c, asc in _order(flt)]
 
 
 def with_latest_verdict(stmt: Any) -> Any:
@@ -124,6 +181,7 @@ def _items_select(user_id: int) -> Any:
         Inspection.captured_at,
         Verdict.verdict,
         Verdict.confidence,
+        Verdict.p_pass,
         Verdict.adapter,
         latest_review,
         reviewed_by(user_id),
@@ -132,9 +190,9 @@ def _items_select(user_id: int) -> Any:
 
 
 def _item(row: sa.Row[Any]) -> QueueItem:
-    iid, rid, site, line, station, part, at, verdict, conf, adapter, review, mine = tuple(row)
+    iid, rid, site, line, station, part, at, verdict, conf, p, adapter, review, mine = tuple(row)
     return QueueItem(
-        iid, rid, site, line, station, part, at, verdict, conf, adapter, review, bool(mine)
+        iid, rid, site, line, station, part, at, verdict, conf, p, adapter, review, bool(mine)
     )
 
 
@@ -148,14 +206,12 @@ def queue_page(
     """One page of the queue after `after`, and the cursor of the next page (None: last)."""
     conds = conditions(flt, user_id)
     if after is not None:
-        conds.append(older(after, Inspection.id))
-    stmt = (
-        _items_select(user_id).where(*conds).order_by(*newest_first(Inspection.id)).limit(limit + 1)
-    )
+        conds.append(_beyond(flt, after, forward=True))
+    stmt = _items_select(user_id).where(*conds).order_by(*_sorted(flt)).limit(limit + 1)
     items = [_item(r) for r in session.execute(stmt)]
     more = len(items) > limit
     items = items[:limit]
-    return items, (items[-1].cursor if more and items else None)
+    return items, (items[-1].key(flt) if more and items else None)
 
 
 def neighbours(
@@ -164,20 +220,37 @@ def neighbours(
     """The request_ids before and after `cursor` in the queue order (previous, next)."""
     base = _scoped(sa.select(Inspection.request_id), flt).where(*conditions(flt, user_id))
     nxt = session.scalar(
-        base.where(older(cursor, Inspection.id)).order_by(*newest_first(Inspection.id)).limit(1)
+        base.where(_beyond(flt, cursor, forward=True)).order_by(*_sorted(flt)).limit(1)
     )
     prev = session.scalar(
-        base.where(newer(cursor, Inspection.id))
-        .order_by(Inspection.captured_at.asc(), Inspection.id.asc())
+        base.where(_beyond(flt, cursor, forward=False))
+        .order_by(*_sorted(flt, forward=False))
         .limit(1)
     )
     return prev, nxt
 
 
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where an inspection stands in a queue: n of N (n is 0 when it is not in it)."""
+
+    n: int
+    total: int
+
+
+def progress(session: Session, flt: QueueFilter, user_id: int, cursor: Cursor) -> Progress:
+    """How many rows of the queue come before `cursor` (plus one), and how many there are."""
+    base = _scoped(sa.select(sa.func.count()), flt).where(*conditions(flt, user_id))
+    total = session.scalar(base) or 0
+    before = session.scalar(base.where(_beyond(flt, cursor, forward=False))) or 0
+    here = session.scalar(base.where(Inspection.id == cursor.id))
+    return Progress(before + 1 if here else 0, int(total))
+
+
 def _scoped(stmt: Any, flt: QueueFilter) -> Any:
     """`stmt` over the filter's inspections, joined to their latest verdicts where needed."""
-    if flt.tab == "all":
-        return with_latest_verdict(stmt)  # the join is what says "has a verdict"
+    if flt.tab == "all" or by_uncertainty(flt):
+        return with_latest_verdict(stmt)  # says "has a verdict", and orders by its confidence
     return _over(stmt, flt.scope())
 
 

@@ -1,7 +1,10 @@
 """Reviews: a quality engineer's answer on an inspection, appended once per review_id, and
 the per-user reviewed marks that take it out of that user's queue.
 
-Reviews are append-only and the latest counts (store.tallies keeps which one that is).
+Reviews are append-only and the latest counts (store.tallies keeps which one that is). A
+withdrawal is appended like an answer: after it the inspection has no answer that counts
+(no label, no tally, no snapshot item) until someone answers again. Every recorded answer
+marks the inspection reviewed for the user who recorded it, whichever path recorded it.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,9 +22,11 @@ from inspector.errors import InvalidReview, NotFound, ReviewConflict
 from inspector.protocol import utcnow
 from inspector.store.detail import ReviewView, inspection_id, review_view
 from inspector.store.inspections import find_inspection
-from inspector.store.models import Inspection, Review, ReviewMark
-from inspector.store.tallies import review_recorded
+from inspector.store.models import Inspection, Review, ReviewMark, User
+from inspector.store.tallies import review_recorded, review_withdrawn
 from inspector.store.verdicts import latest_verdict
+
+ANSWERS = ("confirm", "override", "answer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +35,12 @@ class ReviewInput:
 
     review_id: UUID
     request_id: UUID
-    decision: Literal["confirm", "override"]
+    decision: Literal["confirm", "override", "answer"]
     final_verdict: Literal["PASS", "FAIL"]
     reviewer: str
     defect_type: str | None = None
     comment: str | None = None
+    via: str | None = None  # page | bulk | api | demo: where it was recorded
 
 
 def record_review(session: Session, review: ReviewInput) -> tuple[Review, bool]:
@@ -42,11 +48,8 @@ def record_review(session: Session, review: ReviewInput) -> tuple[Review, bool]:
     inspection = find_inspection(session, review.request_id)
     if inspection is None:
         raise NotFound(f"no inspection {review.request_id} to review")
-    if review.decision not in ("confirm", "override") or review.final_verdict not in (
-        "PASS",
-        "FAIL",
-    ):
-        raise InvalidReview("decision must be confirm|override and final_verdict PASS|FAIL")
+    if review.decision not in ANSWERS or review.final_verdict not in ("PASS", "FAIL"):
+        raise InvalidReview(f"decision must be {'|'.join(ANSWERS)} and final_verdict PASS|FAIL")
     if not review.reviewer.strip():
         raise InvalidReview("a review needs the reviewer's name")
     verdict = latest_verdict(session, review.request_id)
@@ -75,10 +78,12 @@ def record_review(session: Session, review: ReviewInput) -> tuple[Review, bool]:
         comment=review.comment,
         reviewer=review.reviewer,
         created_at=utcnow(),
+        via=review.via,
     )
     session.add(row)
     session.flush()
     review_recorded(session, inspection.id, row.id)
+    _mark_users(session, [review.reviewer], [inspection.id])
     return row, True
 
 
@@ -97,6 +102,26 @@ def _insert_ignoring_duplicates(session: Session) -> Any:
     return postgresql.insert(ReviewMark).on_conflict_do_nothing()
 
 
+def _mark(session: Session, user_ids: Sequence[int], inspection_ids: Sequence[int]) -> None:
+    now = utcnow()
+    rows = [
+        {"user_id": uid, "inspection_id": iid, "marked_at": now}
+        for uid in user_ids
+        for iid in inspection_ids
+    ]
+    if rows:
+        session.execute(_insert_ignoring_duplicates(session), rows)
+
+
+def _user_ids(session: Session, usernames: Sequence[str]) -> list[int]:
+    return list(session.scalars(sa.select(User.id).where(User.username.in_(list(usernames)))))
+
+
+def _mark_users(session: Session, usernames: Sequence[str], inspection_ids: Sequence[int]) -> None:
+    """Mark inspections reviewed for the review-app users of these names (scripts have none)."""
+    _mark(session, _user_ids(session, usernames), inspection_ids)
+
+
 def mark_reviewed(session: Session, user_id: int, request_ids: Sequence[str]) -> int:
     """Mark inspections reviewed by this user (already marked ones stay); return how many."""
     ids = list(
@@ -104,25 +129,56 @@ def mark_reviewed(session: Session, user_id: int, request_ids: Sequence[str]) ->
     )
     if len(ids) != len(set(request_ids)):
         raise NotFound("some of these inspections do not exist")
-    now = utcnow()
-    session.execute(
-        _insert_ignoring_duplicates(session),
-        [{"user_id": user_id, "inspection_id": iid, "marked_at": now} for iid in ids],
-    )
+    _mark(session, [user_id], ids)
     return len(ids)
 
 
-def mark_unreviewed(session: Session, user_id: int, request_id: str) -> None:
-    """Put an inspection back in this user's unreviewed queue."""
+def withdraw_review(
+    session: Session, user_id: int, username: str, request_id: str, via: str | None = None
+) -> Review | None:
+    """Put an inspection back in the queue: its answer stops counting everywhere.
+
+    The answer that counted (if any) is withdrawn by an appended entry naming who withdrew
+    it, so the history still shows both; the tallies, the queue's label and new dataset
+    snapshots drop it. The withdrawing user's mark goes, and so does the mark of whoever
+    recorded the withdrawn answer: it is no longer theirs to count. Returns the withdrawal.
+    """
     iid = inspection_id(session, request_id)
-    session.execute(
-        sa.delete(ReviewMark).where(ReviewMark.user_id == user_id, ReviewMark.inspection_id == iid)
+    standing = session.scalar(
+        sa.select(Review)
+        .join(Inspection, Inspection.review_id == Review.id)
+        .where(Inspection.id == iid)
     )
+    unmark = [user_id]
+    row = None
+    if standing is not None:
+        unmark += _user_ids(session, [standing.reviewer])
+        row = Review(
+            review_id=str(uuid4()),
+            inspection_id=iid,
+            verdict_id=standing.verdict_id,
+            decision="withdraw",
+            final_verdict=standing.final_verdict,
+            defect_type=standing.defect_type,
+            comment=None,
+            reviewer=username,
+            created_at=utcnow(),
+            via=via,
+        )
+        session.add(row)
+        session.flush()
+        review_withdrawn(session, iid)
+    session.execute(
+        sa.delete(ReviewMark).where(ReviewMark.user_id.in_(unmark), ReviewMark.inspection_id == iid)
+    )
+    return row
 
 
-def set_reviewed(session: Session, user_id: int, request_id: str, reviewed: bool) -> None:
-    """Mark one inspection reviewed by this user, or put it back in their queue."""
+def set_reviewed(
+    session: Session, user_id: int, username: str, request_id: str, reviewed: bool
+) -> None:
+    """Mark one inspection reviewed by this user, or withdraw its answer (withdraw_review)."""
     if reviewed:
         mark_reviewed(session, user_id, [request_id])
     else:
-        mark_unreviewed(session, user_id, request_id)
+        withdraw_review(session, user_id, username, request_id, via="api")

@@ -3,16 +3,17 @@
 - `inspections.verdict_id` and `inspections.verdict`: the latest verdict and its decision, so
   the queue pages and counts one table along an index (verdict, capture time, id) instead of
   joining every verdict and asking whether a newer one exists;
-- `inspections.review_id`: the latest review (the one that counts);
+- `inspections.review_id`: the latest review (the one that counts; none after a withdrawal);
 - `verdict_days` (per UTC capture day, site, line, adapter and verdict), `verdict_hours` (per
   day, site, line, adapter and hour of day) and `reviewed_days` (per day, site, adapter, model
   and reviewer verdict and P(PASS) bucket): the numbers page sums a few thousand rows instead
   of joining every verdict and review.
 
-`record_verdicts` and `record_review` call `verdicts_recorded` / `review_recorded` in their
-own transaction, and `rebuild` recomputes everything from the rows (after a bulk load). Two
-writes for one inspection at once on PostgreSQL are serialised by a row lock on the
-inspection (SQLite has a single writer), so a count is never moved twice.
+`record_verdicts`, `record_review` and `withdraw_review` call `verdicts_recorded` /
+`review_recorded` / `review_withdrawn` in their own transaction, and `rebuild` recomputes
+everything from the rows (after a bulk load). Two writes for one inspection at once on
+PostgreSQL are serialised by a row lock on the inspection (SQLite has a single writer), so a
+count is never moved twice.
 """
 
 from __future__ import annotations
@@ -234,6 +235,19 @@ def review_recorded(session: Session, inspection_id: int, review_id: int) -> Non
     session.execute(sa.update(Inspection), [{"id": inspection_id, "review_id": review_id}])
 
 
+def review_withdrawn(session: Session, inspection_id: int) -> None:
+    """After appending a withdrawal: the inspection has no answer that counts."""
+    (r,) = _locked(session, [inspection_id])
+    if r.review_id is None:
+        return
+    if r.verdict_id is not None:
+        v = _verdict_facts(session, {r.verdict_id})[r.verdict_id]
+        deltas = _Deltas.empty()
+        deltas.review(r, v, _finals(session, {r.review_id})[r.review_id], -1)
+        deltas.write(session)
+    session.execute(sa.update(Inspection), [{"id": inspection_id, "review_id": None}])
+
+
 def _add(session: Session, model: type[Any], keys: tuple[str, ...], deltas: Counter[Any]) -> None:
     rows = [{**dict(zip(keys, key, strict=True)), "n": n} for key, n in deltas.items() if n]
     if not rows:
@@ -259,9 +273,18 @@ def rebuild(session: Session) -> None:
         .join(Verdict, Verdict.id == newest.c.vid)
         .subquery()
     )
-    reviewed = (
+    newest_review = (
         sa.select(Review.inspection_id, sa.func.max(Review.id).label("rid"))
         .group_by(Review.inspection_id)
+        .subquery()
+    )
+    # A withdrawal as the newest entry leaves no answer that counts.
+    reviewed = (
+        sa.select(
+            newest_review.c.inspection_id,
+            sa.case((Review.decision == "withdraw", None), else_=Review.id).label("rid"),
+        )
+        .join(Review, Review.id == newest_review.c.rid)
         .subquery()
     )
     for stmt in (

@@ -41,12 +41,14 @@ def seed(
     site: str = "osaka",
     start: datetime = T0,
     unchecked: dict[str, str] | None = None,
+    p_pass: list[float] | None = None,
     **over: Any,
 ) -> list[str]:
     """One inspection per entry of `verdicts` (PASS/FAIL/REVIEW), a minute apart; request_ids.
 
     `unchecked` fields are stored as given, past the intake's text rules: rows from before
-    those rules, which the pages must still show safely.
+    those rules, which the pages must still show safely. `p_pass` gives each verdict's
+    P(PASS) (default 0.95, 0.1 and 0.55 for PASS, FAIL and REVIEW).
     """
     requests = []
     messages = []
@@ -61,7 +63,7 @@ def seed(
         )
         req = make_request(**fields)
         requests.append(req.model_copy(update=unchecked) if unchecked else req)
-        p_pass = {"PASS": 0.95, "FAIL": 0.1, "REVIEW": 0.55}[verdict]
+        p = p_pass[n] if p_pass else {"PASS": 0.95, "FAIL": 0.1, "REVIEW": 0.55}[verdict]
         messages.append(
             VerdictMessage(
                 request_id=req.request_id,
@@ -70,8 +72,8 @@ def seed(
                 station=req.station,
                 part_id=req.part_id,
                 verdict=Decision(verdict),
-                confidence=max(p_pass, 1 - p_pass),
-                p_pass=p_pass,
+                confidence=max(p, 1 - p),
+                p_pass=p,
                 rationale=over.get("rationale", f"rationale {n}"),
                 transcript=over.get("transcript"),
                 defects=[{"type": "dent"}] if verdict == "FAIL" else [],

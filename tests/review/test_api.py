@@ -131,9 +131,14 @@ def test_confirm_and_overrides_append_to_the_history_and_the_latest_counts(
     login(client, "ana")
     headers = {"X-CSRF-Token": csrf_of(client)}
     url = f"/api/v1/inspections/{rid}/reviews"
-    first = client.post(url, json={"decision": "confirm"}, headers=headers)
+    # A REVIEW verdict has nothing to confirm: its leaning (PASS at 0.55) is never recorded.
+    leaning = client.post(url, json={"decision": "confirm"}, headers=headers)
+    assert leaning.status_code == 422
+    assert leaning.json()["detail"][0]["field"] == "decision"
+    first = client.post(url, json={"decision": "answer", "final_verdict": "PASS"}, headers=headers)
     assert first.status_code == 201
-    assert first.json()["final_verdict"] == "PASS"  # REVIEW leaned PASS (p_pass 0.55)
+    assert (first.json()["final_verdict"], first.json()["decision"]) == ("PASS", "answer")
+    assert first.json()["via"] == "api"
     second = client.post(
         url,
         json={
@@ -146,7 +151,10 @@ def test_confirm_and_overrides_append_to_the_history_and_the_latest_counts(
     )
     assert second.status_code == 201
     history = client.get(url).json()
-    assert [r["final_verdict"] for r in history] == ["PASS", "FAIL"]
+    assert [(r["decision"], r["final_verdict"]) for r in history] == [
+        ("answer", "PASS"),
+        ("answer", "FAIL"),
+    ]
     assert history[1]["defect_type"] == "scratch" and history[1]["reviewer"] == "ana"
     detail = client.get(f"/api/v1/inspections/{rid}").json()
     assert detail["reviewed_by_me"] is True
@@ -194,9 +202,10 @@ def test_override_to_fail_needs_a_defect_type_from_the_site_catalogue(
     assert missing.status_code == 422 and "scratch, dent, other" in missing.text
     unknown = client.post(url, json={**body, "defect_type": "crack"}, headers=headers)
     assert unknown.status_code == 422
-    assert (
-        client.post(url, json={**body, "defect_type": "other"}, headers=headers).status_code == 201
-    )
+    vague = client.post(url, json={**body, "defect_type": "other"}, headers=headers)
+    assert vague.status_code == 422 and vague.json()["detail"][0]["field"] == "comment"
+    said = {**body, "defect_type": "other", "comment": "burr on the rim"}
+    assert client.post(url, json=said, headers=headers).status_code == 201
     assert client.post(url, json={"decision": "override"}, headers=headers).status_code == 422
 
 
@@ -208,14 +217,16 @@ def test_marking_unreviewed_puts_it_back_in_my_queue_only(
     add_user(store, "bo")
     login(client, "ana")
     headers = {"X-CSRF-Token": csrf_of(client)}
-    body = {"request_ids": rids[:3]}
-    assert client.post("/api/v1/reviews/confirm", json=body, headers=headers).json() == {
-        "confirmed": 3
+    body = {"request_ids": rids[:3], "final_verdict": "PASS"}
+    assert client.post("/api/v1/reviews/answer", json=body, headers=headers).json() == {
+        "answered": 3
     }
     assert client.get("/api/v1/queue/counts").json()["review"] == 1
     r = client.delete(f"/api/v1/inspections/{rids[0]}/reviewed", headers=headers)
     assert r.status_code == 204
     assert client.get("/api/v1/queue/counts").json()["review"] == 2
+    labels = client.get("/api/v1/queue", params={"reviewed": "any"}).json()["items"]
+    assert {i["request_id"]: i["latest_review"] for i in labels}[rids[0]] is None
     with TestClient(client.app) as other:
         login(other, "bo")
         assert other.get("/api/v1/queue/counts").json()["review"] == 4
@@ -266,7 +277,7 @@ def test_a_state_change_without_its_csrf_token_is_refused(client: TestClient, st
     assert client.get(f"/api/v1/inspections/{rid}/reviews").json() == []
     good = client.post(
         f"/inspections/{rid}/review",
-        data={"decision": "confirm", "csrf_token": csrf_of(client)},
+        data={"decision": "answer", "final_verdict": "PASS", "csrf_token": csrf_of(client)},
         follow_redirects=False,
     )
     assert good.status_code == 303
@@ -285,7 +296,9 @@ def test_an_api_token_needs_no_csrf_and_dies_with_its_disabled_user(
         users.add_token(session, "bot", "ci", digest(token), token[:12])
     auth = {"Authorization": f"Bearer {token}"}
     r = client.post(
-        f"/api/v1/inspections/{rid}/reviews", json={"decision": "confirm"}, headers=auth
+        f"/api/v1/inspections/{rid}/reviews",
+        json={"decision": "answer", "final_verdict": "PASS"},
+        headers=auth,
     )
     assert r.status_code == 201 and r.json()["reviewer"] == "bot"
     assert (

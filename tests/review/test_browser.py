@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from inspector.review import create_app
 from inspector.settings import Settings
@@ -39,8 +41,8 @@ def new_page(chromium: Any) -> Iterator[Any]:
     """Pages in fresh browser contexts (separate cookie jars), closed after the test."""
     contexts: list[Any] = []
 
-    def make() -> Any:
-        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    def make(width: int = 1280, height: int = 900) -> Any:
+        context = chromium.new_context(viewport={"width": width, "height": height})
         context.set_default_timeout(10_000)
         contexts.append(context)
         page = context.new_page()
@@ -71,45 +73,179 @@ def review_count(page: Any) -> int:
 
 
 def test_twenty_inspections_reviewed_with_the_keyboard_alone(
-    live: tuple[Store, str], new_page: Any, artifacts: Path, unique: str
+    live: tuple[Store, str], new_page: Any, unique: str
 ) -> None:
     store, base = live
-    seed(store, ["REVIEW"] * 22, line=unique)
+    # P(PASS) spread around the middle: the most uncertain (nearest 0.5) come first.
+    p_pass = [0.3 + 0.018 * n for n in range(22)]
+    seed(store, ["REVIEW"] * 22, line=unique, p_pass=p_pass)
     add_user(store, "ana")
     add_user(store, "bo")
-    page = new_page()
+    page = new_page(1280, 720)
     keyboard_login(page, base, "ana", f"/queue?line={unique}")
     assert review_count(page) == 22
-    queue_shot = artifacts / "queue.png"
-    page.screenshot(path=str(queue_shot), full_page=True)
+    first_row = page.locator("#queue tbody tr").first.inner_text()
+    assert "P-0011" in first_row and "REVIEW → FAIL 0.50" in first_row  # P(PASS) 0.498
     with page.expect_navigation():
         page.keyboard.press("Enter")
     page.locator("#photos img").first.wait_for()
-    detail_shot = artifacts / "detail.png"
-    page.screenshot(path=str(detail_shot), full_page=True)
-    print(f"\nscreenshots: {queue_shot} {detail_shot}")
+    assert page.locator("#progress").inner_text().startswith("1 of 22")
 
     started = time.monotonic()
     seen = []
-    for _ in range(20):
+    for n in range(20):
         seen.append(page.locator("#detail").get_attribute("data-request-id"))
-        with page.expect_navigation():
-            page.keyboard.press("y")
+        if n % 4 == 3:  # every fourth a FAIL with the first defect type of the catalogue
+            page.keyboard.press("f")
+            page.keyboard.press("1")
+            with page.expect_navigation():
+                page.keyboard.press("Enter")
+        else:
+            with page.expect_navigation():
+                page.keyboard.press("p")
+        toast = page.locator("#toast")
+        expect(toast).to_contain_text("PASS" if n % 4 != 3 else "FAIL · scratch")
+        assert inside_viewport(page, "#photos img")
     took = time.monotonic() - started
-    print(f"20 inspections confirmed with the keyboard in {took:.1f} s")
+    print(f"\n20 inspections answered with the keyboard in {took:.1f} s, {took / 20:.2f} s each")
     assert len(set(seen)) == 20
     page.goto(f"{base}/queue?line={unique}")
     assert review_count(page) == 2
 
-    # u on the queue of items reviewed by me puts the first back
+    # u on the queue of items reviewed by me withdraws the first answer: back in the queue,
+    # and its row no longer shows an answer.
     page.goto(f"{base}/queue?line={unique}&reviewed=yes")
+    withdrawn = page.locator("#queue tbody tr").first.get_attribute("data-rid")
+    assert page.locator(f'tr[data-rid="{withdrawn}"] .answer').inner_text().startswith("PASS")
     with page.expect_navigation():
         page.keyboard.press("u")
     assert review_count(page) == 3
+    page.goto(f"{base}/queue?line={unique}&reviewed=any&tab=all")
+    assert page.locator(f'tr[data-rid="{withdrawn}"] .answer').inner_text().strip() == ""
+    page.goto(f"{base}/inspections/{withdrawn}?reviewed=any")
+    assert "withdrew" in page.locator("#history tbody tr").first.inner_text()
 
     other = new_page()
     keyboard_login(other, base, "bo", f"/queue?line={unique}")
     assert review_count(other) == 22
+
+
+def inside_viewport(page: Any, selector: str) -> bool:
+    """Whether the element's box lies wholly inside the viewport (no scrolling needed)."""
+    box = page.locator(selector).first.bounding_box()
+    view = page.viewport_size
+    assert box is not None, f"{selector} is not displayed"
+    return bool(
+        box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= view["width"]
+        and box["y"] + box["height"] <= view["height"]
+    )
+
+
+DECISION_PARTS = (
+    "#photos img",
+    "#model-verdict",
+    "#leaning",
+    "#p-pass",
+    "#rationale",
+    "#note",
+    "#transcript",
+    "#decision-keys",
+    "#progress",
+)
+SCREENSHOTS = Path("var/screenshots")
+
+
+def test_the_decision_fits_1280_by_720_and_the_screenshots_show_it(
+    live: tuple[Store, str], new_page: Any, tmp_path: Path
+) -> None:
+    store, base = live
+    long = "The weld seam at the left edge shows a thin bright line. " * 12
+    rids = seed(
+        store,
+        ["REVIEW", "REVIEW", "PASS", "FAIL"],
+        p_pass=[0.42, 0.6, 0.97, 0.05],
+        rationale=long,
+        note="operator: small mark near the hole, looks like a scratch, please check",
+        transcript="small mark near the hole looks like a scratch please check",
+    )
+    add_user(store, "ana")
+    page = new_page(1280, 720)
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status >= 400 else None)
+    keyboard_login(page, base, "ana", "/queue")
+    row = page.locator(f'tr[data-rid="{rids[0]}"] .model').inner_text()
+    assert row.split() == ["REVIEW", "→", "FAIL", "0.42"]
+    queue_shot = tmp_path / "queue-1280x720.png"
+    page.keyboard.press("x")
+    page.screenshot(path=str(queue_shot))
+
+    page.goto(f"{base}/inspections/{rids[0]}")
+    page.locator("#photos img").first.wait_for()
+    expect(page.locator("#photos img").first).to_have_js_property("complete", True)
+    assert page.locator("#model-verdict").inner_text().split()[:5] == [
+        "REVIEW",
+        "→",
+        "FAIL",
+        "P(PASS)",
+        "0.42",
+    ]
+    # A REVIEW verdict offers no "confirm": only an explicit PASS or FAIL.
+    assert page.locator("#form-confirm").count() == 0
+    outside = [s for s in DECISION_PARTS if not inside_viewport(page, s)]
+    assert outside == []
+    detail_shot = tmp_path / "detail-1280x720.png"
+    page.screenshot(path=str(detail_shot))
+
+    page.keyboard.press("f")
+    expect(page.locator("#form-fail")).to_be_visible()
+    assert page.evaluate("window.scrollY") == 0
+    assert inside_viewport(page, "#photos img") and inside_viewport(page, "#form-fail")
+    fail_shot = tmp_path / "detail-fail-1280x720.png"
+    page.screenshot(path=str(fail_shot))
+
+    # The model's own FAIL can be confirmed, and the button says what it records.
+    page.goto(f"{base}/inspections/{rids[3]}")
+    expect(page.locator("#form-confirm button")).to_contain_text("Confirm FAIL · dent")
+    assert missing == []  # no favicon.ico 404, nor any other
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for shot in (queue_shot, detail_shot, fail_shot):
+        shutil.copy(shot, SCREENSHOTS / shot.name)
+        print(f"\nscreenshot: {SCREENSHOTS / shot.name}")
+
+
+def test_bulk_answers_name_what_they_record_ask_once_and_show_in_the_history(
+    live: tuple[Store, str], new_page: Any, unique: str
+) -> None:
+    store, base = live
+    rids = seed(store, ["REVIEW"] * 4, line=unique, p_pass=[0.45, 0.46, 0.47, 0.48])
+    add_user(store, "ana")
+    page = new_page()
+    keyboard_login(page, base, "ana", f"/queue?line={unique}")
+    expect(page.locator("#bulk-pass")).to_be_disabled()
+    for key in ("x", "j", "x", "j", "x"):
+        page.keyboard.press(key)
+    expect(page.locator("#bulk-pass")).to_contain_text("Mark 3 selected PASS")
+    page.keyboard.press("P")
+    expect(page.locator("#bulk-question")).to_have_text("Record PASS for 3 selected inspections?")
+    page.keyboard.press("Escape")  # asked, and declined: nothing recorded
+    expect(page.locator("#bulk-ask")).to_be_hidden()
+    assert review_count(page) == 4
+    page.keyboard.press("F")
+    expect(page.locator("#bulk-question")).to_have_text(
+        "Record FAIL · scratch for 3 selected inspections?"
+    )
+    page.locator("#bulk-defect-type").select_option("dent")
+    expect(page.locator("#bulk-question")).to_contain_text("FAIL · dent for 3")
+    with page.expect_navigation():
+        page.click("#bulk-record")
+    expect(page.locator("#toast")).to_have_text("Recorded FAIL for 3 inspections")
+    assert review_count(page) == 1
+    # Most uncertain first: the three selected are the last three seeded (P(PASS) nearest ½).
+    page.goto(f"{base}/inspections/{rids[3]}?reviewed=any")
+    entry = page.locator("#history tbody tr").first.inner_text().split()
+    assert entry[2:] == ["ana", "answer", "FAIL", "dent", "bulk"]
 
 
 def test_override_fail_by_digit_then_numbers_change_and_export_downloads(

@@ -73,7 +73,8 @@ def test_new_verdicts_and_re_reviews_move_the_numbers_as_a_rebuild_counts_them(
     assert stats["total"]["inspections"] == 4 and stats["total"]["reviewed"] == 3
     groups = {g["adapter"]: g["inspections"] for g in stats["groups"]}
     assert groups == {"osaka-v1": 2, "osaka-v2": 2}
-    assert kept["counts"] == {"review": 1, "fail": 1, "audit": 2}
+    # ana recorded answers on all but the fourth, so only the fourth is left in her queue.
+    assert kept["counts"] == {"review": 1, "fail": 0, "audit": 0}
     queue = client.get("/api/v1/queue", params={"tab": "fail", "reviewed": "any"}).json()
     assert [(i["request_id"], i["latest_review"]) for i in queue["items"]] == [(third, "PASS")]
     assert (

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from inspector.review.edge import SafeText
 
-Decision = Literal["confirm", "override"]
+Decision = Literal["confirm", "override", "answer"]
 Final = Literal["PASS", "FAIL"]
 
 
@@ -41,6 +41,8 @@ class PartOut(BaseModel):
 class QueueItemOut(PartOut):
     verdict: str
     confidence: float
+    p_pass: float
+    leaning: str = Field(description="PASS or FAIL: the way P(PASS) leans (quality.leaning)")
     adapter: str
     latest_review: str | None = Field(description="the latest reviewer verdict, if any")
     reviewed_by_me: bool
@@ -99,6 +101,7 @@ class ReviewOut(BaseModel):
     comment: str | None
     reviewer: str
     created_at: datetime
+    via: str | None = Field(None, description="where it was recorded: page, bulk, api, demo")
 
 
 class DefectType(BaseModel):
@@ -119,23 +122,40 @@ class InspectionOut(PartOut):
 
 
 class ReviewIn(BaseModel):
-    """Confirm the model's verdict, or override it to PASS or FAIL (FAIL names a defect)."""
+    """An explicit answer: confirm the model's PASS or FAIL, or answer PASS or FAIL.
+
+    confirm exists only where the verdict is PASS or FAIL; a REVIEW verdict is answered
+    (decision answer, or override) with final_verdict. A FAIL answer names a defect type of
+    the site's catalogue (`other` needs a comment); confirming a FAIL takes the model's
+    defect type when the catalogue has it.
+    """
 
     decision: Decision
-    final_verdict: Final | None = Field(None, description="required to override")
+    final_verdict: Final | None = Field(None, description="required to override or answer")
     defect_type: SafeText | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
     comment: SafeText | None = Field(None, max_length=2000)
     review_id: UUID | None = Field(None, description="makes a retried POST a no-op")
 
     @model_validator(mode="after")
-    def _override_names_verdict(self) -> ReviewIn:
-        if self.decision == "override" and self.final_verdict is None:
-            raise ValueError("an override needs final_verdict PASS or FAIL")
+    def _answer_names_verdict(self) -> ReviewIn:
+        if self.decision != "confirm" and self.final_verdict is None:
+            raise ValueError(f"{self.decision} needs final_verdict PASS or FAIL")
         return self
 
 
 class BulkConfirmIn(BaseModel):
+    """Confirm the model's PASS or FAIL on each; any REVIEW verdict among them refuses all."""
+
     request_ids: list[UUID] = Field(min_length=1, max_length=500)
+
+
+class BulkAnswerIn(BaseModel):
+    """One named answer recorded on every inspection listed (FAIL names its defect type)."""
+
+    request_ids: list[UUID] = Field(min_length=1, max_length=500)
+    final_verdict: Final
+    defect_type: SafeText | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    comment: SafeText | None = Field(None, max_length=2000)
 
 
 class Rates(BaseModel):

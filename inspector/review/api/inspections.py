@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.exceptions import RequestValidationError
 
 from inspector.errors import InvalidInput
+from inspector.quality import leaning
 from inspector.review import reviewing
 from inspector.review.api.defs import (
+    BulkAnswerIn,
     BulkConfirmIn,
     CalendarDay,
     CalendarOut,
@@ -58,7 +61,12 @@ def queue(
         items, nxt = queue_page(session, flt, who.user.id, after, limit)
         counts = unreviewed_counts(session, flt, who.user.id)
     return QueuePage(
-        items=[QueueItemOut.model_validate(i, from_attributes=True) for i in items],
+        items=[
+            QueueItemOut.model_validate(i, from_attributes=True).model_copy(
+                update={"leaning": str(leaning(i.p_pass))}
+            )
+            for i in items
+        ],
         next_cursor=nxt.token() if nxt is not None else None,
         counts=Counts(**counts),
     )
@@ -192,6 +200,13 @@ def reviews(
         return [review_out(r) for r in review_history(session, rid)]
 
 
+def _refused(exc: reviewing.AnswerRefused) -> RequestValidationError:
+    """The review rules' refusal as a validation error naming the body field."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", exc.field), "msg": exc.reason, "input": None}]
+    )
+
+
 @router.post("/inspections/{request_id}/reviews", response_model=ReviewOut, status_code=201)
 def add_review(
     request_id: str,
@@ -199,17 +214,24 @@ def add_review(
     who: Principal = Depends(api_writer),
     ctx: AppContext = Depends(app_context),
 ) -> ReviewOut:
-    """Confirm or override the verdict; appended to the history, marked reviewed for you."""
-    _, stored = reviewing.review_one(
-        ctx,
-        who.user,
-        request_id,
-        body.decision,
-        body.final_verdict,
-        body.defect_type,
-        body.comment,
-        body.review_id,
-    )
+    """Record an explicit answer; appended to the history, marked reviewed for you.
+
+    confirm keeps the model's PASS or FAIL (a REVIEW verdict has none: 422 on decision);
+    answer and override record final_verdict; a FAIL names a defect type (422 on defect_type).
+    """
+    try:
+        _, stored = reviewing.review_one(
+            ctx,
+            who.user,
+            request_id,
+            body.decision,
+            body.final_verdict,
+            body.defect_type,
+            body.comment,
+            body.review_id,
+        )
+    except reviewing.AnswerRefused as exc:
+        raise _refused(exc) from None
     return review_out(stored)
 
 
@@ -219,15 +241,40 @@ def confirm_selected(
     who: Principal = Depends(api_writer),
     ctx: AppContext = Depends(app_context),
 ) -> dict[str, int]:
-    """Confirm the model's verdict on several inspections at once."""
-    n = reviewing.confirm_many(ctx, who.user, [str(r) for r in body.request_ids])
+    """Confirm the model's PASS or FAIL on several inspections (a REVIEW among them: 422)."""
+    try:
+        n = reviewing.confirm_many(ctx, who.user, [str(r) for r in body.request_ids])
+    except reviewing.AnswerRefused as exc:
+        raise _refused(exc) from None
     return {"confirmed": n}
+
+
+@router.post("/reviews/answer", status_code=200)
+def answer_selected(
+    body: BulkAnswerIn,
+    who: Principal = Depends(api_writer),
+    ctx: AppContext = Depends(app_context),
+) -> dict[str, int]:
+    """Record one named answer (PASS, or FAIL with a defect type) on several inspections."""
+    try:
+        n = reviewing.answer_many(
+            ctx,
+            who.user,
+            [str(r) for r in body.request_ids],
+            body.final_verdict,
+            body.defect_type,
+            body.comment,
+            via="api",
+        )
+    except reviewing.AnswerRefused as exc:
+        raise _refused(exc) from None
+    return {"answered": n}
 
 
 def _set_mark(ctx: AppContext, who: Principal, request_id: str, reviewed: bool) -> Response:
     rid = parse_request_id(request_id)
     with ctx.store.db.write() as session:
-        set_reviewed(session, who.user.id, rid, reviewed)
+        set_reviewed(session, who.user.id, who.user.username, rid, reviewed)
     return Response(status_code=204)
 
 
@@ -247,5 +294,8 @@ def mark_unreviewed(
     who: Principal = Depends(api_writer),
     ctx: AppContext = Depends(app_context),
 ) -> Response:
-    """Put the inspection back in your unreviewed queue (its reviews stay)."""
+    """Withdraw the inspection's answer: it stops counting everywhere and is back in the queue.
+
+    The withdrawal is appended to the history (who, when); earlier entries stay.
+    """
     return _set_mark(ctx, who, request_id, reviewed=False)

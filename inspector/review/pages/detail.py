@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+import uuid
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from inspector.errors import InvalidInput
+from inspector.quality import leaning
 from inspector.review import reviewing
 from inspector.review.auth import Principal, page_user
 from inspector.review.context import AppContext, app_context
 from inspector.review.filters import QueueQuery
 from inspector.review.pages import checked_form, render, require_reviewer
+from inspector.review.pages.queue import TABS as TAB_LABELS
 from inspector.review.pages.queue import query_from
-from inspector.store.detail import InspectionDetail, inspection_detail, media_of, parse_request_id
-from inspector.store.queue import neighbours
-from inspector.store.reviews import mark_unreviewed, review_inspections
+from inspector.store.detail import (
+    InspectionDetail,
+    ReviewView,
+    inspection_detail,
+    last_entry,
+    media_of,
+    parse_request_id,
+)
+from inspector.store.filters import Cursor
+from inspector.store.queue import QueueFilter, neighbours, progress, rank_of
+from inspector.store.reviews import review_inspections, withdraw_review
 
 router = APIRouter(include_in_schema=False)
 
@@ -23,14 +36,43 @@ def _url(request_id: str | None, qs: str) -> str | None:
     return f"/inspections/{request_id}?{qs}" if request_id else None
 
 
+def _key(flt: QueueFilter, d: InspectionDetail) -> Cursor:
+    """The inspection's key in the queue order of `flt`."""
+    return Cursor(d.captured_at, d.id, rank_of(flt, d.verdict.confidence if d.verdict else 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Toast:
+    """What the reviewer just saved: the part and the answer as stored."""
+
+    part_id: str
+    answer: ReviewView
+
+
+def _toast(entry: tuple[str, ReviewView] | None, username: str) -> Toast | None:
+    """The answer this user just saved, for the toast (None if the newest entry is not theirs)."""
+    if entry is None or entry[1].reviewer != username:
+        return None
+    return Toast(*entry)
+
+
 def _page(
-    ctx: AppContext, who: Principal, q: QueueQuery, rid: str, error: str | None = None
+    ctx: AppContext,
+    who: Principal,
+    q: QueueQuery,
+    rid: str,
+    error: str | None = None,
+    saved: str | None = None,
 ) -> Response:
     flt = q.store_filter(ctx.settings.review.audit_pass_percent)
     with ctx.store.db.read() as session:
         d = inspection_detail(session, rid, who.user.id)
-        prev_id, next_id = neighbours(session, flt, who.user.id, d.cursor)
+        key = _key(flt, d)
+        prev_id, next_id = neighbours(session, flt, who.user.id, key)
+        where = progress(session, flt, who.user.id, key)
         next_media = [m.sha256 for m in media_of(session, next_id)] if next_id else []
+        entry = last_entry(session, parse_request_id(saved)) if saved else None
+    toast = _toast(entry, who.user.username)
     return render(
         ctx,
         "detail.html",
@@ -43,28 +85,28 @@ def _page(
         next_media=next_media,
         catalogue=ctx.defect_catalogue(d.site),
         threshold=ctx.threshold(d.site),
-        confirm_as=_confirm_label(d),
+        leaning=leaning(d.verdict.p_pass) if d.verdict else None,
+        confirm_as=reviewing.confirmable(d),
+        confirm_defect=reviewing.model_defect(ctx, d),
+        standing=d.standing,
+        progress=where,
+        tab_label=dict(TAB_LABELS).get(q.tab, q.tab),
+        toast=toast,
         can_review=who.can_review,
         error=error,
     )
-
-
-def _confirm_label(d: InspectionDetail) -> str:
-    try:
-        return reviewing.confirmed_verdict(d)
-    except InvalidInput:
-        return ""
 
 
 @router.get("/inspections/{request_id}")
 def detail_page(
     request_id: str,
     q: QueueQuery = Depends(),
+    saved: uuid.UUID | None = Query(None, description="the inspection just answered (toast)"),
     who: Principal = Depends(page_user),
     ctx: AppContext = Depends(app_context),
 ) -> Response:
-    """The inspection, with the next one in the queue preloaded."""
-    return _page(ctx, who, q, parse_request_id(request_id))
+    """The inspection, with the next one in the queue preloaded (and a toast after a save)."""
+    return _page(ctx, who, q, parse_request_id(request_id), saved=str(saved) if saved else None)
 
 
 @router.post("/inspections/{request_id}/review")
@@ -74,7 +116,7 @@ async def review(
     who: Principal = Depends(page_user),
     ctx: AppContext = Depends(app_context),
 ) -> Response:
-    """Store the decision, then show the next inspection of the queue.
+    """Store the answer, then show the next inspection of the queue with a "saved" toast.
 
     Everything the answer needs is validated before the write, and the next inspection is
     found inside the same transaction: a request that fails stores nothing, so a retry
@@ -98,10 +140,11 @@ async def review(
                 form.get("comment"),
             )
             review_inspections(session, who.user.id, [review])
-            _, next_id = neighbours(session, flt, who.user.id, detail.cursor)
+            _, next_id = neighbours(session, flt, who.user.id, _key(flt, detail))
     except InvalidInput as exc:
         return _page(ctx, who, q, rid, error=exc.message)
-    target = _url(next_id, q.query_string()) or f"/queue?{q.query_string()}"
+    qs = q.query_string(saved=rid)
+    target = f"/inspections/{next_id}?{qs}" if next_id else f"/queue?{qs}"
     return RedirectResponse(target, status_code=303)
 
 
@@ -112,13 +155,13 @@ async def unreviewed(
     who: Principal = Depends(page_user),
     ctx: AppContext = Depends(app_context),
 ) -> Response:
-    """Put the inspection back in your queue, and stay on it (or go back to the queue)."""
+    """Withdraw the inspection's answer (back in the queue); stay on it, or go to the queue."""
     form = await checked_form(request, who)
     require_reviewer(who)
     q = query_from(form.get("q", ""))
     rid = parse_request_id(request_id)
     with ctx.store.db.write() as session:
-        mark_unreviewed(session, who.user.id, rid)
+        withdraw_review(session, who.user.id, who.user.username, rid, via="page")
     if form.get("back") == "queue":
         return RedirectResponse(f"/queue?{q.query_string()}", status_code=303)
     return RedirectResponse(f"/inspections/{rid}?{q.query_string()}", status_code=303)

@@ -1,12 +1,13 @@
-"""The queue page (tabs, filters, keyset pages), bulk confirm, and the calendar."""
+"""The queue page (tabs, filters, keyset pages), bulk answers, and the calendar."""
 
 from __future__ import annotations
 
 import calendar as cal
 from datetime import timedelta
+from typing import Literal
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
@@ -41,10 +42,12 @@ def query_from(text: str) -> QueueQuery:
 def queue_page(
     q: QueueQuery = Depends(),
     cursor: str | None = Query(None),
+    recorded: int | None = Query(None, ge=1, le=500, description="a bulk answer's count (toast)"),
+    answer: Literal["PASS", "FAIL"] | None = Query(None, description="a bulk answer (toast)"),
     who: Principal = Depends(page_user),
     ctx: AppContext = Depends(app_context),
 ) -> Response:
-    """The review queue."""
+    """The review queue: the REVIEW tab most uncertain first, the others newest first."""
     flt = q.store_filter(ctx.settings.review.audit_pass_percent)
     with ctx.store.db.read() as session:
         after = Cursor.parse(cursor) if cursor else None
@@ -63,24 +66,50 @@ def queue_page(
         cursor=cursor,
         next_cursor=nxt.token() if nxt is not None else None,
         search_value=q.part_id,
+        catalogue=_catalogue(ctx, q.site, [i.site for i in items]),
+        toast=(recorded, answer) if recorded and answer else None,
     )
 
 
-@router.post("/queue/confirm")
-async def confirm_selected(
+def _catalogue(ctx: AppContext, site: str, shown: list[str]) -> list[str]:
+    """Defect types a bulk FAIL may name: the filtered site's, else those of the sites shown."""
+    names: dict[str, None] = {}
+    for s in [site] if site else dict.fromkeys(shown):
+        names.update(dict.fromkeys(d.name for d in ctx.defect_catalogue(s)))
+    return list(names)
+
+
+@router.post("/queue/answer")
+async def answer_selected(
     request: Request,
     who: Principal = Depends(page_user),
     ctx: AppContext = Depends(app_context),
 ) -> Response:
-    """Confirm every selected inspection (shift-y), then back to the queue."""
+    """Record the one answer the bulk bar named (PASS, or FAIL with a defect type) on every
+    selected inspection, then back to the queue with a toast.
+
+    The page asks once before posting and sends how many it asked about: a count that does
+    not match the selection posted is refused, so nothing is recorded that was not shown.
+    """
     await checked_form(request, who)
     require_reviewer(who)
     form = await request.form()
     ids = [str(v) for v in form.getlist("request_id")][:500]
     q = query_from(str(form.get("q", "")))
-    if ids:
-        reviewing.confirm_many(ctx, who.user, ids)
-    return RedirectResponse(f"/queue?{q.query_string()}", status_code=303)
+    final = str(form.get("final_verdict", ""))
+    if not ids:
+        raise HTTPException(422, "request_id: select at least one inspection")
+    if str(form.get("count", "")) != str(len(dict.fromkeys(ids))):
+        raise HTTPException(422, "count: the selection changed since you were asked; reload")
+    n = reviewing.answer_many(
+        ctx,
+        who.user,
+        ids,
+        final,
+        str(form.get("defect_type") or "") if final == "FAIL" else None,
+        str(form.get("comment") or "") if final == "FAIL" else None,
+    )
+    return RedirectResponse(f"/queue?{q.query_string(recorded=n, answer=final)}", status_code=303)
 
 
 @router.get("/calendar")

@@ -47,6 +47,60 @@
     });
   });
 
+  // Bulk answers name what they record ("Mark 7 selected PASS") and ask once before posting.
+  var bulk = document.getElementById("bulk");
+  var ask = document.getElementById("bulk-ask");
+  function selected() {
+    return document.querySelectorAll("#queue input[type=checkbox]:checked").length;
+  }
+  function showSelected() {
+    var n = selected();
+    Array.prototype.forEach.call(document.querySelectorAll("#bulkbar button"), function (b) {
+      b.querySelector(".n").textContent = String(n);
+      b.disabled = n === 0;
+    });
+  }
+  function question() {
+    var final = document.getElementById("bulk-final").value;
+    var n = document.getElementById("bulk-count").value;
+    var what = final;
+    if (final === "FAIL") what += " \u00b7 " + document.getElementById("bulk-defect-type").value;
+    var text = "Record " + what + " for " + n + " selected inspection" + (n === "1" ? "" : "s") + "?";
+    document.getElementById("bulk-question").textContent = text;
+    document.getElementById("bulk-record").textContent = "Record " + final + " for " + n;
+  }
+  function askBulk(final) {
+    var n = selected();
+    if (!ask || n === 0) return;
+    document.getElementById("bulk-final").value = final;
+    document.getElementById("bulk-count").value = String(n);
+    document.getElementById("bulk-defect").hidden = final !== "FAIL";
+    ask.hidden = false;
+    question();
+    if (final === "FAIL") document.getElementById("bulk-defect-type").focus();
+    else document.getElementById("bulk-record").focus();
+  }
+  function cancelAsk() {
+    if (ask && !ask.hidden) { ask.hidden = true; return true; }
+    return false;
+  }
+  if (bulk) {
+    Array.prototype.forEach.call(document.querySelectorAll("#bulkbar button"), function (b) {
+      b.addEventListener("click", function () { askBulk(b.dataset.answer); });
+    });
+    var cancel = document.getElementById("bulk-cancel");
+    if (cancel) cancel.addEventListener("click", cancelAsk);
+    var defectType = document.getElementById("bulk-defect-type");
+    if (defectType) defectType.addEventListener("change", question);
+    Array.prototype.forEach.call(document.querySelectorAll("#queue input[type=checkbox]"), function (box) {
+      box.addEventListener("change", function () {
+        box.closest("tr").classList.toggle("selected", box.checked);
+        if (ask) ask.hidden = true;
+        showSelected();
+      });
+    });
+  }
+
   function queueKey(e) {
     var row = rows[cursor];
     switch (e.key) {
@@ -58,11 +112,12 @@
           var box = row.querySelector("input[type=checkbox]");
           box.checked = !box.checked;
           row.classList.toggle("selected", box.checked);
+          if (ask) ask.hidden = true;
+          showSelected();
         }
         return true;
-      case "Y":
-        if (document.querySelector("#queue input[type=checkbox]:checked")) submit(document.getElementById("bulk"));
-        return true;
+      case "P": askBulk("PASS"); return true;
+      case "F": askBulk("FAIL"); return true;
       case "u":
         if (row) {
           var form = document.getElementById("unmark");
@@ -85,24 +140,32 @@
   }
   function armFail() {
     if (!failForm) return;
-    failForm.classList.add("armed");
+    failForm.hidden = false;
     var comment = document.getElementById("comment");
+    // preventScroll: the photo stays where it is while the FAIL panel opens.
     if (failForm.querySelector("input[name=defect_type]:checked")) {
-      comment.focus();
+      comment.focus({ preventScroll: true });
     } else {
       var first = failForm.querySelector("input[name=defect_type]");
-      if (first) first.focus();
+      if (first) first.focus({ preventScroll: true });
     }
+  }
+  var armButton = document.getElementById("arm-fail");
+  if (armButton) armButton.addEventListener("click", armFail);
+
+  function submitEnabled(form) {
+    var button = form && form.querySelector("button[type=submit]");
+    if (button && !button.disabled) submit(form);
   }
 
   function detailKey(e) {
     switch (e.key) {
       case "j": go(document.getElementById("next")); return true;
       case "k": go(document.getElementById("prev")); return true;
-      case "y": submit(document.getElementById("form-confirm")); return true;
-      case "p": submit(document.getElementById("form-pass")); return true;
+      case "y": submitEnabled(document.getElementById("form-confirm")); return true;
+      case "p": submitEnabled(document.getElementById("form-pass")); return true;
       case "f": armFail(); return true;
-      case "u": submit(document.getElementById("form-unreviewed")); return true;
+      case "u": submitEnabled(document.getElementById("form-unreviewed")); return true;
     }
     if (/^[1-9]$/.test(e.key)) { pickDefect(Number(e.key)); return true; }
     return false;
@@ -125,6 +188,7 @@
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (e.key === "Escape") {
       toggleHelp(false);
+      cancelAsk();
       if (document.activeElement) document.activeElement.blur();
       return;
     }
