@@ -157,7 +157,16 @@ def test_an_invalid_hidden_q_field_is_a_422_and_stores_nothing(
         assert _reviews(store) == before
         r = client.post(f"/inspections/{rids[0]}/unreviewed", data={"csrf_token": csrf, "q": q})
         _clean(r)
-        r = client.post("/queue/confirm", data={"csrf_token": csrf, "q": q, "request_id": rids})
+        r = client.post(
+            "/queue/answer",
+            data={
+                "csrf_token": csrf,
+                "q": q,
+                "request_id": rids,
+                "count": str(len(rids)),
+                "final_verdict": "PASS",
+            },
+        )
         _clean(r)
         assert _reviews(store) == before
 
