@@ -11,6 +11,11 @@ its compiled code, so the cost is a few compilations, paid by the first batches:
   would compile one copy per layer, past torch's recompile limit, and the layers beyond
   it would silently run eagerly.
 
+With FP8 linear layers (quantize.py) the attention's projections are compiled too, each
+on its own: outside a compiled region a float8 layer quantises its input in several
+separate passes, which costs more than the faster matmul saves; compiled, that becomes
+one fused pass. Every layer's projection of one shape shares its compiled code.
+
 Shapes are compiled dynamic, so batch size and prompt length do not recompile.
 """
 
@@ -20,6 +25,8 @@ import logging
 from typing import Any
 
 import torch
+
+from inspector.engine.quantize import is_quantized
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +44,22 @@ def repeated_blocks(model: Any) -> list[torch.nn.Module]:
     return [*decoder, *vision.layers]
 
 
+def quantized_projections(model: Any) -> list[torch.nn.Module]:
+    """The float8 linear layers of the decoder layers' attention (outside `repeated_blocks`)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    out = []
+    for layer in base.model.layers:
+        for projection in (layer.self_attn.qkv_proj, layer.self_attn.o_proj):
+            # peft's LoRA layer holds the Linear as base_layer; only that one is float8.
+            linear = getattr(projection, "base_layer", projection)
+            if is_quantized(linear.weight):
+                out.append(linear)
+    return out
+
+
 def compile_blocks(model: Any) -> int:
     """Compile every repeated block in place; returns how many were wrapped."""
-    blocks = repeated_blocks(model)
+    blocks = [*repeated_blocks(model), *quantized_projections(model)]
     for block in blocks:
         block.compile(dynamic=True)
     log.info("compiling %d repeated blocks on first use", len(blocks))
