@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast, get_args
 
 import typer
 from rich.console import Console
@@ -270,21 +270,58 @@ def bench_pipeline(
         raise typer.Exit(1)
 
 
+def _workers(value: str) -> int | Literal["gpus"]:
+    """`--workers`: a count, or `gpus` for one per visible CUDA device."""
+    if value == "gpus":
+        return "gpus"
+    if not value.isdigit() or int(value) < 1:
+        raise typer.BadParameter(
+            f"{value!r} is neither a count (1, 2, ...) nor gpus", param_hint="--workers"
+        )
+    return int(value)
+
+
 @app.command("line")
 def bench_line(
     rate: Annotated[float, typer.Option(min=0.1, help="Offered requests per second.")] = 25.0,
     duration: Annotated[float, typer.Option(min=1, help="Seconds of timed load.")] = 60.0,
     warmup: Annotated[float, typer.Option(min=0, help="Seconds of untimed load first.")] = 10.0,
     stations: Annotated[int, typer.Option(min=1, max=256, help="Simulated stations.")] = 8,
+    workers: Annotated[
+        str,
+        typer.Option(
+            help="Worker processes in one shared group: a count (spread over the visible "
+            "GPUs when there are several, else sharing the device), or gpus (one per GPU)."
+        ),
+    ] = "1",
+    cpu_threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Each worker's OMP_NUM_THREADS (default: inherited; torch then takes every "
+            "core in each worker).",
+        ),
+    ] = None,
     image_size: Annotated[str, typer.Option(help="Photo size WxH.")] = "640x480",
     audio_s: Annotated[float, typer.Option(min=0.5, max=60, help="Voice note seconds.")] = 8.0,
     model: Annotated[
         Path, typer.Option("--model", "-m", help="Model directory the worker loads.")
     ] = Path("var/models/tiny"),
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="model (--model), random-full (full-size random weights, GPU), instant "
+            "(answers at once) or paced (--batch-s per batch): the last two measure the "
+            "host side alone."
+        ),
+    ] = "model",
     random_full: Annotated[
         bool,
-        typer.Option(help="Serve the full-size architecture with random weights (GPU)."),
+        typer.Option(help="Same as --engine random-full."),
     ] = False,
+    batch_s: Annotated[
+        float, typer.Option(min=0, help="The paced engine's seconds per batch.")
+    ] = 0.5,
     device: Annotated[str, typer.Option(help="Worker model device: auto, cpu, cuda.")] = "auto",
     rationale_tokens: Annotated[int, typer.Option(min=0, help="Rationale token bound.")] = 48,
     compile_blocks: Annotated[
@@ -305,43 +342,70 @@ def bench_line(
     ),
 ) -> None:
     """Paced open-loop load from simulated stations through the broker and `inspector serve`."""
+    from inspector.bench.fleet import ENGINE_KINDS, placement
     from inspector.bench.line import LineBenchConfig, run_line_bench
     from inspector.errors import InspectorError
 
     width, height = _image_size(image_size)
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"{device!r} is not auto, cpu or cuda", param_hint="--device")
-    cfg = LineBenchConfig(
-        rate=rate,
-        duration_s=duration,
-        warmup_s=warmup,
-        stations=stations,
-        width=width,
-        height=height,
-        audio_seconds=audio_s,
-        model=ModelSettings.model_validate(
-            {
-                "path": model,
-                "device": device,
-                "max_rationale_tokens": rationale_tokens,
-                "compile": compile_blocks,
-            }
-        ),
-        random_full=random_full,
-        max_batch=max_batch,
-        max_wait_ms=max_wait_ms,
-        drain_timeout_s=drain_timeout,
-        store_url=store_url,
-        host=host,
-        port=port,
-    )
+    kind = "random-full" if random_full else engine
+    if kind not in ENGINE_KINDS:
+        raise typer.BadParameter(
+            f"{engine!r} is not one of {', '.join(ENGINE_KINDS)}", param_hint="--engine"
+        )
     try:
+        count, gpus = placement(_workers(workers), device)
+        cfg = LineBenchConfig(
+            rate=rate,
+            duration_s=duration,
+            warmup_s=warmup,
+            stations=stations,
+            width=width,
+            height=height,
+            audio_seconds=audio_s,
+            model=ModelSettings.model_validate(
+                {
+                    "path": model,
+                    "device": device,
+                    "max_rationale_tokens": rationale_tokens,
+                    "compile": compile_blocks,
+                }
+            ),
+            engine=kind,
+            batch_s=batch_s,
+            workers=count,
+            gpus=gpus,
+            cpu_threads=cpu_threads,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            drain_timeout_s=drain_timeout,
+            store_url=store_url,
+            host=host,
+            port=port,
+        )
         report = run_line_bench(cfg)
     except InspectorError as exc:
         console.print(f"[red]error:[/] {exc.message}", markup=True, highlight=False)
         raise typer.Exit(1) from None
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2))
+    _render_line(report, output)
+    once = report["exactly_once"]
+    if not report["measured"]["complete"]:
+        console.print("[red]not every request got an answer in time[/]")
+        raise typer.Exit(1)
+    if not once["exactly_once"]:
+        console.print(
+            f"[red]not exactly once: {once['inspections']} inspections and "
+            f"{once['judged_once']} judged once of {once['requests']} requests, "
+            f"{once['duplicates']} duplicate verdict rows[/]"
+        )
+        raise typer.Exit(1)
+
+
+def _render_line(report: dict[str, Any], output: Path) -> None:
+    """The line benchmark's totals, one line per worker and the exactly-once count."""
     m = report["measured"]
     lat = m["latency_ms"]
     console.print(
@@ -350,9 +414,28 @@ def bench_line(
         f"p99 {lat.get('p99', 0):.0f} ms; {m['verdicts']}/{m['requests']} verdicts, "
         f"mean batch {report['worker'].get('batch_mean', 0):.1f} → {output}"
     )
-    if not m["complete"]:
-        console.print("[red]not every request got an answer in time[/]")
-        raise typer.Exit(1)
+    if len(report["workers"]) > 1:
+        table = Table(title=f"{len(report['workers'])} workers, one shared group")
+        for column in ("worker", "GPU", "verdicts", "p95 ms", "batch", "engine busy", "CPU cores"):
+            table.add_column(column, no_wrap=True)
+        for w in report["workers"]:
+            cores = w["cpu_cores"]
+            table.add_row(
+                w["worker_id"],
+                w["cuda_visible_devices"] or "shared",
+                str(w["verdicts"]),
+                f"{w['latency_ms'].get('p95', 0):.0f}",
+                f"{w.get('batch_mean', 0):.1f}",
+                f"{w['engine_busy_share']:.0%}",
+                f"{cores:.2f}" if cores is not None else "",
+            )
+        console.print(table)
+    once, cpu = report["exactly_once"], report["host"]["cpu_busy_share"]
+    console.print(
+        f"store: {once['inspections']} inspections, {once['verdict_rows']} verdict rows, "
+        f"{once['duplicates']} duplicates"
+        + (f"; host CPU {cpu:.0%} busy over {report['host']['cpus']} cores" if cpu else "")
+    )
 
 
 @app.command("train")

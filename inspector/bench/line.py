@@ -1,14 +1,14 @@
 """The line benchmark: paced open-loop load from simulated stations through the real path.
 
 Stations publish on a fixed schedule (request k at start + k / rate, whatever the answers
-do), through the broker, to `inspector serve` running in a process of its own, which
-validates, batches, infers, commits to the store and publishes the verdict; each station
-times publish → verdict received. A warm-up at the same rate runs first and is waited out,
-so the timed phase starts on a warm engine with no backlog.
+do), through the broker, to `workers` `inspector serve` processes in one shared-subscription
+group (`inspector/bench/fleet.py`), which validate, batch, infer, commit to the store and
+publish the verdict; each station times publish → verdict received. A warm-up at the same
+rate runs first and is waited out, so the timed phase starts on warm engines with no backlog.
 
-The worker runs the model at `model.path`, or with `random_full` the full-size architecture
-with random weights (as `inspector bench engine` builds it), so a GPU host needs no
-checkpoint on disk.
+Reported beside the totals: per worker, the requests it answered, its batches, mean batch,
+engine time and CPU time over the timed phase, and the host's CPU share; and from the store,
+that every request was answered exactly once (one inspection, one verdict row, no duplicate).
 """
 
 from __future__ import annotations
@@ -16,12 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -29,8 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
+from inspector.bench.fleet import (
+    EngineKind,
+    WorkerProcess,
+    WorkerSpec,
+    host_cpu_ticks,
+    metric_totals,
+    wait_online,
+)
+from inspector.bench.ledger import read_ledger
 from inspector.bench.pipeline import photo
 from inspector.errors import BenchFailed
 from inspector.mqtt import Message, MqttTransport
@@ -40,10 +45,8 @@ from inspector.protocol import (
     InspectionRequest,
     TopicKind,
     parse_rejection,
-    parse_status,
     parse_verdict,
     station_filter,
-    status_topic,
     utcnow,
 )
 from inspector.settings import (
@@ -62,7 +65,7 @@ BENCH_PROFILE = SiteProfile(part="machined housing", threshold=0.7)
 
 @dataclass(frozen=True)
 class LineBenchConfig:
-    """The offered load, the photos and notes it carries, and the worker it runs against."""
+    """The offered load, the photos and notes it carries, and the workers it runs against."""
 
     rate: float = 25.0  # requests per second, over all stations
     duration_s: float = 60.0
@@ -72,7 +75,12 @@ class LineBenchConfig:
     height: int = 480
     audio_seconds: float = 8.0
     model: ModelSettings = field(default_factory=ModelSettings)
-    random_full: bool = False  # full-size random weights instead of model.path
+    engine: EngineKind = "model"  # or random-full, instant, paced (fleet.py)
+    batch_s: float = 0.5  # the paced engine's seconds per batch
+    workers: int = 1  # `inspector serve` processes in one shared-subscription group
+    # CUDA_VISIBLE_DEVICES of worker i is gpus[i % len(gpus)]; empty: inherited (fleet.placement)
+    gpus: tuple[str, ...] = ()
+    cpu_threads: int | None = None  # each worker's OMP_NUM_THREADS (None: inherited)
     max_batch: int = 32
     max_wait_ms: float = 20.0
     validation_threads: int = 4
@@ -87,72 +95,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _serve_main(argv: list[str]) -> None:
-    """The worker process: `inspector serve`'s code path, with the bench's model.
-
-    argv: the settings as a JSON file, then `--random-full` to serve random full-size
-    weights instead of loading `model.path`.
-    """
-    logging.basicConfig(level=logging.WARNING, format="worker %(levelname)s %(name)s: %(message)s")
-    from inspector.worker.run import serve
-
-    settings = Settings.model_validate_json(Path(argv[0]).read_text())
-    engine = None
-    if "--random-full" in argv[1:]:
-        from inspector.bench.engine import EngineBenchConfig, build_random_engine
-
-        engine = build_random_engine(
-            EngineBenchConfig(
-                rationale_tokens=settings.model.max_rationale_tokens,
-                compile=settings.model.compile,
-            ),
-            settings.sites,
-        )
-    serve(settings, engine)
-
-
-class _Worker:
-    """The worker as a child process, its output in a log file."""
-
-    def __init__(self, settings: Settings, random_full: bool, workdir: Path) -> None:
-        path = workdir / "settings.json"
-        path.write_text(settings.model_dump_json())
-        self.log_path = workdir / "worker.log"
-        argv = [sys.executable, "-m", "inspector.bench.line", str(path)]
-        self._argv = argv + (["--random-full"] if random_full else [])
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("wb") as log_file:
-            self._proc = subprocess.Popen(
-                self._argv,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-
-    def exit_code(self) -> int | None:
-        """The exit status once the process has ended, else None."""
-        return self._proc.poll() if self._proc is not None else None
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self, timeout_s: float = 60.0) -> None:
-        """SIGTERM (the worker drains and disconnects), then SIGKILL if it lingers."""
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(10)
 
 
 class _Stations:
@@ -174,6 +116,8 @@ class _Stations:
         self._answered = threading.Condition(self._lock)
         self.sent: dict[str, float] = {}
         self.verdicts: dict[str, float] = {}
+        self.answered_by: dict[str, str] = {}  # request id → the worker whose verdict came first
+        self.repeats = 0  # verdict messages beyond the first for a request
         self.rejected: dict[str, str] = {}
         base = photo(cfg.width, cfg.height, 0)
         # Each request's photo differs (a JPEG comment segment after the start marker), as
@@ -196,10 +140,15 @@ class _Stations:
         self._observer.stop()
 
     def _on_verdict(self, message: Message) -> None:
-        rid = str(parse_verdict(message.payload).request_id)
+        verdict = parse_verdict(message.payload)
+        rid = str(verdict.request_id)
         now = time.monotonic()
         with self._lock:
-            self.verdicts.setdefault(rid, now)
+            if rid in self.verdicts:
+                self.repeats += 1
+                return
+            self.verdicts[rid] = now
+            self.answered_by[rid] = verdict.worker_id
             self._answered.notify_all()
 
     def _on_rejected(self, message: Message) -> None:
@@ -261,32 +210,6 @@ def _voice_note(seconds: float) -> bytes:
     return voice_note_wav(seconds)
 
 
-def _wait_online(broker: BrokerSettings, worker_id: str, worker: _Worker, timeout_s: float) -> None:
-    """Block until the worker's retained status says online; fail if the process exits."""
-    online = threading.Event()
-
-    def on_status(message: Message) -> None:
-        if message.payload and parse_status(message.payload).state == "online":
-            online.set()
-
-    watcher = MqttTransport(
-        broker.model_copy(update={"session_expiry_s": 0}),
-        f"bench-line-watch-{uuid.uuid4().hex[:8]}",
-        clean_start=True,
-    )
-    watcher.subscribe(status_topic(worker_id), on_status)
-    watcher.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not online.wait(0.5):
-            if (code := worker.exit_code()) is not None:
-                raise BenchFailed(f"the bench worker exited with code {code}:\n{worker.log_tail()}")
-            if time.monotonic() > deadline:
-                raise BenchFailed(f"the bench worker was not online within {timeout_s:g} s")
-    finally:
-        watcher.stop()
-
-
 def _percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -307,22 +230,6 @@ _HISTOGRAMS = {
 }
 
 
-def _worker_totals(port: int) -> dict[str, float]:
-    """Sums and counts of the worker's histograms, from its Prometheus endpoint."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except OSError as exc:
-        log.warning("could not read the worker's metrics: %s", exc)
-        return {}
-    return {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name.endswith(("_sum", "_count")) and not sample.labels
-    }
-
-
 def _worker_means(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """Means of the worker's histograms over the timed phase alone (the warm-up subtracted)."""
     out = {}
@@ -336,6 +243,33 @@ def _worker_means(before: dict[str, float], after: dict[str, float]) -> dict[str
     return out
 
 
+def _summed(totals: list[dict[str, float]]) -> dict[str, float]:
+    """Several workers' histogram sums and counts added up, as if one worker had them all."""
+    out: Counter[str] = Counter()
+    for one in totals:
+        out.update(one)
+    return dict(out)
+
+
+@dataclass
+class _Snapshot:
+    """What the workers and the host had counted at one instant."""
+
+    at: float
+    metrics: list[dict[str, float]]
+    cpu_s: list[float | None]
+    host_ticks: tuple[int, int] | None
+
+    @classmethod
+    def take(cls, workers: list[WorkerProcess]) -> _Snapshot:
+        return cls(
+            at=time.monotonic(),
+            metrics=[metric_totals(w.spec.metrics_port) for w in workers],
+            cpu_s=[w.cpu_s() for w in workers],
+            host_ticks=host_cpu_ticks(),
+        )
+
+
 def _phase(stations: _Stations, cfg: LineBenchConfig, seconds: float) -> dict[str, Any]:
     count = max(1, round(cfg.rate * seconds))
     sent = stations.run(count)
@@ -345,11 +279,16 @@ def _phase(stations: _Stations, cfg: LineBenchConfig, seconds: float) -> dict[st
     with stations._lock:
         sent_at = [stations.sent[r] for r in ids]
         answered = {r: stations.verdicts[r] for r in ids if r in stations.verdicts}
+        by = {r: stations.answered_by[r] for r in answered}
         rejected = Counter(stations.rejected[r] for r in ids if r in stations.rejected)
-    latencies = [answered[r] - stations.sent[r] for r in answered]
+    latencies = {r: answered[r] - stations.sent[r] for r in answered}
     first, last_sent = min(sent_at), max(sent_at)
     last_answer = max(answered.values(), default=published)
+    per_worker: dict[str, list[float]] = {}
+    for rid, worker_id in by.items():
+        per_worker.setdefault(worker_id, []).append(latencies[rid])
     return {
+        "ids": ids,
         "requests": count,
         "verdicts": len(answered),
         "rejected": dict(rejected),
@@ -358,48 +297,130 @@ def _phase(stations: _Stations, cfg: LineBenchConfig, seconds: float) -> dict[st
         "offered_per_s": (count - 1) / (last_sent - first) if count > 1 else 0.0,
         "achieved_per_s": len(answered) / (last_answer - first) if last_answer > first else 0.0,
         "publish_lag_ms_max": 1e3 * max(sent["lag_s"]),
-        "latency_ms": _percentiles(latencies),
+        "latency_ms": _percentiles(list(latencies.values())),
+        "by_worker": {
+            worker_id: {"verdicts": len(values), "latency_ms": _percentiles(values)}
+            for worker_id, values in sorted(per_worker.items())
+        },
     }
 
 
+def _per_worker(
+    workers: list[WorkerProcess], measured: dict[str, Any], before: _Snapshot, after: _Snapshot
+) -> list[dict[str, Any]]:
+    """Each worker over the timed phase: what it answered, its batches, engine and CPU time."""
+    wall = after.at - before.at
+    out = []
+    for i, worker in enumerate(workers):
+        wid = worker.spec.worker_id
+        means = _worker_means(before.metrics[i], after.metrics[i])
+        name = "inspector_inference_seconds_sum"
+        engine_s = after.metrics[i].get(name, 0.0) - before.metrics[i].get(name, 0.0)
+        cpu_before, cpu_after = before.cpu_s[i], after.cpu_s[i]
+        cpu_s = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+        station_view = measured["by_worker"].get(wid, {"verdicts": 0, "latency_ms": {}})
+        out.append(
+            {
+                "worker_id": wid,
+                "cuda_visible_devices": worker.spec.cuda_visible_devices,
+                "cpu_threads": worker.spec.cpu_threads,
+                "verdicts": station_view["verdicts"],
+                "latency_ms": station_view["latency_ms"],
+                **means,
+                "engine_s": engine_s,
+                "engine_busy_share": engine_s / wall if wall > 0 else 0.0,
+                "cpu_s": cpu_s,
+                "cpu_cores": cpu_s / wall if cpu_s is not None and wall > 0 else None,
+            }
+        )
+    return out
+
+
+def _host(before: _Snapshot, after: _Snapshot) -> dict[str, Any]:
+    """The host's CPUs and how busy they were over the timed phase (every process on it)."""
+    busy_share = None
+    if before.host_ticks is not None and after.host_ticks is not None:
+        busy = after.host_ticks[0] - before.host_ticks[0]
+        total = after.host_ticks[1] - before.host_ticks[1]
+        busy_share = busy / total if total > 0 else None
+    return {"cpus": os.cpu_count(), "cpu_busy_share": busy_share}
+
+
+def _settings(cfg: LineBenchConfig, site: str, url: str, blob_dir: Path) -> Settings:
+    """The settings every worker of the group shares (each then gets its id and port)."""
+    return Settings(
+        broker=BrokerSettings(host=cfg.host, port=cfg.port, session_expiry_s=60),
+        store=StoreSettings(url=url, blob_dir=blob_dir),
+        model=cfg.model,
+        sites={site: BENCH_PROFILE},
+        worker=WorkerSettings(
+            worker_id=site,
+            group=site,
+            sites=(site,),
+            max_batch=cfg.max_batch,
+            max_wait_ms=cfg.max_wait_ms,
+            validation_threads=cfg.validation_threads,
+            receive_maximum=max(64, 4 * cfg.max_batch),
+            queue_size=max(256, 8 * cfg.max_batch),
+        ),
+    )
+
+
+def _group(cfg: LineBenchConfig, base: Settings, workdir: Path) -> list[WorkerProcess]:
+    """`cfg.workers` worker processes, each with its own id, metrics port and device."""
+    workers = []
+    for i in range(cfg.workers):
+        spec = WorkerSpec(
+            worker_id=f"{base.worker.group}-w{i}",
+            metrics_port=_free_port(),
+            cuda_visible_devices=cfg.gpus[i % len(cfg.gpus)] if cfg.gpus else None,
+            cpu_threads=cfg.cpu_threads,
+        )
+        own = base.worker.model_copy(
+            update={"worker_id": spec.worker_id, "metrics_port": spec.metrics_port}
+        )
+        settings = base.model_copy(update={"worker": own})
+        workers.append(WorkerProcess(spec, settings, cfg.engine, cfg.batch_s, workdir))
+    return workers
+
+
 def run_line_bench(cfg: LineBenchConfig) -> dict[str, Any]:
-    """Start a worker, offer the paced load through the broker, report what came back."""
+    """Start the workers, offer the paced load through the broker, report what came back."""
+    from inspector.store import Store
+
+    if cfg.workers < 1:
+        raise BenchFailed("the line benchmark needs at least one worker")
     site = f"line-{uuid.uuid4().hex[:8]}"
-    metrics_port = _free_port()
     with tempfile.TemporaryDirectory(prefix="inspector-line-") as tmp:
         url = cfg.store_url or f"sqlite:///{Path(tmp) / 'line.db'}"
-        settings = Settings(
-            broker=BrokerSettings(host=cfg.host, port=cfg.port, session_expiry_s=60),
-            store=StoreSettings(url=url, blob_dir=Path(tmp) / "blobs"),
-            model=cfg.model,
-            sites={site: BENCH_PROFILE},
-            worker=WorkerSettings(
-                worker_id=site,
-                group=site,
-                sites=(site,),
-                max_batch=cfg.max_batch,
-                max_wait_ms=cfg.max_wait_ms,
-                validation_threads=cfg.validation_threads,
-                metrics_port=metrics_port,
-                receive_maximum=max(64, 4 * cfg.max_batch),
-                queue_size=max(256, 8 * cfg.max_batch),
-            ),
-        )
+        settings = _settings(cfg, site, url, Path(tmp) / "blobs")
+        # Once, before any worker starts, as `inspector db upgrade` is run in production:
+        # workers migrating one fresh database at once would race.
+        store = Store.from_settings(settings.store)
+        store.upgrade()
         stations = _Stations(cfg, site)
-        stations.start()
-        worker = _Worker(settings, cfg.random_full, Path(tmp))
-        started = time.monotonic()
-        worker.start()
+        workers = _group(cfg, settings, Path(tmp))
         try:
-            _wait_online(settings.broker, site, worker, cfg.start_timeout_s)
+            stations.start()
+            started = time.monotonic()
+            for worker in workers:
+                worker.start()
+            wait_online(settings.broker, workers, cfg.start_timeout_s)
             ready_s = time.monotonic() - started
             warmup = _phase(stations, cfg, cfg.warmup_s) if cfg.warmup_s > 0 else None
-            before = _worker_totals(metrics_port)
+            before = _Snapshot.take(workers)
             measured = _phase(stations, cfg, cfg.duration_s)
-            after = _worker_totals(metrics_port)
+            after = _Snapshot.take(workers)
         finally:
             stations.stop()
-            worker.stop()
+            for worker in workers:
+                worker.stop()
+        sent = (warmup["ids"] if warmup else []) + measured["ids"]
+        ledger = read_ledger(store, site, sent)
+        store.close()
+    for phase in (warmup, measured):
+        if phase is not None:
+            del phase["ids"]
     return {
         "benchmark": "line",
         "config": asdict(cfg) | {"model": cfg.model.model_dump(mode="json")},
@@ -407,9 +428,8 @@ def run_line_bench(cfg: LineBenchConfig) -> dict[str, Any]:
         "worker_ready_s": ready_s,
         "warmup": warmup,
         "measured": measured,
-        "worker": _worker_means(before, after),
+        "worker": _worker_means(_summed(before.metrics), _summed(after.metrics)),
+        "workers": _per_worker(workers, measured, before, after),
+        "host": _host(before, after),
+        "exactly_once": ledger.report() | {"verdict_messages_repeated": stations.repeats},
     }
-
-
-if __name__ == "__main__":
-    _serve_main(sys.argv[1:])
