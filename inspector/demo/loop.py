@@ -21,6 +21,7 @@ from typing import Literal
 from rich.console import Console
 from rich.table import Table
 
+from inspector.engine.identity import is_tiny_model
 from inspector.errors import DemoFailed, RegistryRefused
 from inspector.protocol import VerdictMessage, WorkerStatus
 from inspector.quality import FIGURES, Evaluation, percent, stored_evaluation
@@ -35,8 +36,12 @@ from .samples import PartKind
 from .worker_process import WorkerProcess
 
 ACTOR = "inspector-demo"
-# Epochs at most: the loop trains on the CPU while the user watches.
-DEMO_EPOCHS = 8
+# On the tiny model the loop trains on the CPU while the user watches: ten passes at a
+# learning rate (falling to zero) that separates the drawn defects within them, without
+# gradient checkpointing (the tiny model needs no memory saved). Real weights train with
+# the user's settings, at most DEMO_EPOCHS passes.
+DEMO_EPOCHS = 10
+TINY_LEARNING_RATE = 3e-3
 # The fewest fresh-batch verdicts that must match the drawn defects for the demo to pass.
 FRESH_AGREEMENT = 0.8
 
@@ -54,15 +59,18 @@ class Promoted:
         return self.record.ref
 
 
-def demo_train_settings(settings: TrainSettings, batch: int) -> TrainSettings:
+def demo_train_settings(settings: TrainSettings, batch: int, tiny: bool) -> TrainSettings:
     """The user's training settings, with minimums the first batch meets and a CPU's epochs."""
-    return settings.model_copy(
-        update={
-            "min_reviews": min(settings.min_reviews, batch),
-            "min_per_class": min(settings.min_per_class, max(1, batch // 6)),
-            "epochs": min(settings.epochs, DEMO_EPOCHS),
-        }
-    )
+    update: dict[str, object] = {
+        "min_reviews": min(settings.min_reviews, batch),
+        "min_per_class": min(settings.min_per_class, max(1, batch // 6)),
+        "epochs": min(settings.epochs, DEMO_EPOCHS),
+    }
+    if tiny:
+        update.update(
+            epochs=DEMO_EPOCHS, learning_rate=TINY_LEARNING_RATE, gradient_checkpointing=False
+        )
+    return settings.model_copy(update=update)
 
 
 def label_of(kind: PartKind) -> Literal["PASS", "FAIL"]:
@@ -113,7 +121,7 @@ def train_and_promote(
     from inspector.train.registry import promote
     from inspector.train.run import run_training
 
-    train = demo_train_settings(settings.train, reviewed)
+    train = demo_train_settings(settings.train, reviewed, is_tiny_model(settings.model.path))
     console.print(
         f"training a site adapter for [bold]{site}[/] on the CPU "
         f"(LoRA rank {train.rank}, {train.epochs} epochs, learning rate {train.learning_rate:g})"

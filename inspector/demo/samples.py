@@ -15,6 +15,9 @@ PartKind = Literal["ok", "scratch", "dent"]
 KINDS: tuple[PartKind, ...] = ("ok", "scratch", "dent")
 WIDTH, HEIGHT = 640, 480
 NOTE_RATE = 16000
+# How far a part may sit from its place on the belt: a fixture holds it within a few pixels.
+JITTER_PX = 2
+TEXTURE_SEED = 20
 
 Image = NDArray[np.uint8]
 
@@ -27,16 +30,19 @@ def kind_for(index: int) -> PartKind:
 def draw_part(kind: PartKind, seed: int) -> Image:
     """A 640×480 photo of a machined L-bracket on a belt, with the given defect drawn on it."""
     rng = np.random.default_rng(seed)
+    # One belt and one batch of stock: their texture is the same under every part, so what
+    # changes from part to part is where it sits and the damage drawn on it.
+    texture = np.random.default_rng(TEXTURE_SEED)
     belt = np.linspace(60, 95, HEIGHT, dtype=np.float32)[:, None, None]
     img = np.repeat(np.repeat(belt, WIDTH, axis=1), 3, axis=2)
-    img += rng.normal(0, 4, img.shape).astype(np.float32)
+    img += texture.normal(0, 4, img.shape).astype(np.float32)
 
     # The bracket: an L of brushed aluminium, placed with a little jitter like a real line.
-    dx, dy = (int(v) for v in rng.integers(-25, 26, size=2))
+    dx, dy = (int(v) for v in rng.integers(-JITTER_PX, JITTER_PX + 1, size=2))
     mask = np.zeros((HEIGHT, WIDTH), np.uint8)
     cv2.rectangle(mask, (150 + dx, 110 + dy), (490 + dx, 210 + dy), 255, -1)
     cv2.rectangle(mask, (150 + dx, 110 + dy), (250 + dx, 390 + dy), 255, -1)
-    brushed = 175 + rng.normal(0, 6, (1, WIDTH)).astype(np.float32)  # vertical grain
+    brushed = 175 + texture.normal(0, 6, (1, WIDTH)).astype(np.float32)  # vertical grain
     metal = np.repeat(brushed, HEIGHT, axis=0)[:, :, None] * np.array([1.0, 1.0, 1.03], np.float32)
     inside = mask.astype(bool)
     img[inside] = metal[inside]
@@ -51,23 +57,29 @@ def draw_part(kind: PartKind, seed: int) -> Image:
     # Damage marks the metal only: never the belt, never across a drilled hole.
     on_metal = cv2.erode(surface, np.ones((5, 5), np.uint8)).astype(np.float32) / 255
 
+    # Damage is drawn large and dark enough to be seen at a glance: the demo's model is
+    # tiny and random, and it learns from a few dozen reviews what a person sees at once.
     if kind == "scratch":
-        x0, y0 = 265 + dx + int(rng.integers(0, 36)), 120 + dy + int(rng.integers(0, 21))
-        x1, y1 = x0 + 150 + int(rng.integers(0, 31)), y0 + 40 + int(rng.integers(0, 21))
         groove = np.zeros((HEIGHT, WIDTH), np.float32)
         glint = np.zeros((HEIGHT, WIDTH), np.float32)
-        cv2.line(groove, (x0, y0), (x1, y1), 1.0, 6, cv2.LINE_AA)
-        cv2.line(glint, (x0 + 2, y0 - 5), (x1 + 2, y1 - 5), 1.0, 2, cv2.LINE_AA)
-        delta = (glint * 60 - groove * 140) * on_metal
+        x0, y0 = 175 + dx + int(rng.integers(0, 11)), 125 + dy + int(rng.integers(0, 11))
+        x1, y1 = x0 + 280 + int(rng.integers(0, 11)), y0 + 60 + int(rng.integers(0, 11))
+        lx, ly = 170 + dx + int(rng.integers(0, 11)), 225 + dy + int(rng.integers(0, 11))
+        for a, b in (((x0, y0), (x1, y1)), ((lx, ly), (lx + 60, ly + 150))):
+            cv2.line(groove, a, b, 1.0, 12, cv2.LINE_AA)
+            cv2.line(glint, (a[0] + 3, a[1] - 8), (b[0] + 3, b[1] - 8), 1.0, 3, cv2.LINE_AA)
+        delta = (glint * 60 - groove * 150) * on_metal
         out = np.clip(out.astype(np.float32) + delta[:, :, None], 0, 255).astype(np.uint8)
     elif kind == "dent":
-        cx, cy = 350 + dx + int(rng.integers(-8, 9)), 182 + dy + int(rng.integers(-4, 5))
         hollow = np.zeros((HEIGHT, WIDTH), np.float32)
-        cv2.ellipse(hollow, (cx, cy), (34, 22), 20, 0, 360, 1.0, -1, cv2.LINE_AA)
+        for (cx, cy), axes in (((370, 160), (70, 42)), ((200, 220), (42, 50))):
+            cx += dx + int(rng.integers(-6, 7))
+            cy += dy + int(rng.integers(-4, 5))
+            cv2.ellipse(hollow, (cx, cy), axes, 20, 0, 360, 1.0, -1, cv2.LINE_AA)
         shade = cv2.GaussianBlur(hollow, (0, 0), 6)
         # A dent reads as a dark hollow with a highlight on the lit side.
         lit = np.roll(shade, (-6, -6), axis=(0, 1))
-        delta = ((lit - shade) * 120 - shade * 90) * on_metal
+        delta = ((lit - shade) * 120 - shade * 130) * on_metal
         out = np.clip(out.astype(np.float32) + delta[:, :, None], 0, 255).astype(np.uint8)
     return out
 

@@ -24,6 +24,10 @@ class Trained:
     result: TrainResult
 
 
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
 def run_training(
     store: Store,
     settings: Settings,
@@ -47,8 +51,8 @@ def run_training(
         "snapshot": {
             "id": snapshot.id,
             "content_hash": snapshot.content_hash,
-            "since": snapshot.since,
-            "until": snapshot.until,
+            "since": _iso(snapshot.since),
+            "until": _iso(snapshot.until),
         },
         "counts": snapshot.counts,
         "model": str(settings.model.path),

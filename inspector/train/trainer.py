@@ -8,6 +8,10 @@ token over PASS and FAIL, the two logits P(PASS) is read from (`PhiCore.verdict_
 what serving scores with). The LoRA touches only the language model, so the embeddings do
 not change during training and are computed once per batch.
 
+The learning rate falls linearly from `train.learning_rate` to zero over the run: the
+verdict loss has a floor (two logits of a normed hidden state), and a full step size at
+that floor walks the adapter away from what it learned.
+
 A library: progress reaches the caller through a callback (the CLI draws it), and the
 resumable checkpoint holds only tensors and plain values (`torch.load(weights_only=True)`).
 """
@@ -155,6 +159,11 @@ class LoraSteps:
         self.model.peft_config["default"].save_pretrained(str(out))
         return out / WEIGHTS_FILE
 
+    def set_learning_rate(self, value: float) -> None:
+        """The optimiser's learning rate from the next step on."""
+        for group in self.optimiser.param_groups:
+            group["lr"] = value
+
     def step(self, embeds: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> float:
         """One optimiser step on one batch; its loss."""
         loss = torch.nn.functional.cross_entropy(self.verdict_logits(embeds, mask), target)
@@ -220,6 +229,7 @@ def train_adapter(
     for epoch in range(first_epoch, settings.epochs):
         total = 0.0
         for index in torch.randperm(len(batches), generator=order).tolist():
+            lora.set_learning_rate(settings.learning_rate * (1 - done_steps / total_steps))
             loss = lora.step(*batches[index])
             total += loss
             steps += 1

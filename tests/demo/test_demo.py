@@ -34,22 +34,18 @@ from inspector.mqtt import MqttTransport
 from inspector.protocol import adapter_control_topic, status_topic
 from inspector.settings import BrokerSettings, LimitSettings
 from inspector.store import Store
-from inspector.store.adapters import active_adapter
+from inspector.store.adapters import active_adapter, audit_trail
 from inspector.store.models import Inspection, Verdict
 from tests.fixtures.services import free_port
 from tests.fixtures.worker import forget_session
 
 DEMO_TIMEOUT_S = 90
-# The loop also reviews, trains on the CPU and hot-swaps: a few minutes on two cores.
+# The loop also reviews, trains on the CPU and hot-swaps: at most 4 minutes on two cores.
 LOOP_TIMEOUT_S = 600
-# The fewest first-batch parts `--loop` accepts (its training split is one batch: 8 of
-# them, the other 4 its holdout), and a fresh batch of each drawn kind.
-LOOP_FIRST = 12
-LOOP_FRESH = 3
-# The user's training settings reach the loop's run: two passes instead of the demo's eight
-# still train (a checkpoint after each), evaluate and promote an adapter, in a quarter of
-# the training time.
-LOOP_EPOCHS = 2
+# The loop's own defaults: a first batch of 36 drawn parts (24 to train on, 12 held out)
+# and a fresh batch of 6, two of each kind.
+LOOP_FIRST = 36
+LOOP_FRESH = 6
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -208,20 +204,17 @@ def test_demo_runs_the_line_and_lists_three_verdicts(
 
 @pytest.mark.slow
 @pytest.mark.timeout(LOOP_TIMEOUT_S + 60)
-def test_demo_loop_promotes_a_trained_adapter_that_judges_the_fresh_batch(
+def test_demo_loop_promotes_an_adapter_by_the_rule_and_it_judges_the_fresh_batch_right(
     tmp_path: Path, tiny_model_dir: Path, broker: tuple[str, int], unique: str
 ) -> None:
     try:
         done = subprocess.run(
             [
                 *(sys.executable, "-m", "inspector", "demo", "--site", unique, "--loop"),
-                *("--count", str(LOOP_FIRST), "--fresh", str(LOOP_FRESH)),
                 *("--start-timeout", "120", "--timeout", "120"),
             ],
             cwd=tmp_path,
-            env=_env(
-                INSPECTOR_MODEL__PATH=str(tiny_model_dir), INSPECTOR_TRAIN__EPOCHS=str(LOOP_EPOCHS)
-            ),
+            env=_env(INSPECTOR_MODEL__PATH=str(tiny_model_dir)),
             capture_output=True,
             text=True,
             timeout=LOOP_TIMEOUT_S,
@@ -233,27 +226,41 @@ def test_demo_loop_promotes_a_trained_adapter_that_judges_the_fresh_batch(
     assert done.returncode == 0, out
     flat = " ".join(out.split())
     assert f"recorded {LOOP_FIRST} review(s)" in flat and "before (base)" in flat, out
-    assert f"LoRA rank 32, {LOOP_EPOCHS} epochs" in flat
+    # It trains on exactly the reviews it recorded, and says what each figure counts.
+    assert f"trained on the {LOOP_FIRST} review(s) recorded now" in flat
+    assert "LoRA rank 32, 10 epochs" in flat
+    assert "lean accuracy" in flat and "majority class" in flat and "verdict accuracy" in flat
     db = tmp_path / "var" / "inspector.db"
     store = Store(f"sqlite:///{db}", db.parent / "blobs")
     try:
         with store.db.read() as s:
             active = active_adapter(s, unique)
+            trail = audit_trail(s, site=unique)
             rows = s.execute(
-                sa.select(Inspection.captured_at, Verdict.adapter, Verdict.adapter_version)
+                sa.select(
+                    Inspection.part_id, Verdict.verdict, Verdict.adapter, Verdict.adapter_version
+                )
                 .join(Verdict, Verdict.inspection_id == Inspection.id)
                 .where(Inspection.site == unique)
                 .order_by(Inspection.captured_at)
             ).all()
     finally:
         store.close()
-    assert active is not None and f"{active.ref} promoted" in flat
+    assert active is not None and f"{active.ref} promoted by the registry's rule" in flat
+    # Promoted by the rule, not forced: the audit trail says so.
+    [promotion] = [a for a in trail if a.action == "promote"]
+    assert promotion.adapter == active.ref and not promotion.forced
     assert len(rows) == LOOP_FIRST + LOOP_FRESH
     # The first batch ran on the base; the fresh one on the promoted adapter, version named.
-    assert all(version is None for _, _, version in rows[:LOOP_FIRST])
-    assert [(name, version) for _, name, version in rows[LOOP_FIRST:]] == [
+    assert all(version is None for *_, version in rows[:LOOP_FIRST])
+    fresh = rows[LOOP_FIRST:]
+    assert [(name, version) for _, _, name, version in fresh] == [
         (active.name, active.version)
     ] * LOOP_FRESH
+    # At least 80 % of the fresh verdicts are what the drawn defect makes the part.
+    drawn = ["PASS" if part.endswith("-ok") else "FAIL" for part, *_ in fresh]
+    agree = sum(verdict == label for (_, verdict, *_), label in zip(fresh, drawn, strict=True))
+    assert agree >= 0.8 * LOOP_FRESH, (fresh, out)
     assert f"{active.name}@{active.version}" in flat.split("fresh batch", 1)[1]
 
 
