@@ -418,7 +418,9 @@ def test_a_bidi_override_in_a_part_id_shows_as_its_escape_not_as_another_word(
 def test_the_tiny_random_model_is_announced_until_a_site_adapter_serves(
     store: Store, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    (base_rid,) = seed(store, ["REVIEW"], adapter="vision")
+    # Verdicts on the base name it "base"; those stored before that name say "vision".
+    (base_rid,) = seed(store, ["REVIEW"], adapter="base")
+    (older_rid,) = seed(store, ["REVIEW"], adapter="vision", start=T0 + timedelta(hours=2))
     (adapted_rid,) = seed(store, ["REVIEW"], adapter="osaka-v1", start=T0 + timedelta(hours=1))
     add_user(store, "ana")
     tiny = create_app(Settings(**SETTINGS, model={"path": tiny_model_dir}), store)
@@ -426,6 +428,7 @@ def test_the_tiny_random_model_is_announced_until_a_site_adapter_serves(
         login(client, "ana")
         assert "random until a site adapter is trained" in client.get("/queue").text
         assert 'id="random-verdict"' in client.get(f"/inspections/{base_rid}").text
+        assert 'id="random-verdict"' in client.get(f"/inspections/{older_rid}").text
         assert 'id="random-verdict"' not in client.get(f"/inspections/{adapted_rid}").text
     unknown = create_app(Settings(**SETTINGS, model={"path": tmp_path / "elsewhere"}), store)
     with TestClient(unknown) as client:
