@@ -36,7 +36,20 @@ class VerdictFilter:
     part_id: str | None = None  # a prefix
 
     def where(self) -> list[sa.ColumnElement[bool]]:
-        """The filter as SQL conditions."""
+        """The filter as SQL conditions on each verdict (the verdict listing: every verdict)."""
+        return self._conditions(Verdict.verdict, Verdict.adapter, Verdict.confidence)
+
+    def on_latest(self) -> list[sa.ColumnElement[bool]]:
+        """The filter as SQL conditions on inspections, by the copy of their latest verdict.
+
+        The review queue and the exports select inspections by their latest verdict; its
+        columns are kept on the inspection (store.tallies), so these name one table.
+        """
+        return self._conditions(Inspection.verdict, Inspection.adapter, Inspection.confidence)
+
+    def _conditions(
+        self, verdict: Any, adapter: Any, confidence: Any
+    ) -> list[sa.ColumnElement[bool]]:
         conds: list[sa.ColumnElement[bool]] = []
         if self.site:
             conds.append(Inspection.site == self.site)
@@ -45,28 +58,32 @@ class VerdictFilter:
         if self.station:
             conds.append(Inspection.station == self.station)
         if self.verdict:
-            conds.append(Verdict.verdict == self.verdict)
+            conds.append(verdict == self.verdict)
         if self.since:
             conds.append(Inspection.captured_at >= self.since)
         if self.until:
             conds.append(Inspection.captured_at < self.until)
         if self.adapter:
-            conds.append(Verdict.adapter == self.adapter)
+            conds.append(adapter == self.adapter)
         if self.min_confidence is not None:
-            conds.append(Verdict.confidence >= self.min_confidence)
+            conds.append(confidence >= self.min_confidence)
         if self.max_confidence is not None:
-            conds.append(Verdict.confidence <= self.max_confidence)
+            conds.append(confidence <= self.max_confidence)
         if self.part_id:
-            conds.append(Inspection.part_id.startswith(self.part_id, autoescape=True))
+            conds.append(part_id_prefix(self.part_id))
         return conds
 
-    @property
-    def needs_verdicts(self) -> bool:
-        """Whether the conditions name the verdicts table (not only the inspection)."""
-        return (
-            any((self.verdict, self.adapter, self.min_confidence is not None))
-            or self.max_confidence is not None
-        )
+
+def part_id_prefix(prefix: str) -> sa.ColumnElement[bool]:
+    """Part ids that start with `prefix` (its % and _ taken literally).
+
+    The pattern is one bound string, not the prefix concatenated with '%' in SQL: SQLite uses
+    an index for a LIKE only when its pattern is a literal or a parameter, and PostgreSQL
+    plans it from the value. Case follows the database's LIKE, as before: exact on
+    PostgreSQL, ASCII case ignored on SQLite.
+    """
+    escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return Inspection.part_id.like(escaped + "%", escape="/")
 
 
 def reviewed_by(user_id: int) -> sa.Exists:

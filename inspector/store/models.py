@@ -80,6 +80,17 @@ class Inspection(Base):
         sa.Index(None, "site", "verdict", "captured_at", "id"),
         sa.Index(None, "site", "captured_at", "id"),  # the All tab of one site
         sa.Index(None, "verdict", "id"),  # the PASS audit count: narrow entries to scan
+        # The REVIEW tab's order (most uncertain first), and a confidence range on any tab.
+        sa.Index(None, "verdict", "confidence", "captured_at", "id"),
+        # An adapter on any tab, with or without a confidence range.
+        sa.Index(None, "verdict", "adapter", "confidence", "captured_at", "id"),
+        # The part-id prefix search (LIKE 'P12%'), with what the tab counts ask of each row
+        # besides. PostgreSQL needs the pattern operator class unless the database's collation
+        # is C. On SQLite, whose LIKE ignores ASCII case, the migration builds the part id
+        # COLLATE NOCASE, the one its LIKE can use (it reflects the same).
+        sa.Index(
+            None, "part_id", "site", "verdict", postgresql_ops={"part_id": "varchar_pattern_ops"}
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -99,6 +110,11 @@ class Inspection(Base):
     # verdicts and reviews tables already point here.
     verdict_id: Mapped[int | None]
     verdict: Mapped[str | None] = mapped_column(sa.String(8))
+    # The latest verdict's own columns the queue filters and orders by, so a page and its
+    # counts read this table alone (adapter_hint is what the station asked for instead).
+    confidence: Mapped[float | None]
+    p_pass: Mapped[float | None]
+    adapter: Mapped[str | None] = mapped_column(sa.String(64))
     review_id: Mapped[int | None]
 
     media: Mapped[list[InspectionMedia]] = relationship(

@@ -5,7 +5,9 @@ useful answer first: the most uncertain verdict (lowest confidence, P(PASS) near
 then the newest; every other tab is ordered newest capture first. Pages are keyed by the
 order's own columns (store.filters.Cursor; its rank is the confidence), so a page never
 repeats or skips a row whatever arrives meanwhile. The latest verdict and review are the
-inspection's own `verdict_id` / `verdict` / `review_id` (kept by store.tallies).
+inspection's own `verdict_id` / `review_id`, and the latest verdict's columns that the queue
+shows, filters and orders by are copied onto the inspection (kept by store.tallies): every
+page, neighbour and count reads the inspections table alone, along its indexes.
 """
 
 from __future__ import annotations
@@ -52,7 +54,10 @@ def audit_condition(percent: float) -> sa.ColumnElement[bool]:
     if percent >= 100:
         return is_pass
     cut = round(AUDIT_SLOTS * percent / 100)
-    return sa.and_(is_pass, (Inspection.id * _AUDIT_MULTIPLIER) % AUDIT_SLOTS < cut)
+    # In 64 bits on PostgreSQL: the multiplier is past a 32-bit integer, and a bound integer
+    # is cast to the column's 32-bit type there.
+    big = sa.cast(Inspection.id, sa.BigInteger) * sa.literal(_AUDIT_MULTIPLIER, sa.BigInteger)
+    return sa.and_(is_pass, big % AUDIT_SLOTS < cut)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,19 +84,30 @@ def _tab(tab: str, audit_percent: float) -> list[sa.ColumnElement[bool]]:
         return [Inspection.verdict == "FAIL"]
     if tab == "audit":
         return [audit_condition(audit_percent)]
-    return []  # every inspection with a verdict: the join to it (_scoped) says which
+    return [Inspection.verdict.is_not(None)]  # every inspection with a verdict
 
 
 def conditions(flt: VerdictFilter, user_id: int | None) -> list[sa.ColumnElement[bool]]:
     """The filter as SQL conditions; a queue filter adds its tab and this user's marks."""
     if not isinstance(flt, QueueFilter):
-        return flt.where()
-    conds = flt.scope().where() + _tab(flt.tab, flt.audit_percent)
+        return [*flt.on_latest(), Inspection.verdict.is_not(None)]
+    conds = flt.scope().on_latest() + _tab(flt.tab, flt.audit_percent)
     if flt.reviewed is not None:
         if user_id is None:
             raise ValueError("the reviewed state is per user: name the user")
-        conds.append(reviewed_by(user_id) if flt.reviewed else ~reviewed_by(user_id))
+        conds.append(marked_by(user_id) if flt.reviewed else ~reviewed_by(user_id))
     return conds
+
+
+def marked_by(user_id: int) -> sa.ColumnElement[bool]:
+    """Inspections this user marked reviewed, as a set of ids the database can start from.
+
+    The same rows as reviewed_by; a user's marks are few next to the inspections, so listing
+    them first beats asking each inspection whether it is marked (which scans them all when
+    the user has marked none).
+    """
+    mine = sa.select(ReviewMark.inspection_id).where(ReviewMark.user_id == user_id)
+    return Inspection.id.in_(mine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +151,7 @@ def rank_of(flt: QueueFilter, confidence: float | None) -> float | None:
 def _order(flt: QueueFilter) -> list[tuple[Any, bool]]:
     """The order's columns, each with whether it ascends; the last is unique."""
     newest = [(Inspection.captured_at, False), (Inspection.id, False)]
-    return [(Verdict.confidence, True), *newest] if by_uncertainty(flt) else newest
+    return [(Inspection.confidence, True), *newest] if by_uncertainty(flt) else newest
 
 
 def _values(flt: QueueFilter, cursor: Cursor) -> list[Any]:
@@ -155,7 +171,11 @@ def _beyond(flt: QueueFilter, cursor: Cursor, forward: bool) -> sa.ColumnElement
         later = column > value if ascending == forward else column < value
         same = [c == v for (c, _), v in zip(keys[:i], values[:i], strict=True)]
         terms.append(sa.and_(*same, later))
-    return sa.or_(*terms)
+    # The first key's bound on its own as well: the same rows, and an index range where the
+    # OR alone would have the database scan from the start of the order.
+    (first, ascending), value = keys[0], values[0]
+    bound = first >= value if ascending == forward else first <= value
+    return sa.and_(bound, sa.or_(*terms))
 
 
 def _sorted(flt: QueueFilter, forward: bool = True) -> list[Any]:
@@ -163,7 +183,7 @@ def _sorted(flt: QueueFilter, forward: bool = True) -> list[Any]:
 
 
 def with_latest_verdict(stmt: Any) -> Any:
-    """`stmt` over inspections joined to their latest verdicts."""
+    """`stmt` over inspections joined to their latest verdicts (for columns not copied)."""
     return stmt.select_from(Inspection).join(Verdict, Verdict.id == Inspection.verdict_id)
 
 
@@ -179,14 +199,14 @@ def _items_select(user_id: int) -> Any:
         Inspection.station,
         Inspection.part_id,
         Inspection.captured_at,
-        Verdict.verdict,
-        Verdict.confidence,
-        Verdict.p_pass,
-        Verdict.adapter,
+        Inspection.verdict,
+        Inspection.confidence,
+        Inspection.p_pass,
+        Inspection.adapter,
         latest_review,
         reviewed_by(user_id),
     )
-    return with_latest_verdict(stmt)
+    return stmt.select_from(Inspection)
 
 
 def _item(row: sa.Row[Any]) -> QueueItem:
@@ -218,7 +238,7 @@ def neighbours(
     session: Session, flt: QueueFilter, user_id: int, cursor: Cursor
 ) -> tuple[str | None, str | None]:
     """The request_ids before and after `cursor` in the queue order (previous, next)."""
-    base = _scoped(sa.select(Inspection.request_id), flt).where(*conditions(flt, user_id))
+    base = _scoped(sa.select(Inspection.request_id)).where(*conditions(flt, user_id))
     nxt = session.scalar(
         base.where(_beyond(flt, cursor, forward=True)).order_by(*_sorted(flt)).limit(1)
     )
@@ -240,23 +260,16 @@ class Progress:
 
 def progress(session: Session, flt: QueueFilter, user_id: int, cursor: Cursor) -> Progress:
     """How many rows of the queue come before `cursor` (plus one), and how many there are."""
-    base = _scoped(sa.select(sa.func.count()), flt).where(*conditions(flt, user_id))
+    base = _scoped(sa.select(sa.func.count())).where(*conditions(flt, user_id))
     total = session.scalar(base) or 0
     before = session.scalar(base.where(_beyond(flt, cursor, forward=False))) or 0
     here = session.scalar(base.where(Inspection.id == cursor.id))
     return Progress(before + 1 if here else 0, int(total))
 
 
-def _scoped(stmt: Any, flt: QueueFilter) -> Any:
-    """`stmt` over the filter's inspections, joined to their latest verdicts where needed."""
-    if flt.tab == "all" or by_uncertainty(flt):
-        return with_latest_verdict(stmt)  # says "has a verdict", and orders by its confidence
-    return _over(stmt, flt.scope())
-
-
-def _over(stmt: Any, scope: VerdictFilter) -> Any:
-    """`stmt` over inspections, joined to their latest verdict where the scope names it."""
-    return with_latest_verdict(stmt) if scope.needs_verdicts else stmt.select_from(Inspection)
+def _scoped(stmt: Any) -> Any:
+    """`stmt` over inspections (the latest verdict's columns are the inspection's own)."""
+    return stmt.select_from(Inspection)
 
 
 def unreviewed_counts(session: Session, flt: QueueFilter, user_id: int) -> dict[str, int]:
@@ -268,9 +281,9 @@ def unreviewed_counts(session: Session, flt: QueueFilter, user_id: int) -> dict[
         # The kept totals less what this user marked: the cost grows with the user's marks,
         # not with the inspections.
         stmt = (
-            _over(sa.select(Inspection.verdict, sa.func.count()), scope)
+            _scoped(sa.select(Inspection.verdict, sa.func.count()))
             .join(ReviewMark, ReviewMark.inspection_id == Inspection.id)
-            .where(*scope.where(), ReviewMark.user_id == user_id)
+            .where(*scope.on_latest(), ReviewMark.user_id == user_id)
             .where(Inspection.verdict.in_(review_fail))
             .group_by(Inspection.verdict)
         )
@@ -278,14 +291,14 @@ def unreviewed_counts(session: Session, flt: QueueFilter, user_id: int) -> dict[
         review, fail = (kept[v] - marked.get(v, 0) for v in review_fail)
     else:
         counts = (sa.func.count().filter(Inspection.verdict == v) for v in review_fail)
-        stmt = _over(sa.select(*counts), scope).where(
-            *scope.where(), ~reviewed_by(user_id), Inspection.verdict.in_(review_fail)
+        stmt = _scoped(sa.select(*counts)).where(
+            *scope.on_latest(), ~reviewed_by(user_id), Inspection.verdict.in_(review_fail)
         )
         review, fail = session.execute(stmt).one()
     # The audit sample depends on a review setting, so it is not kept: PASS verdicts are
     # counted along their own index range.
-    audit_stmt = _over(sa.select(sa.func.count()), scope).where(
-        *scope.where(), ~reviewed_by(user_id), audit_condition(flt.audit_percent)
+    audit_stmt = _scoped(sa.select(sa.func.count())).where(
+        *scope.on_latest(), ~reviewed_by(user_id), audit_condition(flt.audit_percent)
     )
     audited = session.scalar(audit_stmt) or 0
     return {"review": int(review), "fail": int(fail), "audit": int(audited)}
@@ -298,7 +311,7 @@ def unreviewed_days(
     scoped = replace(flt, since=start, until=end, reviewed=False)
     day = day_of(session, Inspection.captured_at)
     stmt = (
-        _scoped(sa.select(day, sa.func.count()), scoped)
+        _scoped(sa.select(day, sa.func.count()))
         .where(*conditions(scoped, user_id))
         .group_by(day)
         .order_by(day)

@@ -1,7 +1,8 @@
 """What the review app reads at 100 000 inspections without scanning them, kept on every write.
 
-- `inspections.verdict_id` and `inspections.verdict`: the latest verdict and its decision, so
-  the queue pages and counts one table along an index (verdict, capture time, id) instead of
+- `inspections.verdict_id` and the latest verdict's `verdict`, `confidence`, `p_pass` and
+  `adapter`: the queue filters, orders, pages and counts one table along its indexes (verdict,
+  capture time, id; verdict, confidence, …; verdict, adapter, confidence, …) instead of
   joining every verdict and asking whether a newer one exists;
 - `inspections.review_id`: the latest review (the one that counts; none after a withdrawal);
 - `verdict_days` (per UTC capture day, site, line, adapter and verdict), `verdict_hours` (per
@@ -22,7 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -128,6 +129,15 @@ class _Latest:
     review_id: int | None
 
 
+class _Facts(NamedTuple):
+    """What the tallies and the inspection's copies take from a verdict."""
+
+    verdict: str
+    adapter: str
+    p_pass: float
+    confidence: float
+
+
 @dataclass
 class _Deltas:
     days: Counter[tuple[Any, ...]]
@@ -142,9 +152,8 @@ class _Deltas:
         self.days[(at.day, at.site, at.line, adapter, verdict)] += sign
         self.hours[(at.day, at.site, at.line, adapter, at.hour)] += sign
 
-    def review(self, at: _Latest, v: tuple[str, str, float], final: str, sign: int) -> None:
-        verdict, adapter, p_pass = v
-        self.reviewed[(at.day, at.site, adapter, verdict, final, bucket(p_pass))] += sign
+    def review(self, at: _Latest, v: _Facts, final: str, sign: int) -> None:
+        self.reviewed[(at.day, at.site, v.adapter, v.verdict, final, bucket(v.p_pass))] += sign
 
     def write(self, session: Session) -> None:
         _add(session, VerdictDay, ("day", "site", "line", "adapter", "verdict"), self.days)
@@ -170,13 +179,13 @@ def _locked(session: Session, ids: Sequence[int]) -> list[_Latest]:
     return [_Latest(i, s, ln, *day_and_hour(at), v, r) for i, s, ln, at, v, r in rows]
 
 
-def _verdict_facts(session: Session, ids: set[int]) -> dict[int, tuple[str, str, float]]:
+def _verdict_facts(session: Session, ids: set[int]) -> dict[int, _Facts]:
     rows = session.execute(
-        sa.select(Verdict.id, Verdict.verdict, Verdict.adapter, Verdict.p_pass).where(
-            Verdict.id.in_(ids)
-        )
+        sa.select(
+            Verdict.id, Verdict.verdict, Verdict.adapter, Verdict.p_pass, Verdict.confidence
+        ).where(Verdict.id.in_(ids))
     )
-    return {vid: (verdict, adapter, p_pass) for vid, verdict, adapter, p_pass in rows}
+    return {vid: _Facts(v, adapter, p, conf) for vid, v, adapter, p, conf in rows}
 
 
 def _finals(session: Session, ids: set[int]) -> dict[int, str]:
@@ -205,14 +214,14 @@ def verdicts_recorded(session: Session, new: Sequence[tuple[int, int]]) -> None:
         new_v = facts[newest[r.id]]
         if r.verdict_id is not None:
             old_v = facts[r.verdict_id]
-            deltas.verdict(r, old_v[0], old_v[1], -1)
+            deltas.verdict(r, old_v.verdict, old_v.adapter, -1)
             if r.review_id is not None:
                 deltas.review(r, old_v, finals[r.review_id], -1)
-        deltas.verdict(r, new_v[0], new_v[1], +1)
+        deltas.verdict(r, new_v.verdict, new_v.adapter, +1)
         if r.review_id is not None:
             deltas.review(r, new_v, finals[r.review_id], +1)
     moved = [
-        {"id": r.id, "verdict_id": newest[r.id], "verdict": facts[newest[r.id]][0]} for r in rows
+        {"id": r.id, "verdict_id": newest[r.id], **facts[newest[r.id]]._asdict()} for r in rows
     ]
     if moved:
         session.execute(sa.update(Inspection), moved)
@@ -268,8 +277,9 @@ def rebuild(session: Session) -> None:
         .group_by(Verdict.inspection_id)
         .subquery()
     )
+    copied = (Verdict.verdict, Verdict.confidence, Verdict.p_pass, Verdict.adapter)
     latest = (
-        sa.select(newest.c.inspection_id, newest.c.vid, Verdict.verdict)
+        sa.select(newest.c.inspection_id, newest.c.vid, *copied)
         .join(Verdict, Verdict.id == newest.c.vid)
         .subquery()
     )
@@ -290,7 +300,7 @@ def rebuild(session: Session) -> None:
     for stmt in (
         sa.update(Inspection)
         .where(Inspection.id == latest.c.inspection_id)
-        .values(verdict_id=latest.c.vid, verdict=latest.c.verdict),
+        .values(verdict_id=latest.c.vid, **{c.key: latest.c[c.key] for c in copied}),
         sa.update(Inspection)
         .where(Inspection.id == reviewed.c.inspection_id)
         .values(review_id=reviewed.c.rid),

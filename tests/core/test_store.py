@@ -6,9 +6,11 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -37,6 +39,13 @@ from inspector.store import (
 from inspector.store.blobs import BlobStore
 from inspector.store.database import alembic_config
 from inspector.store.models import Base, Inspection, Media, Rejection, Review, Verdict
+from inspector.store.queue import (
+    AUDIT_SLOTS,
+    QueueFilter,
+    audit_slot,
+    queue_page,
+    unreviewed_counts,
+)
 from inspector.store.tallies import day_of
 from tests.core.helpers import jpeg, make_request, verdict_for
 
@@ -54,6 +63,90 @@ def test_migration_from_empty_matches_the_models_and_is_idempotent(db_url: str) 
         assert {"inspections", "media", "verdicts", "reviews", "adapters", "rejections"} <= tables
     finally:
         store.close()
+
+
+def test_migration_copies_each_inspections_latest_verdict_for_the_queue_filters(
+    db_url: str,
+) -> None:
+    command.upgrade(alembic_config(db_url), "0007")
+    engine = sa.create_engine(db_url)
+    t0 = datetime(2026, 11, 2, 8, tzinfo=UTC)
+    inspection = (
+        "INSERT INTO inspections (id, request_id, fingerprint, site, line, station, part_id, "
+        "captured_at, received_at, verdict_id, verdict) VALUES (:id, :rid, 'f', 'osaka', 'l1', "
+        "'s1', :part, :t, :t, :vid, :verdict)"
+    )
+    verdict = (
+        "INSERT INTO verdicts (id, inspection_id, verdict, confidence, p_pass, rationale, "
+        "defects, model, adapter, adapter_fallback, prompt_version, worker_id, latency_ms, "
+        "decided_at) VALUES (:id, :iid, :verdict, :conf, :p, 'r', '[]', 'phi', :adapter, "
+        "false, :prompt, 'w', 1.0, :t)"
+    )
+    with engine.begin() as conn:
+        for iid, part, vid, latest in (
+            (1, "KB-1", 2, "REVIEW"),
+            (2, "KB-2", 3, "FAIL"),
+            (3, "KB-3", None, None),  # no verdict yet
+        ):
+            conn.execute(
+                sa.text(inspection),
+                {"id": iid, "rid": str(uuid.uuid4()), "part": part, "t": t0, "vid": vid}
+                | {"verdict": latest},
+            )
+        for vid, iid, v, p, adapter, prompt in (
+            (1, 1, "FAIL", 0.1, "v1", "p1"),  # replaced by verdict 2
+            (2, 1, "REVIEW", 0.4, "v2", "p2"),
+            (3, 2, "FAIL", 0.2, "v1", "p1"),
+        ):
+            conn.execute(
+                sa.text(verdict),
+                {"id": vid, "iid": iid, "verdict": v, "conf": max(p, 1 - p), "p": p}
+                | {"adapter": adapter, "prompt": prompt, "t": t0},
+            )
+    engine.dispose()
+    store = Store(db_url, Path("unused"))
+    try:
+        head = store.upgrade()
+        assert store.upgrade() == head  # idempotent
+        with store.db.read() as s:
+            rows = s.execute(
+                sa.select(Inspection.id, Inspection.confidence, Inspection.p_pass)
+                .add_columns(Inspection.adapter)
+                .order_by(Inspection.id)
+            ).all()
+            assert [tuple(r) for r in rows] == [
+                (1, 0.6, 0.4, "v2"),
+                (2, 0.8, 0.2, "v1"),
+                (3, None, None, None),
+            ]
+
+            def listed(**flt: Any) -> list[str]:
+                items, _ = queue_page(s, QueueFilter(reviewed=None, **flt), user_id=1)
+                return [i.part_id for i in items]
+
+            assert listed(tab="review", adapter="v2", max_confidence=0.6) == ["KB-1"]
+            assert listed(tab="all", adapter="v1") == ["KB-2"]
+            assert listed(tab="all", part_id="KB-") == ["KB-2", "KB-1"]
+            assert listed(tab="fail", min_confidence=0.9) == []
+    finally:
+        store.close()
+
+
+def test_the_pass_audit_draws_the_inspections_audit_slot_names(store: Store) -> None:
+    reqs = [make_request(part_id=f"P-{n:03d}") for n in range(40)]
+    with store.db.write() as s:
+        for req in reqs:
+            record_inspection(s, store.blobs, req)
+            record_verdict(s, verdict_for(req, verdict=Decision.PASS, p_pass=0.95))
+    flt = QueueFilter(tab="audit", reviewed=None, audit_percent=25)
+    with store.db.read() as s:
+        ids = s.scalars(sa.select(Inspection.id)).all()
+        drawn = {i for i in ids if audit_slot(i) < AUDIT_SLOTS // 4}
+        items, _ = queue_page(s, flt, user_id=1, limit=100)
+        counts = unreviewed_counts(s, flt, user_id=1)
+    assert 0 < len(drawn) < len(ids)
+    assert {i.inspection_id for i in items} == drawn
+    assert counts["audit"] == len(drawn)
 
 
 def test_inspection_is_stored_once_with_its_media_on_disk(store: Store) -> None:

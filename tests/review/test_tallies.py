@@ -85,3 +85,44 @@ def test_new_verdicts_and_re_reviews_move_the_numbers_as_a_rebuild_counts_them(
     with store.db.write() as session:
         tallies.rebuild(session)
     assert _numbers(store) == kept
+
+
+def test_the_queue_filters_and_orders_by_the_latest_verdict_after_a_re_run_as_a_rebuild_does(
+    client: TestClient, store: Store
+) -> None:
+    first, second = seed(store, ["FAIL", "FAIL"])
+    with store.db.read() as session:
+        old = latest_verdict_message(session, first)
+    again = old.model_copy(
+        update={"verdict": Decision.REVIEW, "p_pass": 0.45, "confidence": 0.55, "adapter": "v9"}
+    )
+    with store.db.write() as session:
+        record_verdicts(session, [again])
+    add_user(store, "ana")
+    login(client, "ana")
+
+    def shown(**params: Any) -> list[tuple[str, str, float, float, str]]:
+        items = client.get("/api/v1/queue", params=params).json()["items"]
+        return [
+            (i["request_id"], i["verdict"], i["confidence"], i["p_pass"], i["adapter"])
+            for i in items
+        ]
+
+    def answers() -> list[Any]:
+        return [
+            shown(tab="review", adapter="v9", max_confidence=0.6),
+            shown(tab="review", min_confidence=0.6),
+            shown(tab="fail", adapter="v9"),
+            shown(tab="fail", adapter="osaka-v1", min_confidence=0.85, part_id="P-000"),
+            shown(tab="all", verdict="REVIEW", part_id="P-0000"),
+            client.get("/api/v1/queue", params={"adapter": "osaka-v1"}).json()["counts"],
+        ]
+
+    kept = answers()
+    assert kept[0] == kept[4] == [(first, "REVIEW", 0.55, 0.45, "v9")]
+    assert kept[1] == kept[2] == []
+    assert kept[3] == [(second, "FAIL", 0.9, 0.1, "osaka-v1")]
+    assert kept[5] == {"review": 0, "fail": 1, "audit": 0}
+    with store.db.write() as session:
+        tallies.rebuild(session)
+    assert answers() == kept
