@@ -124,8 +124,8 @@ class LoraSteps:
         self.model: Any = get_peft_model(base, lora_config(settings))
         self.core = PhiCore(self.model, processor)
         if settings.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
+            self.model.activation_checkpointing_enable(
+                activation_checkpointing_kwargs={"use_reentrant": False}
             )
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         for p in self.params:
