@@ -115,6 +115,16 @@ class Database:
 
     def analyze(self) -> None:
         """Refresh the planner's statistics (after a bulk load)."""
+        if self.write_engine.dialect.name == "postgresql":
+            # VACUUM as well, as autovacuum would have by the time a real load is read: a bulk
+            # load ends with every inspection updated (store.tallies.rebuild), and until the
+            # old row versions go, counts read the table instead of their indexes alone.
+            # VACUUM runs outside a transaction.
+            with self.write_engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT"
+            ) as conn:
+                conn.execute(sa.text("VACUUM ANALYZE"))
+            return
         with self.write_engine.connect() as conn:
             conn.execute(sa.text("ANALYZE"))
             conn.commit()
