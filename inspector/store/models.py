@@ -84,6 +84,8 @@ class Inspection(Base):
         sa.Index(None, "verdict", "confidence", "captured_at", "id"),
         # An adapter on any tab, with or without a confidence range.
         sa.Index(None, "verdict", "adapter", "confidence", "captured_at", "id"),
+        # A station or a line without a site: the tab counts read this index alone.
+        sa.Index(None, "verdict", "station", "line", "id"),
         # The part-id prefix search (LIKE 'P12%'), with what the tab counts ask of each row
         # besides. PostgreSQL needs the pattern operator class unless the database's collation
         # is C. On SQLite, whose LIKE ignores ASCII case, the migration builds the part id

@@ -1,5 +1,6 @@
 """queue filters on one table: the latest verdict's confidence, P(PASS) and adapter on each
-inspection, indexes for the REVIEW tab's order, confidence ranges, adapters and part-id prefixes
+inspection, indexes for the REVIEW tab's order, confidence ranges, adapters, stations and lines,
+and part-id prefixes
 
 Revision ID: 0008
 Revises: 0007
@@ -31,6 +32,7 @@ _INDEXES = {
         "captured_at",
         "id",
     ],
+    "ix_inspections_verdict_station_line_id": ["verdict", "station", "line", "id"],
 }
 
 
