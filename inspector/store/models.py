@@ -76,7 +76,9 @@ class Inspection(Base):
         sa.Index(None, "received_at"),
         sa.Index(None, "captured_at", "id"),  # the review queue's keyset order
         # The queue's tabs and counts: one index range per latest verdict (and site), in order.
-        sa.Index(None, "verdict", "captured_at", "id"),
+        # Confidence and adapter last: a tab walked newest first checks them in the index
+        # (PostgreSQL would otherwise fetch every row of the tab to learn that none matches).
+        sa.Index(None, "verdict", "captured_at", "id", "confidence", "adapter"),
         sa.Index(None, "site", "verdict", "captured_at", "id"),
         sa.Index(None, "site", "captured_at", "id"),  # the All tab of one site
         sa.Index(None, "verdict", "id"),  # the PASS audit count: narrow entries to scan

@@ -18,7 +18,15 @@ branch_labels = None
 depends_on = None
 
 _PART_ID = "ix_inspections_part_id_site_verdict"
+_WALKED = "ix_inspections_verdict_captured_at_id"  # 0005's, replaced by a wider one
 _INDEXES = {
+    "ix_inspections_verdict_captured_at_id_confidence_adapter": [
+        "verdict",
+        "captured_at",
+        "id",
+        "confidence",
+        "adapter",
+    ],
     "ix_inspections_verdict_confidence_captured_at_id": [
         "verdict",
         "confidence",
@@ -45,6 +53,7 @@ def upgrade() -> None:
         "UPDATE inspections SET confidence = v.confidence, p_pass = v.p_pass, "
         "adapter = v.adapter FROM verdicts v WHERE v.id = inspections.verdict_id"
     )
+    op.drop_index(_WALKED, table_name="inspections")
     for name, columns in _INDEXES.items():
         op.create_index(name, "inspections", columns, unique=False)
     if op.get_bind().dialect.name == "sqlite":
@@ -68,6 +77,7 @@ def downgrade() -> None:
     op.drop_index(_PART_ID, table_name="inspections")
     for name in reversed(_INDEXES):
         op.drop_index(name, table_name="inspections")
+    op.create_index(_WALKED, "inspections", ["verdict", "captured_at", "id"], unique=False)
     with op.batch_alter_table("inspections") as batch:
         batch.drop_column("adapter")
         batch.drop_column("p_pass")
