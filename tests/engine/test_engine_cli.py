@@ -58,7 +58,7 @@ def test_infer_prints_the_verdict_json(
     verdict = json.loads(result.stdout)
     assert verdict["verdict"] == "REVIEW"  # plant-a's threshold of 1.0 sends all to a person
     assert 0 < verdict["p_pass"] < 1
-    assert verdict["adapter"] == "vision" and verdict["adapter_fallback"] is False
+    assert verdict["adapter"] == "base" and verdict["adapter_fallback"] is False
     assert verdict["prompt_version"] == "inspect-v1"
     assert verdict["rationale_tokens"] <= 5
     assert verdict["model"] == tiny_model_dir.name

@@ -28,6 +28,7 @@ from inspector.engine.runtime import PhiEngine, load_engine
 from inspector.engine.types import SPEECH_ADAPTER, VISION_ADAPTER
 from inspector.errors import ModelLoadError
 from inspector.protocol import Decision
+from inspector.quality.adapters import BASE
 from inspector.settings import ModelSettings, SiteProfile
 from tests.engine.media import photo, voice
 
@@ -183,7 +184,7 @@ def test_merged_base_gives_the_published_models_verdicts_and_rationales(
     assert served == reference
     assert all(len(ids) == RATIONALE_TOKENS for ids in served)
     for result, expected_p, ids in zip(results, p_pass, reference, strict=True):
-        assert (result.adapter, result.adapter_fallback) == (VISION_ADAPTER, False)
+        assert (result.adapter, result.adapter_fallback) == (BASE, False)
         assert result.p_pass == pytest.approx(expected_p, abs=1e-6)
         assert result.rationale == text(engine.core, ids)
 
