@@ -27,6 +27,8 @@ def review_serve(
     ] = None,
 ) -> None:
     """Serve the review web app and its /api/v1 (until Ctrl-C or SIGTERM)."""
+    import gc
+
     import uvicorn
 
     from inspector.context import settings_from
@@ -40,6 +42,10 @@ def review_serve(
     store = Store.from_settings(settings.store)
     store.upgrade()
     app = create_app(settings, store)
+    # Everything loaded so far lives as long as the server: moving it out of the collector's
+    # reach keeps full collections (pauses of 60-300 ms at 100,000 rows) off the answers.
+    gc.collect()
+    gc.freeze()
     try:
         uvicorn.run(
             app,
