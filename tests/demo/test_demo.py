@@ -228,7 +228,7 @@ def test_demo_loop_promotes_an_adapter_by_the_rule_and_it_judges_the_fresh_batch
     assert f"recorded {LOOP_FIRST} review(s)" in flat and "before (base)" in flat, out
     # It trains on exactly the reviews it recorded, and says what each figure counts.
     assert f"trained on the {LOOP_FIRST} review(s) recorded now" in flat
-    assert "LoRA rank 32, 10 epochs" in flat
+    assert "LoRA rank 32, 20 epochs" in flat
     assert "lean accuracy" in flat and "majority class" in flat and "verdict accuracy" in flat
     db = tmp_path / "var" / "inspector.db"
     store = Store(f"sqlite:///{db}", db.parent / "blobs")
