@@ -102,14 +102,29 @@ def users_add(
     console.print(f"[green]user {username} added[/] (role {role})")
 
 
-def users_list(ctx: typer.Context) -> None:
+def users_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
     """List users and their API tokens (never the tokens themselves)."""
-    from inspector.context import open_store
+    from inspector.context import open_store, print_json_lines
     from inspector.store import users
 
     with open_store(ctx) as store, store.db.read() as session:
         people = users.list_users(session)
         tokens = users.list_tokens(session)
+    if as_json:
+        print_json_lines(
+            {
+                "user": user.username,
+                "role": user.role,
+                "state": "disabled" if user.disabled else "active",
+                "created_at": user.created_at.isoformat(),
+                "tokens": [t.name for t in tokens if t.username == user.username and not t.revoked],
+            }
+            for user in people
+        )
+        return
     table = Table("user", "role", "state", "created", "tokens")
     for user in people:
         own = [t for t in tokens if t.username == user.username and not t.revoked]

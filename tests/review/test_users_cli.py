@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -40,6 +41,14 @@ def test_users_commands_manage_accounts_and_tokens(tmp_path: Path) -> None:
     listing = inspector("users", "list")
     assert "ana" in listing and "admin" in listing and "nightly" in listing
     assert token not in listing
+    [record] = [json.loads(line) for line in inspector("users", "list", "--json").splitlines()]
+    assert record == {
+        "user": "ana",
+        "role": "admin",
+        "state": "active",
+        "created_at": record["created_at"],
+        "tokens": ["nightly"],
+    }
     with store.db.read() as session:
         ana = user_store.get_user(session, "ana")
         assert ana is not None and verify_password(ana.password_hash, "second password")
