@@ -46,9 +46,11 @@ class Accepted:
         return str(self.request.request_id)
 
     def refuse(self, error: RejectedInput) -> Refused:
-        """This request, refused after validation (a conflict, an engine failure)."""
+        """This request, refused after validation (a conflict, an engine failure); logged."""
         req = self.request
-        return Refused(self.message, error, req.request_id, req.station_key, self.received)
+        refused = Refused(self.message, error, req.request_id, req.station_key, self.received)
+        rejection_log.note(refused)
+        return refused
 
 
 @dataclass(slots=True)
@@ -112,8 +114,8 @@ class RejectionLog:
         )
 
 
-# The worker's intake threads share one: the limit is per worker process.
-_rejections = RejectionLog()
+# Intake threads, the batch loop and the watchdog share one: the limit is per worker process.
+rejection_log = RejectionLog()
 
 
 def station_of(topic: str) -> StationKey | None:
@@ -151,7 +153,7 @@ def validate(
     limits: LimitSettings,
     received: float | None = None,
     bucket_of: BucketOf = shape_bucket,
-    rejections: RejectionLog = _rejections,
+    rejections: RejectionLog = rejection_log,
 ) -> Accepted | Refused:
     """Parse and decode one message; any failure becomes a Refused with a stable code.
 

@@ -30,7 +30,7 @@ from uuid import UUID
 from inspector.errors import SettleTimeout
 from inspector.mqtt import Message
 from inspector.protocol import StationKey
-from inspector.worker.intake import Refused
+from inspector.worker.intake import Refused, rejection_log
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,8 @@ class Watchdog:
                         )
                     )
             self.expired_total += len(due)
+        for refused in due:
+            rejection_log.note(refused)
         if due:
             log.error(
                 "%d request(s) not answered within %g s; rejecting them with internal.timeout",
