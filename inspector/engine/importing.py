@@ -41,6 +41,7 @@ from transformers import (
 
 from inspector.engine.layout import (
     MANIFEST_FILE,
+    REMOTE_MODEL_TYPE,
     HeaderError,
     Layout,
     TensorInfo,
@@ -355,14 +356,14 @@ def plan_import(source: Path) -> ImportPlan:
         raise _refuse(
             f"{source}/config.json has model_type {config.get('model_type')!r}; the import reads "
             f"microsoft/Phi-4-multimodal-instruct's main branch (model_type "
-            f"{'phi4mm'!r})"
+            f"{REMOTE_MODEL_TYPE!r})"
         )
     shards = _shards(source)
     headers = _headers(shards)
     tokenizer = load_tokenizer(source)
-    every = {k: v for header in headers.values() for k, v in header.items()}
-    towers = {native_name(k): v for k, v in every.items()}
-    native = native_config(config, towers, _token_ids(tokenizer))
+    # The vision tower's size is read off its tensors, by their native names.
+    renamed = {native_name(k): v for header in headers.values() for k, v in header.items()}
+    native = native_config(config, renamed, _token_ids(tokenizer))
     loras = {adapter: _lora_config(config, adapter) for adapter in LORA_SECTIONS}
     plan = ImportPlan(source, shards, native, loras, headers)
     _check_tensors(plan)
