@@ -63,13 +63,25 @@ def _device_problem(device: torch.device) -> str | None:
     return None
 
 
-def check_quantization(quantization: str, device: torch.device) -> None:
-    """Raise ModelLoadError naming every missing piece unless `quantization` can run on `device`."""
+# On an H100 (torch 2.11, torchao 0.17) torch.compile cannot trace the float8 tensors'
+# dispatch (dynamo: "Polyfill handler … does not have a traceable function"): the first
+# compiled batch fails, so the two are refused together.
+COMPILE_PROBLEM = (
+    "model.compile cannot trace torchao's float8 layers (the first batch fails in "
+    "torch.compile); set model.compile = false to serve fp8"
+)
+
+
+def check_quantization(quantization: str, device: torch.device, compiled: bool = False) -> None:
+    """Raise ModelLoadError naming every missing piece unless `quantization` can run on `device`
+    (with `compiled`, under model.compile)."""
     if quantization == "none":
         return
     if quantization != "fp8":
         raise ModelLoadError(f"model.quantization {quantization!r} is not 'none' or 'fp8'")
     problems = [p for p in (_device_problem(device), _torchao_problem()) if p is not None]
+    if compiled:
+        problems.append(COMPILE_PROBLEM)
     if problems:
         raise ModelLoadError(
             "model.quantization = 'fp8' cannot run here: "

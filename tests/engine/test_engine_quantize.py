@@ -34,6 +34,20 @@ def test_fp8_on_a_cpu_is_refused_before_any_weight_is_read(tmp_path: Path) -> No
     assert "INSPECTOR_MODEL__QUANTIZATION=none" in message
 
 
+def test_fp8_under_model_compile_is_refused_with_the_setting_that_serves_it(
+    tmp_path: Path,
+) -> None:
+    settings = ModelSettings(path=tmp_path / "absent", device="cpu", quantization="fp8")
+    assert settings.compile  # the default
+    with pytest.raises(ModelLoadError) as refused:
+        load_engine(settings, {})
+    assert "set model.compile = false to serve fp8" in str(refused.value)
+    uncompiled = settings.model_copy(update={"compile": False})
+    with pytest.raises(ModelLoadError) as refused:
+        load_engine(uncompiled, {})
+    assert "model.compile" not in str(refused.value)
+
+
 @pytest.mark.skipif(not TORCHAO_MISSING, reason="torchao is installed here")
 def test_fp8_without_torchao_names_the_package_to_install(tmp_path: Path) -> None:
     settings = ModelSettings(path=tmp_path / "absent", device="cpu", quantization="fp8")
