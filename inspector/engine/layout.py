@@ -63,15 +63,19 @@ def detect_layout(path: Path) -> Layout:
     return Layout.UNKNOWN
 
 
+def import_target(source: Path) -> Path:
+    """The new directory beside a download that the suggested import writes."""
+    return source.with_name(f"{source.name}-native")
+
+
 def import_command(source: Path) -> str:
     """The command that converts a download at `source` into a new directory beside it."""
-    target = source.with_name(f"{source.name}-native")
-    return f"inspector model import {source} {target}"
+    return f"inspector model import {source} {import_target(source)}"
 
 
 def needs_import_message(path: Path) -> str:
     """What to do with a download in the remote-code layout that model.path points at."""
-    target = path.with_name(f"{path.name}-native")
+    target = import_target(path)
     return (
         f"{path} holds microsoft/Phi-4-multimodal-instruct as downloaded (the remote-code "
         f"layout, model_type {REMOTE_MODEL_TYPE!r}); convert it once into a new directory with "

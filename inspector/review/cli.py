@@ -113,25 +113,32 @@ def users_list(
     with open_store(ctx) as store, store.db.read() as session:
         people = users.list_users(session)
         tokens = users.list_tokens(session)
+    rows = [
+        (
+            user,
+            "disabled" if user.disabled else "active",
+            [t for t in tokens if t.username == user.username and not t.revoked],
+        )
+        for user in people
+    ]
     if as_json:
         print_json_lines(
             {
                 "user": user.username,
                 "role": user.role,
-                "state": "disabled" if user.disabled else "active",
+                "state": state,
                 "created_at": user.created_at.isoformat(),
-                "tokens": [t.name for t in tokens if t.username == user.username and not t.revoked],
+                "tokens": [t.name for t in own],
             }
-            for user in people
+            for user, state, own in rows
         )
         return
     table = Table("user", "role", "state", "created", "tokens")
-    for user in people:
-        own = [t for t in tokens if t.username == user.username and not t.revoked]
+    for user, state, own in rows:
         table.add_row(
             terminal(user.username),
             user.role,
-            "disabled" if user.disabled else "active",
+            state,
             user.created_at.strftime("%Y-%m-%d"),
             ", ".join(terminal(f"{t.name} ({t.prefix}…)") for t in own),
         )
