@@ -134,6 +134,17 @@ CODES: dict[Code, CodeDoc] = {
         "the worker could not store this request (IntegrityError); send it again, and tell "
         "the operators if it keeps failing",
     ),
+    Code.RATIONALE_WORKER_LOST: CodeDoc(
+        "A verdict's rationale never arrived: its worker stopped between the verdict and the "
+        "rationale. The verdict stands; a live worker marks the rationale not produced after "
+        "worker.rationale_timeout_s.",
+        "the worker that decided this verdict stopped before writing its rationale",
+    ),
+    Code.RATIONALE_ENGINE_FAILED: CodeDoc(
+        "The model failed while writing the rationale of verdicts already published. The "
+        "verdicts stand.",
+        "the model failed while writing this rationale (OutOfMemoryError)",
+    ),
     Code.INTERNAL_ERROR: CodeDoc(
         "The worker itself failed on a message; the exception type is named, never its text.",
         "the worker failed while validating this request (ZeroDivisionError); the fault is in "

@@ -36,6 +36,9 @@ class Code(StrEnum):
     ENGINE_FAILED = "engine.failed"
     # A request whose commit kept failing for a reason other than an unreachable database.
     COMMIT_FAILED = "request.commit_failed"
+    # Why a verdict's rationale was not produced (a rationale message's reason, not a rejection).
+    RATIONALE_WORKER_LOST = "rationale.worker_lost"
+    RATIONALE_ENGINE_FAILED = "rationale.engine_failed"
     CONFIG_INVALID = "config.invalid"
     STORE_UNAVAILABLE = "store.unavailable"
     STORE_FAILED = "store.failed"

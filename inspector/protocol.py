@@ -45,6 +45,7 @@ TOPIC_ROOT = "inspector/v1"
 REQUEST_SCHEMA: Final = "inspector.request/v1"
 VERDICT_SCHEMA: Final = "inspector.verdict/v1"
 REJECTION_SCHEMA: Final = "inspector.rejection/v1"
+RATIONALE_SCHEMA: Final = "inspector.rationale/v1"
 STATUS_SCHEMA: Final = "inspector.worker-status/v1"
 ADAPTER_CONTROL_SCHEMA: Final = "inspector.adapter-control/v1"
 
@@ -194,6 +195,20 @@ class DefectFinding(_Message):
     where: str | None = Field(None, max_length=200)
 
 
+class RationaleState(StrEnum):
+    """What became of a verdict's rationale (and the voice note's transcript).
+
+    The verdict is committed and published as soon as the prefill gives P(PASS); the
+    rationale is decoded afterwards and follows as a RationaleMessage on the station's
+    rationale topic, which also updates the stored verdict.
+    """
+
+    PENDING = "pending"  # a rationale message follows
+    PRODUCED = "produced"  # written (verdicts from before verdict-first are all produced)
+    SKIPPED = "skipped"  # the site's rationale policy asks none for this verdict
+    NOT_PRODUCED = "not_produced"  # the worker stopped or failed before writing it
+
+
 class Judgement(_Message):
     """What the model decided about one inspection: the verdict's fields, defined only here.
 
@@ -205,7 +220,12 @@ class Judgement(_Message):
     verdict: Decision
     confidence: float = Field(ge=0, le=1, title="max(P(PASS), P(FAIL)) from the verdict token")
     p_pass: float = Field(ge=0, le=1, title="P(PASS) normalised over PASS and FAIL")
-    rationale: str
+    rationale: str = Field("", title="The model's reasons; empty until the rationale arrives")
+    rationale_state: RationaleState = Field(
+        RationaleState.PRODUCED,
+        title="pending: a rationale message follows; produced; skipped: the site's rationale "
+        "policy asks none for this verdict; not_produced: its worker stopped before writing it",
+    )
     transcript: str | None = None
     defects: list[DefectFinding] = Field(default_factory=list)
     model: str
@@ -253,6 +273,34 @@ PART_FIELDS: tuple[str, ...] = tuple(PartKey.model_fields)
 def judgement_of(source: object) -> dict[str, Any]:
     """The judgement fields read from any object that carries them (a result, a row)."""
     return {name: getattr(source, name) for name in Judgement.model_fields}
+
+
+class RationaleMessage(PartKey):
+    """Worker → edge: the rationale of a verdict published earlier, after the decode.
+
+    Published on the station's rationale topic once the stored verdict is updated; a
+    verdict's rationale is final after it (`rationale_state` produced, skipped — the
+    message then carries only the transcript — or not_produced, with `reason`).
+    """
+
+    schema_: Literal["inspector.rationale/v1"] = Field(RATIONALE_SCHEMA, alias="schema")
+    rationale_state: Literal[
+        RationaleState.PRODUCED, RationaleState.SKIPPED, RationaleState.NOT_PRODUCED
+    ]
+    rationale: str = ""
+    transcript: str | None = None
+    defects: list[DefectFinding] = Field(default_factory=list)
+    reason: str | None = Field(
+        None, title="Why it was not produced: a stable code, e.g. rationale.worker_lost"
+    )
+    worker_id: str = Field(title="The worker that wrote it (or marked it not produced)")
+    written_at: AwareDatetime
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_payload(self) -> bytes:
+        """The message as UTF-8 JSON, ready to publish."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
 
 
 class RejectionMessage(_Message):
@@ -400,6 +448,7 @@ class WorkerStatus(_Message):
 MESSAGES: dict[str, type[BaseModel]] = {
     "request": InspectionRequest,
     "verdict": VerdictMessage,
+    "rationale": RationaleMessage,
     "rejection": RejectionMessage,
     "worker-status": WorkerStatus,
     "adapter-control": AdapterAnnouncement,
@@ -425,6 +474,7 @@ def utcnow() -> datetime:
 class TopicKind(StrEnum):
     REQUEST = "request"
     VERDICT = "verdict"
+    RATIONALE = "rationale"
     REJECTED = "rejected"
     TRIGGER = "trigger"
 
@@ -464,6 +514,10 @@ def request_topic(site: str, line: str, station: str) -> str:
 
 def verdict_topic(site: str, line: str, station: str) -> str:
     return station_topic(site, line, station, TopicKind.VERDICT)
+
+
+def rationale_topic(site: str, line: str, station: str) -> str:
+    return station_topic(site, line, station, TopicKind.RATIONALE)
 
 
 def rejected_topic(site: str, line: str, station: str) -> str:
@@ -713,6 +767,11 @@ def _check_topic(request: InspectionRequest, topic: str) -> None:
 def parse_verdict(payload: bytes) -> VerdictMessage:
     """Parse a verdict message (edge side)."""
     return VerdictMessage.model_validate_json(payload)
+
+
+def parse_rationale(payload: bytes) -> RationaleMessage:
+    """A rationale message from its JSON payload; raises ValidationError."""
+    return RationaleMessage.model_validate_json(payload)
 
 
 def parse_rejection(payload: bytes) -> RejectionMessage:

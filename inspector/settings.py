@@ -122,6 +122,11 @@ class SiteProfile(_Section):
     escape_target: float = Field(
         0.02, title="Highest acceptable share of FAIL parts that pass (escape rate)", ge=0, le=1
     )
+    rationale: Literal["all", "fail_and_review"] = Field(
+        "all",
+        title="Which verdicts get a rationale: all, or FAIL and REVIEW only (on a line where "
+        "most parts pass, a PASS then costs no decoding)",
+    )
 
 
 class ModelSettings(_Section):
@@ -194,6 +199,12 @@ class WorkerSettings(_Section):
         title="A request not answered this long after receipt (a hung decoder or model) is "
         "rejected with internal.timeout and acked; time while the store is unreachable does "
         "not count",
+        gt=0,
+    )
+    rationale_timeout_s: float = Field(
+        60.0,
+        title="A verdict whose rationale has not arrived this long after the verdict (its "
+        "worker stopped in between) is marked not produced by any live worker",
         gt=0,
     )
     metrics_port: int = Field(9464, title="Prometheus port (0 turns metrics off)", ge=0, le=65535)

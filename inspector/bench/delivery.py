@@ -36,7 +36,7 @@ from typing import Any
 from rich.console import Console
 
 from inspector.bench.pipeline import InstantEngine, photo
-from inspector.engine.types import EngineRequest, EngineResult
+from inspector.engine.types import EngineRequest, EngineResult, VerdictCallback
 from inspector.settings import BrokerSettings, Settings, StoreSettings, WorkerSettings
 
 
@@ -48,7 +48,9 @@ class PacedEngine(InstantEngine):
     def __init__(self, batch_s: float) -> None:
         self.batch_s = batch_s
 
-    def infer(self, batch: Sequence[EngineRequest]) -> list[EngineResult]:
+    def infer(
+        self, batch: Sequence[EngineRequest], on_verdicts: VerdictCallback | None = None
+    ) -> list[EngineResult]:
         """PASS for every request, after the batch's time."""
         time.sleep(self.batch_s)  # stands in for the GPU's time on the batch
         return super().infer(batch)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from inspector.engine import Bucket, shape_bucket
-from inspector.engine.types import EngineRequest, EngineResult
+from inspector.engine.types import EngineRequest, EngineResult, VerdictCallback
 from inspector.media import encode_jpeg
 from inspector.protocol import (
     Decision,
@@ -44,7 +44,9 @@ class InstantEngine:
         """Phi's crop grid, as the real engine buckets."""
         return shape_bucket(sizes)
 
-    def infer(self, batch: Sequence[EngineRequest]) -> list[EngineResult]:
+    def infer(
+        self, batch: Sequence[EngineRequest], on_verdicts: VerdictCallback | None = None
+    ) -> list[EngineResult]:
         """A PASS verdict for every request, with no model work."""
         return [
             EngineResult(

@@ -226,20 +226,24 @@ def greedy_continue(
     pad_id: int,
     static: bool = True,
     graphs: DecodeGraphs | None = None,
+    rows: Sequence[int] | None = None,
 ) -> list[list[int]]:
     """Feed each row's `forced` tokens, then decode greedily up to `max_new_tokens` more.
 
     Returns only the freely decoded tokens of each row, cut before its first stop token.
-    `static` decodes each adapter's rows from a static cache (a CUDA graph on a GPU),
-    taken from `graphs` so that later batches of the same bucket reuse both (without it,
-    each call builds its own); otherwise every step is an eager forward over the whole
-    batch. `state.cache` is used up either way.
+    `rows` (default: all) are the rows decoded; the others get no tokens and, on the static
+    path, cost nothing: only the chosen rows' keys and values reach a static cache, whose
+    batch bucket they alone size. `static` decodes each adapter's rows from a static cache
+    (a CUDA graph on a GPU), taken from `graphs` so that later batches of the same bucket
+    reuse both (without it, each call builds its own); otherwise every step is an eager
+    forward over the whole batch. `state.cache` is used up either way.
     """
     batch = state.logits.shape[0]
-    if max_new_tokens <= 0:
+    chosen = list(range(batch)) if rows is None else sorted(set(rows))
+    if max_new_tokens <= 0 or not chosen:
         return [[] for _ in range(batch)]
     if not static:
-        return _greedy(
+        ids = _greedy(
             _DynamicSteps(state),
             state.logits,
             state.positions,
@@ -248,9 +252,11 @@ def greedy_continue(
             stop_ids,
             pad_id,
         )
+        keep = set(chosen)
+        return [row_ids if row in keep else [] for row, row_ids in enumerate(ids)]
     groups: dict[str, list[int]] = {}
-    for row, name in enumerate(state.adapter_names):
-        groups.setdefault(name, []).append(row)
+    for row in chosen:
+        groups.setdefault(state.adapter_names[row], []).append(row)
     pool = graphs if graphs is not None else DecodeGraphs(max_entries=len(groups))
     prompt = state.attention_mask.shape[1]
     device = state.logits.device

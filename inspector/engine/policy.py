@@ -9,7 +9,8 @@ here, so serving, training and evaluation apply one rule set:
 - PASS or FAIL by the larger probability, REVIEW when that is below the site's threshold
   (`inspector.quality.decide`, the one rule);
 - the rationale continues from the leaning verdict word, and the catalogue defects it
-  names (FAIL leanings only) become the verdict's findings.
+  names (FAIL leanings only) become the verdict's findings;
+- which verdicts get a rationale is the site's rationale policy (`wants_rationale`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from inspector.engine.prompt import PROMPT_VERSION
 from inspector.engine.types import VISION_ADAPTER, EngineRequest, EngineResult
-from inspector.protocol import DefectFinding
+from inspector.protocol import DefectFinding, RationaleState
 from inspector.quality import BASE, AdapterRef, Decided, Decision, is_base
 from inspector.settings import DefectSpec, SiteProfile
 
@@ -94,6 +95,11 @@ def find_defects(rationale: str, catalogue: Sequence[DefectSpec]) -> list[Defect
     return found
 
 
+def wants_rationale(profile: SiteProfile, scored: Decided) -> bool:
+    """Whether the site's rationale policy asks a rationale for this verdict."""
+    return profile.rationale == "all" or scored.decision is not Decision.PASS
+
+
 @dataclass(frozen=True)
 class Measured:
     """What the runtime measured about one request's run."""
@@ -112,6 +118,7 @@ def build_result(
     transcript: str | None,
     model_name: str,
     measured: Measured,
+    rationale_state: RationaleState = RationaleState.PRODUCED,
 ) -> EngineResult:
     """The verdict on `request`, with its defects read from the rationale."""
     rationale = rationale.strip()
@@ -122,6 +129,7 @@ def build_result(
         confidence=scored.confidence,
         p_pass=scored.p_pass,
         rationale=rationale,
+        rationale_state=rationale_state,
         transcript=transcript,
         defects=defects,
         model=model_name,

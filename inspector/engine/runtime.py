@@ -4,9 +4,10 @@ The model is the served base (the vision LoRA merged into its weights) with LoRA
 adapters on top: rows routed to the vision LoRA run with none, rows of a site run with
 its adapter, and transcription runs with the speech LoRA minus the vision LoRA.
 One batch is one prefill over left-padded prompts (each row with its adapter), the
-verdict from its last logits, then a bounded greedy rationale decoded from a static KV
-cache (a CUDA graph on a GPU; see decode.py). All of it runs under inference mode; the
-model core and the policy it calls are the ones training uses.
+verdict from its last logits — handed to the caller at once when it asks (verdict first) —
+then a bounded greedy rationale, for the rows the site's rationale policy chooses, decoded
+from a static KV cache (a CUDA graph on a GPU; see decode.py). All of it runs under
+inference mode; the model core and the policy it calls are the ones training uses.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -35,9 +36,11 @@ from inspector.engine.types import (
     EngineFailed,
     EngineRequest,
     EngineResult,
+    VerdictCallback,
 )
 from inspector.errors import Code, RejectedInput
-from inspector.quality import AdapterRef, decide
+from inspector.protocol import RationaleState
+from inspector.quality import AdapterRef, Decided, decide
 from inspector.settings import ModelSettings, SiteProfile
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,9 @@ class PhiEngine:
         # one eager forward per token, the slower path kept for comparison.
         self.static_decode = static_decode
         self.device = self.core.device
+        # The site's rationale policy; `bench engine --pass-share` replaces it with a drawn
+        # mix, since random weights lean at random.
+        self.wants_rationale: Callable[[SiteProfile, Decided], bool] = policy.wants_rationale
         self._adapters = AdapterSet(model)
         # Held for a whole batch and for every adapter change: a change waits for the batch
         # in flight, which finishes on the adapters it started with.
@@ -124,20 +130,40 @@ class PhiEngine:
 
     # --- inference -------------------------------------------------------------------
 
-    def infer(self, batch: Sequence[EngineRequest]) -> list[EngineResult]:
-        """Verdicts for `batch` in order; halves the batch and retries on GPU out-of-memory."""
+    def infer(
+        self, batch: Sequence[EngineRequest], on_verdicts: VerdictCallback | None = None
+    ) -> list[EngineResult]:
+        """Verdicts for `batch` in order; halves the batch and retries on GPU out-of-memory.
+
+        With `on_verdicts`, each request's verdict is handed over right after the prefill,
+        before its rationale is decoded (see InferenceEngine.infer); a request is announced
+        once even when an out-of-memory split runs it again.
+        """
         for request in batch:
             if not request.images:
                 raise RejectedInput(
                     Code.PAYLOAD_INVALID, f"request {request.request_id} has no photo to inspect"
                 )
-        with self._batch_lock:
-            return self._infer_splitting(list(batch))
+        announce: VerdictCallback | None = None
+        if on_verdicts is not None:
+            announced: set[str] = set()
+            callback = on_verdicts
 
-    def _infer_splitting(self, batch: list[EngineRequest]) -> list[EngineResult]:
+            def announce(results: list[EngineResult]) -> None:
+                fresh = [r for r in results if r.request_id not in announced]
+                announced.update(r.request_id for r in fresh)
+                if fresh:
+                    callback(fresh)
+
+        with self._batch_lock:
+            return self._infer_splitting(list(batch), announce)
+
+    def _infer_splitting(
+        self, batch: list[EngineRequest], announce: VerdictCallback | None
+    ) -> list[EngineResult]:
         try:
             with torch.inference_mode():
-                return self._run(batch)
+                return self._run(batch, announce)
         except torch.OutOfMemoryError as exc:
             if len(batch) == 1:
                 raise EngineFailed(
@@ -152,7 +178,9 @@ class PhiEngine:
             half,
             len(batch) - half,
         )
-        return self._infer_splitting(batch[:half]) + self._infer_splitting(batch[half:])
+        return self._infer_splitting(batch[:half], announce) + self._infer_splitting(
+            batch[half:], announce
+        )
 
     def _release_memory(self) -> None:
         self._graphs.clear()
@@ -170,7 +198,9 @@ class PhiEngine:
             self._graphs_generation = self._adapters.generation
         return self._graphs
 
-    def _run(self, batch: list[EngineRequest]) -> list[EngineResult]:
+    def _run(
+        self, batch: list[EngineRequest], announce: VerdictCallback | None
+    ) -> list[EngineResult]:
         core = self.core
         started = time.perf_counter()
         profiles = [policy.site_profile(self.sites, r.site) for r in batch]
@@ -190,41 +220,77 @@ class PhiEngine:
             for p_pass, profile in zip(core.pass_probability(state.logits), profiles, strict=True)
         ]
         prefilled = time.perf_counter()
-        forced = [core.verdict.spelled(s.leaning) for s in scores]
-        rationale_ids = greedy_continue(
-            self.model,
-            state,
-            forced,
-            self.settings.max_rationale_tokens,
-            core.stop_ids,
-            core.pad_id,
-            static=self.static_decode,
-            graphs=self._decode_graphs(),
-        )
-        del state
-        rationales = core.tokenizer.batch_decode(rationale_ids, skip_special_tokens=True)
-        decoded = time.perf_counter()
-        transcripts = self._transcribe(batch) if self.settings.transcribe else [None] * len(batch)
-        finished = time.perf_counter()
+        timings = {"encode": (encoded - started) * 1e3, "prefill": (prefilled - encoded) * 1e3}
+        explain = [
+            i
+            for i, (profile, scored) in enumerate(zip(profiles, scores, strict=True))
+            if self.settings.max_rationale_tokens > 0 and self.wants_rationale(profile, scored)
+        ]
+        transcribe = self.settings.transcribe
 
-        timings = {
-            "encode": (encoded - started) * 1e3,
-            "prefill": (prefilled - encoded) * 1e3,
-            "decode": (decoded - prefilled) * 1e3,
-            "transcribe": (finished - decoded) * 1e3,
-        }
-        return [
-            policy.build_result(
-                request,
+        def result(
+            i: int, rationale: str, transcript: str | None, tokens: int, state: RationaleState
+        ) -> EngineResult:
+            measured = policy.Measured(int(prompt_tokens[i]), tokens, timings)
+            return policy.build_result(
+                batch[i],
                 profiles[i],
                 routes[i],
                 scores[i],
+                rationale,
+                transcript,
+                self.model_name,
+                measured,
+                state,
+            )
+
+        chosen = set(explain)
+        if announce is not None:
+            follows = [
+                i in chosen or (transcribe and r.audio is not None) for i, r in enumerate(batch)
+            ]
+            announce(
+                [
+                    result(i, "", None, 0, RationaleState.PENDING if f else RationaleState.SKIPPED)
+                    for i, f in enumerate(follows)
+                ]
+            )
+        try:
+            forced = [core.verdict.spelled(s.leaning) for s in scores]
+            rationale_ids = greedy_continue(
+                self.model,
+                state,
+                forced,
+                self.settings.max_rationale_tokens,
+                core.stop_ids,
+                core.pad_id,
+                static=self.static_decode,
+                graphs=self._decode_graphs(),
+                rows=explain,
+            )
+            del state
+            rationales = core.tokenizer.batch_decode(rationale_ids, skip_special_tokens=True)
+            decoded = time.perf_counter()
+            transcripts = self._transcribe(batch) if transcribe else [None] * len(batch)
+        except Exception:
+            if announce is None:
+                raise
+            # The verdicts are out: their rationales are lost, never the verdicts themselves.
+            log.exception("decoding the rationales of %d published verdicts failed", len(batch))
+            self._release_memory()
+            return [result(i, "", None, 0, RationaleState.NOT_PRODUCED) for i in range(len(batch))]
+        finished = time.perf_counter()
+        timings["decode"] = (decoded - prefilled) * 1e3
+        timings["transcribe"] = (finished - decoded) * 1e3
+        return [
+            result(
+                i,
                 rationales[i],
                 transcripts[i],
-                self.model_name,
-                policy.Measured(int(prompt_tokens[i]), len(rationale_ids[i]), timings),
+                len(rationale_ids[i]),
+                RationaleState.PRODUCED if i in chosen else RationaleState.SKIPPED,
             )
-            for i, request in enumerate(batch)
+            for i in range(len(batch))
         ]
 
     def _transcribe(self, batch: list[EngineRequest]) -> list[str | None]:

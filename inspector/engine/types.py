@@ -5,7 +5,7 @@ Imports no torch, so the worker, benchmarks and tests can type against it cheapl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,6 +50,11 @@ class EngineResult(Judgement):
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 
+# Called by `infer` with the verdicts of a batch as soon as its prefill gives P(PASS),
+# before the rationales are decoded (see InferenceEngine.infer).
+VerdictCallback = Callable[[list[EngineResult]], None]
+
+
 class InferenceEngine(Protocol):
     """What a worker needs from a model engine."""
 
@@ -59,8 +64,17 @@ class InferenceEngine(Protocol):
         """The batching bucket of a request's (width, height) photos: equal buckets batch best."""
         ...
 
-    def infer(self, batch: Sequence[EngineRequest]) -> list[EngineResult]:
-        """Verdicts for `batch`, in the same order; raises on failure."""
+    def infer(
+        self, batch: Sequence[EngineRequest], on_verdicts: VerdictCallback | None = None
+    ) -> list[EngineResult]:
+        """Verdicts for `batch`, in the same order, with their rationales; raises on failure.
+
+        With `on_verdicts`, an engine that decodes rationales after the verdicts may call
+        it once per request first, with the verdict alone (rationale_state pending when a
+        rationale or transcript follows, skipped when none does); the results returned are
+        then the final ones. A failure after that call marks the rationales of the verdicts
+        it announced not_produced instead of raising. An engine may also never call it.
+        """
         ...
 
     def adapters(self) -> list[str]:

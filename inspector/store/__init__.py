@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
+from inspector.protocol import RationaleMessage
 from inspector.settings import StoreSettings
 from inspector.store.answers import Answers, Batch, Refusal, answer
 from inspector.store.blobs import BlobStore
@@ -16,6 +18,7 @@ from inspector.store.inspections import (
     record_inspection,
     record_inspections,
 )
+from inspector.store.rationales import RationaleUpdate, expire_rationales
 from inspector.store.rejections import record_rejection
 from inspector.store.reviews import ReviewInput, record_review
 from inspector.store.verdicts import (
@@ -45,6 +48,12 @@ class Store:
         """Store one batch's inspections, verdicts and rejections in one transaction."""
         return answer(self.db, self.blobs, batch)
 
+    def expire_rationales(
+        self, decided_before: datetime, worker_id: str, now: datetime
+    ) -> list[RationaleMessage]:
+        """Mark rationales pending since before `decided_before` not produced (see rationales)."""
+        return expire_rationales(self.db, decided_before, worker_id, now)
+
     def upgrade(self) -> str | None:
         """Migrate the schema to the newest revision."""
         return upgrade(self.db.url)
@@ -62,6 +71,7 @@ __all__ = [
     "BlobStore",
     "Cursor",
     "Database",
+    "RationaleUpdate",
     "Refusal",
     "ReviewInput",
     "Store",

@@ -1,9 +1,10 @@
 """The worker's unit of work: one batch's answers stored in one transaction.
 
 A batch holds the requests the engine judged (each with its new verdict), the requests whose
-verdict is already stored (re-published, never judged twice) and the refused payloads. Their
-inspections, media links, verdicts and rejections are committed together or not at all, and
-what comes back is the message to publish for each: the stored verdict where an earlier one
+verdict is already stored (re-published, never judged twice), the refused payloads and the
+rationales of verdicts published before them. Their inspections, media links, verdicts,
+rejections and rationales are committed together or not at all, and what comes back is the
+message to publish for each: the stored verdict where an earlier one
 (another worker, a redelivery) won, so every answer published is the one in the database.
 """
 
@@ -13,10 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from inspector.protocol import InspectionRequest, RejectionMessage, VerdictMessage
+from inspector.protocol import (
+    InspectionRequest,
+    RationaleMessage,
+    RejectionMessage,
+    VerdictMessage,
+    utcnow,
+)
 from inspector.store.blobs import BlobStore
 from inspector.store.database import Database
 from inspector.store.inspections import record_inspections
+from inspector.store.rationales import RationaleUpdate, write_rationales
 from inspector.store.rejections import record_rejection
 from inspector.store.verdicts import (
     latest_verdict_message,
@@ -43,6 +51,8 @@ class Batch:
     known: Sequence[UUID | str] = ()  # request_ids whose stored verdict is answered again
     refusals: Sequence[Refusal] = ()
     keep_payload_bytes: int = 0  # refused payloads up to this size are kept
+    # Rationales of verdicts committed earlier (or earlier in this batch), written into them.
+    rationales: Sequence[RationaleUpdate] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,8 @@ class Answers:
     verdicts: list[VerdictMessage] = field(default_factory=list)  # per Batch.verdicts
     known: list[VerdictMessage] = field(default_factory=list)  # per Batch.known
     refusals: list[RejectionMessage] = field(default_factory=list)  # per Batch.refusals
+    # per Batch.rationales; None where the verdict is not the one this worker stored
+    rationales: list[RationaleMessage | None] = field(default_factory=list)
 
 
 def answer(db: Database, blobs: BlobStore, batch: Batch) -> Answers:
@@ -69,4 +81,6 @@ def answer(db: Database, blobs: BlobStore, batch: Batch) -> Answers:
                 session, refusal.message, refusal.topic, refusal.payload, batch.keep_payload_bytes
             )
             out.refusals.append(refusal.message)
+        if batch.rationales:
+            out.rationales.extend(write_rationales(session, batch.rationales, utcnow()))
     return out

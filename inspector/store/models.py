@@ -150,6 +150,7 @@ class Verdict(Base):
         sa.UniqueConstraint("inspection_id", "model", "adapter", "prompt_version"),
         sa.Index(None, "verdict", "decided_at"),
         sa.Index(None, "verdict", "inspection_id"),  # review-queue counts without the table
+        sa.Index(None, "rationale_state", "decided_at"),  # rationales pending too long
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -160,6 +161,8 @@ class Verdict(Base):
     confidence: Mapped[float]
     p_pass: Mapped[float]
     rationale: Mapped[str] = mapped_column(sa.Text)
+    # protocol.RationaleState: pending until the rationale message updates the row.
+    rationale_state: Mapped[str] = mapped_column(sa.String(16), server_default="produced")
     transcript: Mapped[str | None] = mapped_column(sa.Text)
     defects: Mapped[list[Any]]
     model: Mapped[str] = mapped_column(sa.String(128))

@@ -78,6 +78,7 @@ def _verdict_row(inspection_id: int, message: VerdictMessage) -> dict[str, objec
     row: dict[str, object] = {"inspection_id": inspection_id}
     row.update((name, getattr(message, name)) for name in VERDICT_FIELDS)
     row["verdict"] = message.verdict.value
+    row["rationale_state"] = message.rationale_state.value
     row["defects"] = [d.model_dump(exclude_none=True) for d in message.defects]
     return row
 

@@ -2,11 +2,16 @@
 
 A group is committed through the store's unit of work (`Store.answer`), and only then are its
 answers published and its requests acked, so a crash at any point loses nothing: the broker
-redelivers what was not acked. An unreachable database is waited for (nothing is acked
-meanwhile); any other failure is retried COMMIT_ATTEMPTS times with backoff, then the
-group's requests are rejected with request.commit_failed (stored, published, acked). If even
-that cannot be stored, the worker reports itself unhealthy and leaves the group for
-redelivery.
+redelivers what was not acked. Verdicts come first, straight after the prefill; their
+rationales follow as later groups (`Explained`) that update the stored verdicts and are
+published on the stations' rationale topics. A request is acked with its verdict, so a
+worker that stops before the rationale leaves the verdict with its rationale pending, which
+any live worker marks not produced after worker.rationale_timeout_s (`sweep_rationales`).
+
+An unreachable database is waited for (nothing is acked meanwhile); any other failure is
+retried COMMIT_ATTEMPTS times with backoff, then the group's requests are rejected with
+request.commit_failed (stored, published, acked). If even that cannot be stored, the worker
+reports itself unhealthy and leaves the group for redelivery.
 """
 
 from __future__ import annotations
@@ -17,20 +22,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from inspector.engine.types import EngineResult
 from inspector.errors import Code, DuplicateConflict, RejectedInput, StoreUnavailable
 from inspector.mqtt import Message, MqttTransport
 from inspector.protocol import (
+    RationaleState,
     RejectionMessage,
     TopicKind,
     VerdictMessage,
     judgement_of,
+    rationale_topic,
     sha256_hex,
     utcnow,
 )
 from inspector.settings import Settings
-from inspector.store import Batch, Refusal, Store
+from inspector.store import Batch, RationaleUpdate, Refusal, Store
 from inspector.worker.intake import Accepted, Refused
 from inspector.worker.metrics import WorkerMetrics
 from inspector.worker.watchdog import Watchdog
@@ -41,6 +49,9 @@ log = logging.getLogger(__name__)
 # times, with backoff, before its requests are rejected with request.commit_failed.
 COMMIT_ATTEMPTS = 3
 COMMIT_BACKOFF_S = 0.2
+# How often the commit thread looks for rationales pending too long (at most; a quarter of
+# worker.rationale_timeout_s when that is shorter).
+SWEEP_EVERY_S = 15.0
 
 
 @dataclass(slots=True)
@@ -58,14 +69,22 @@ class Known:
     item: Accepted
 
 
-Outcome = Decided | Known | Refused
+@dataclass(slots=True)
+class Explained:
+    """The rationale of a verdict committed earlier: the engine's final result for it."""
+
+    item: Accepted
+    result: EngineResult
+
+
+Outcome = Decided | Known | Refused | Explained
 Answer = tuple[str | None, bytes, Outcome]  # (topic, payload, outcome); no topic: not routable
 # Tells the worker whether groups get committed, and (when not None) whether verdicts do.
 HealthReport = Callable[[bool, bool | None], None]
 
 
 def message_of(outcome: Outcome) -> Message:
-    """The MQTT message an outcome answers."""
+    """The MQTT message an outcome answers (an Explained one was answered by its verdict)."""
     return outcome.message if isinstance(outcome, Refused) else outcome.item.message
 
 
@@ -104,7 +123,12 @@ class Committer:
 
     def run(self, stopping: threading.Event, engine_done: threading.Event) -> None:
         """Commit groups until the engine is done and nothing is left."""
+        sweep_every = min(SWEEP_EVERY_S, self.settings.worker.rationale_timeout_s / 4)
+        next_sweep = time.monotonic()
         while True:
+            if time.monotonic() >= next_sweep and not stopping.is_set():
+                self._sweep_safely()
+                next_sweep = time.monotonic() + sweep_every
             try:
                 group = self._late.get_nowait()
             except queue.Empty:
@@ -182,9 +206,15 @@ class Committer:
             f"the worker could not store this request ({type(cause).__name__}); "
             "send it again, and tell the operators if it keeps failing",
         )
+        # Rationales of verdicts already answered are not rejections: they stay pending, and
+        # a live worker marks them not produced in time.
         refused: list[Outcome] = [
-            o if isinstance(o, Refused) else o.item.refuse(err) for o in group
+            o if isinstance(o, Refused) else o.item.refuse(err)
+            for o in group
+            if not isinstance(o, Explained)
         ]
+        if not refused:
+            return None
         try:
             return self._commit(refused)
         except Exception:
@@ -202,6 +232,9 @@ class Committer:
         for topic, payload, outcome in answers:
             if topic is not None:
                 self.transport.publish(topic, payload, qos=1)
+            if isinstance(outcome, Explained):
+                self.metrics.rationale_latency.observe(now - outcome.item.received)
+                continue  # its request was acked with the verdict
             message = message_of(outcome)
             self.transport.ack(message)
             self.watchdog.settled(message)
@@ -213,17 +246,19 @@ class Committer:
         decided = [o for o in group if isinstance(o, Decided)]
         known = [o for o in group if isinstance(o, Known)]
         refused = [o for o in group if isinstance(o, Refused)]
+        explained = [o for o in group if isinstance(o, Explained)]
         batch = Batch(
-            requests=[o.item.request for o in group if not isinstance(o, Refused)],
+            requests=[o.item.request for o in group if isinstance(o, Decided | Known)],
             verdicts=[self._verdict(o) for o in decided],
             known=[o.item.request_id for o in known],
             refusals=[
                 Refusal(self._rejection(o), o.message.topic, o.message.payload) for o in refused
             ],
             keep_payload_bytes=self.settings.store.rejected_payload_limit,
+            rationales=[self._rationale(o) for o in explained],
         )
         answers = self.store.answer(batch)
-        payloads: dict[int, bytes] = {}
+        payloads: dict[int, bytes | None] = {}
         for outcomes, messages in (
             (decided, answers.verdicts),
             (known, answers.known),
@@ -231,9 +266,19 @@ class Committer:
         ):
             for outcome, message in zip(outcomes, messages, strict=True):
                 payloads[id(outcome)] = message.to_payload()
+        for outcome, rationale in zip(explained, answers.rationales, strict=True):
+            # None: the stored verdict is not this worker's (it has its own rationale).
+            payloads[id(outcome)] = rationale.to_payload() if rationale is not None else None
         out: list[Answer] = []
         for outcome in group:
-            if isinstance(outcome, Refused):
+            payload = payloads[id(outcome)]
+            if payload is None:
+                continue
+            topic: str | None
+            if isinstance(outcome, Explained):
+                topic = outcome.item.request.station_key.topic(TopicKind.RATIONALE)
+                self.metrics.rationales.labels(state=outcome.result.rationale_state.value).inc()
+            elif isinstance(outcome, Refused):
                 topic = outcome.station.topic(TopicKind.REJECTED) if outcome.station else None
                 self.metrics.rejections.labels(code=outcome.error.code.value).inc()
                 self.metrics.requests.labels(outcome="rejected").inc()
@@ -245,8 +290,51 @@ class Committer:
                     self.metrics.verdicts.labels(
                         site=outcome.item.request.site, verdict=outcome.result.verdict
                     ).inc()
-            out.append((topic, payloads[id(outcome)], outcome))
+            out.append((topic, payload, outcome))
         return out
+
+    def _rationale(self, explained: Explained) -> RationaleUpdate:
+        result = explained.result
+        failed = result.rationale_state is RationaleState.NOT_PRODUCED
+        return RationaleUpdate(
+            request_id=explained.item.request_id,
+            worker_id=self.worker_id,
+            model=result.model,
+            adapter=result.adapter,
+            prompt_version=result.prompt_version,
+            state=result.rationale_state,
+            rationale=result.rationale,
+            transcript=result.transcript,
+            defects=result.defects,
+            reason=Code.RATIONALE_ENGINE_FAILED if failed else None,
+        )
+
+    def _sweep_safely(self) -> None:
+        try:
+            self.sweep_rationales()
+        except Exception as exc:  # the next sweep tries again; answering goes on meanwhile
+            log.warning("could not look for rationales pending too long: %s", exc)
+
+    def sweep_rationales(self) -> int:
+        """Mark rationales pending too long not produced, and tell their stations; how many."""
+        now = utcnow()
+        timeout = timedelta(seconds=self.settings.worker.rationale_timeout_s)
+        messages = self.store.expire_rationales(now - timeout, self.worker_id, now)
+        for message in messages:
+            self.transport.publish(
+                rationale_topic(message.site, message.line, message.station),
+                message.to_payload(),
+                qos=1,
+            )
+            self.metrics.rationales.labels(state=message.rationale_state.value).inc()
+        if messages:
+            log.warning(
+                "%d verdict(s) had no rationale %.0f s after their verdict (their worker "
+                "stopped); marked not produced",
+                len(messages),
+                timeout.total_seconds(),
+            )
+        return len(messages)
 
     def _verdict(self, decided: Decided) -> VerdictMessage:
         req = decided.item.request
@@ -278,6 +366,6 @@ class Committer:
 
 
 def _as_conflict(outcome: Outcome, exc: DuplicateConflict) -> Outcome:
-    if isinstance(outcome, Refused) or outcome.item.request_id != exc.request_id:
+    if isinstance(outcome, Refused | Explained) or outcome.item.request_id != exc.request_id:
         return outcome
     return outcome.item.refuse(exc)

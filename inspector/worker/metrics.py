@@ -47,6 +47,19 @@ class WorkerMetrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.rationale_latency = Histogram(
+            "inspector_rationale_seconds",
+            "Receipt to rationale published (the verdict is published before it)",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.rationales = Counter(
+            "inspector_rationales_total",
+            "Rationale updates published, by state (produced, skipped: a transcript only, "
+            "not_produced)",
+            ["state"],
+            registry=r,
+        )
         self.store_errors = Counter(
             "inspector_store_errors_total", "Failed commits (retried)", registry=r
         )

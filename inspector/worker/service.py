@@ -17,10 +17,11 @@ from typing import Any
 from prometheus_client import start_http_server
 
 from inspector import __version__
-from inspector.engine.types import EngineRequest, InferenceEngine
+from inspector.engine.types import EngineRequest, EngineResult, InferenceEngine
 from inspector.errors import Code, DuplicateConflict, InternalFailure, RejectedInput
 from inspector.mqtt import ConnectionEvent, Message, MqttTransport
 from inspector.protocol import (
+    RationaleState,
     SiteAdapterState,
     WorkerState,
     WorkerStatus,
@@ -35,7 +36,14 @@ from inspector.settings import Settings
 from inspector.store import Store, known_requests
 from inspector.worker.adapters import SiteAdapters
 from inspector.worker.batcher import Batcher
-from inspector.worker.committer import Committer, Decided, Known, Outcome, message_of
+from inspector.worker.committer import (
+    Committer,
+    Decided,
+    Explained,
+    Known,
+    Outcome,
+    message_of,
+)
 from inspector.worker.heartbeat import Heartbeat
 from inspector.worker.intake import Accepted, Refused, station_of, validate
 from inspector.worker.metrics import WorkerMetrics
@@ -249,7 +257,10 @@ class Worker:
 
     def _hand_on(self, outcomes: list[Outcome]) -> None:
         """Queue outcomes for the commit loop, dropping those the watchdog already rejected."""
-        claimed = [o for o in outcomes if self.watchdog.claim(message_of(o))]
+        # A rationale's request was settled with its verdict: nothing left to claim.
+        claimed = [
+            o for o in outcomes if isinstance(o, Explained) or self.watchdog.claim(message_of(o))
+        ]
         if len(claimed) < len(outcomes):
             self.metrics.late_results.inc(len(outcomes) - len(claimed))
         if claimed:
@@ -321,15 +332,38 @@ class Worker:
         return outcomes
 
     def _infer(self, items: list[Accepted]) -> list[Outcome]:
+        """Judge a batch: verdicts go to the commit loop as soon as the engine has them.
+
+        What is returned follows them: the rationales of the verdicts announced early, and
+        the whole verdicts of an engine that announced none.
+        """
+        by_id = {item.request_id: item for item in items}
+        announced: dict[str, EngineResult] = {}
+
+        def on_verdicts(results: list[EngineResult]) -> None:
+            announced.update((r.request_id, r) for r in results)
+            self._hand_on([Decided(by_id[r.request_id], r) for r in results])
+
         started = time.monotonic()
         try:
-            results = self.engine.infer([_engine_request(i) for i in items])
+            results = self.engine.infer([_engine_request(i) for i in items], on_verdicts)
             self.metrics.inference.observe(time.monotonic() - started)
-            return [Decided(i, r) for i, r in zip(items, results, strict=True)]
+            following = (
+                _following(i, r, announced.get(i.request_id))
+                for i, r in zip(items, results, strict=True)
+            )
+            return [o for o in following if o is not None]
         except Exception as exc:
             log.warning("batch of %d failed (%s); retrying each request alone", len(items), exc)
-        outcomes: list[Outcome] = []
+        # Verdicts already announced stand: only their rationales are lost.
+        outcomes: list[Outcome] = [
+            Explained(by_id[rid], r.model_copy(update={"rationale_state": NOT_PRODUCED}))
+            for rid, r in announced.items()
+            if r.rationale_state is RationaleState.PENDING
+        ]
         for item in items:
+            if item.request_id in announced:
+                continue
             try:
                 (result,) = self.engine.infer([_engine_request(item)])
                 outcomes.append(Decided(item, result))
@@ -354,6 +388,20 @@ class Worker:
             self._stalled = stalled
         if self._state() != before and not self._stopping.is_set():
             self._publish_status(self._state())
+
+
+NOT_PRODUCED = RationaleState.NOT_PRODUCED
+
+
+def _following(
+    item: Accepted, result: EngineResult, announced: EngineResult | None
+) -> Outcome | None:
+    """What follows an engine's final result: the whole verdict, its rationale, or nothing."""
+    if announced is None:
+        return Decided(item, result)
+    if announced.rationale_state is RationaleState.PENDING:
+        return Explained(item, result)
+    return None  # its verdict said no rationale follows
 
 
 def _engine_request(item: Accepted) -> EngineRequest:

@@ -206,7 +206,14 @@ def test_topic_builders_refuse_unsafe_names() -> None:
 
 def test_every_message_schema_is_valid_json_schema() -> None:
     schemas = message_schemas()
-    assert set(schemas) == {"request", "verdict", "rejection", "worker-status", "adapter-control"}
+    assert set(schemas) == {
+        "request",
+        "verdict",
+        "rationale",
+        "rejection",
+        "worker-status",
+        "adapter-control",
+    }
     for schema in schemas.values():
         Draft202012Validator.check_schema(schema)
     validator = Draft202012Validator(schemas["request"])

@@ -13,7 +13,14 @@ import pytest
 import sqlalchemy as sa
 
 from inspector.errors import Code
-from inspector.protocol import Decision, ImagePart, StationKey, WorkerStatus, status_topic
+from inspector.protocol import (
+    Decision,
+    ImagePart,
+    RationaleState,
+    StationKey,
+    WorkerStatus,
+    status_topic,
+)
 from inspector.settings import LimitSettings
 from inspector.store import Store
 from inspector.store.models import Inspection, Rejection, Verdict
@@ -38,7 +45,7 @@ def _request(site: str, station: str = "s1", **kw):  # type: ignore[no-untyped-d
     return make_request(site=site, station=station, **kw)
 
 
-def test_round_trip_stores_and_publishes_the_verdict(
+def test_round_trip_publishes_the_verdict_then_its_rationale_and_stores_both(
     db_url: str,
     tmp_path: Path,
     broker: tuple[str, int],
@@ -54,10 +61,17 @@ def test_round_trip_stores_and_publishes_the_verdict(
     assert verdict.verdict in set(Decision)
     assert 0.5 <= verdict.confidence <= 1
     assert verdict.worker_id == unique and verdict.prompt_version
+    # Verdict first: published after the prefill, its rationale still to come.
+    assert verdict.rationale_state is RationaleState.PENDING and verdict.rationale == ""
+    rationale = observer.rationales.get(timeout=TIMEOUT)
+    assert rationale.request_id == req.request_id and rationale.part_id == req.part_id
+    assert rationale.rationale_state is RationaleState.PRODUCED and rationale.rationale
+    assert rationale.worker_id == unique and rationale.reason is None
     assert _counts(worker.store) == (1, 1, 0)
     with worker.store.db.read() as s:
         row = s.scalar(sa.select(Verdict))
-        assert row is not None and row.rationale == verdict.rationale
+        assert row is not None and row.rationale == rationale.rationale
+        assert row.rationale_state == "produced"
 
 
 def test_status_is_retained_online_then_offline_after_stop(
@@ -94,9 +108,19 @@ def test_redelivered_request_republishes_the_stored_verdict_without_new_rows(
     req = _request(unique)
     observer.publish(req)
     first = observer.verdicts.get(timeout=TIMEOUT)
+    rationale = observer.rationales.get(timeout=TIMEOUT)
     observer.publish(req)  # the edge retrying after a lost PUBACK
     second = observer.verdicts.get(timeout=TIMEOUT)
-    assert second == first
+    # The stored verdict again, its rationale written in since it was first published.
+    assert second == first.model_copy(
+        update={
+            "rationale": rationale.rationale,
+            "rationale_state": rationale.rationale_state,
+            "transcript": rationale.transcript,
+            "defects": rationale.defects,
+        }
+    )
+    assert observer.rationales.empty()
     assert _counts(worker.store) == (1, 1, 0)
 
 
@@ -266,7 +290,7 @@ def test_engine_failure_rejects_only_the_failing_request(
             self.model_name = inner.model_name
             self.calls: list[int] = []
 
-        def infer(self, batch):  # type: ignore[no-untyped-def]
+        def infer(self, batch, on_verdicts=None):  # type: ignore[no-untyped-def]
             self.calls.append(len(batch))
             if any(r.note == poison for r in batch):
                 raise RuntimeError("kernel fault")

@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from inspector.engine import Bucket
-from inspector.engine.types import EngineRequest, EngineResult, InferenceEngine
+from inspector.engine.types import EngineRequest, EngineResult, InferenceEngine, VerdictCallback
 from inspector.quality import AdapterRef
 from inspector.store.models import Inspection, Verdict
 from inspector.worker import Worker
@@ -28,7 +28,10 @@ class Rendezvous:
         self.model_name = engine.model_name
         self.calls = 0
 
-    def infer(self, batch: Sequence[EngineRequest]) -> list[EngineResult]:
+    def infer(
+        self, batch: Sequence[EngineRequest], on_verdicts: VerdictCallback | None = None
+    ) -> list[EngineResult]:
+        # Whole verdicts only (no early announcement): both must reach the barrier first.
         self.calls += 1
         results = self._engine.infer(batch)
         self._barrier.wait()  # both workers are past inference before either commits

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from inspector.engine.types import EngineRequest, EngineResult, InferenceEngine
+from inspector.engine.types import EngineRequest, EngineResult, InferenceEngine, VerdictCallback
 from inspector.errors import Code
 from inspector.mqtt import Message
 from inspector.protocol import ImagePart, StationKey, WorkerStatus, sha256_hex, status_topic
@@ -101,7 +101,9 @@ class _Hanging:
         self.release = threading.Event()
         self.returned = threading.Event()
 
-    def infer(self, batch: Sequence[EngineRequest]) -> list[EngineResult]:
+    def infer(
+        self, batch: Sequence[EngineRequest], on_verdicts: VerdictCallback | None = None
+    ) -> list[EngineResult]:
         if any(r.note == "hang" for r in batch):
             self.entered.set()
             self.release.wait(TIMEOUT)
