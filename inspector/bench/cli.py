@@ -36,6 +36,14 @@ def _quantizations(values: list[str]) -> tuple[Quantization, ...]:
     return cast("tuple[Quantization, ...]", tuple(values))
 
 
+def _sizes(value: str) -> tuple[int, ...]:
+    """`--curve` batch sizes: positive integers, comma-separated; empty for none."""
+    parts = [v.strip() for v in value.split(",") if v.strip()]
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise typer.BadParameter(f"{value!r} is not batch sizes like 1,2,4,8", param_hint="--curve")
+    return tuple(int(p) for p in parts)
+
+
 def _image_size(value: str) -> tuple[int, int]:
     width, sep, height = value.lower().partition("x")
     if not sep or not width.isdigit() or not height.isdigit() or not int(width) or not int(height):
@@ -83,6 +91,21 @@ def bench_engine(
             help="Also time the vision LoRA attached unmerged (the base before merging).",
         ),
     ] = False,
+    pass_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Also time a line where this share of parts passes and only FAIL and REVIEW "
+            "verdicts get a rationale (e.g. 0.95).",
+        ),
+    ] = None,
+    curve: Annotated[
+        str,
+        typer.Option(
+            help="Batch sizes of the batch-size/latency curve, comma-separated ('' for none)."
+        ),
+    ] = "1,2,4,8,16,32",
 ) -> None:
     """Full-size Phi4Multimodal (random bf16 weights) on CUDA: engine vs seed recipe."""
     from inspector.bench.engine import EngineBenchConfig, run_engine_bench
@@ -103,6 +126,8 @@ def bench_engine(
         compile=compile_blocks,
         unmerged=unmerged,
         quantization=variants,
+        pass_share=pass_share,
+        curve_sizes=_sizes(curve),
     )
     report = run_engine_bench(cfg, sizes)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -176,6 +201,23 @@ def _render_engine(report: dict[str, Any]) -> None:
                 f"{ms['prefill']:.0f} ms (MFU {prof['mfu_prefill']:.0%}), decode "
                 f"{prof['decode_ms_per_step']:.1f} ms/step (floor "
                 f"{prof['decode_floor_ms_per_step']:.1f})"
+            )
+        engine = run["engine"]
+        verdicts, whole = engine["verdict_latency_s"]["p50"], engine["batch_latency_s"]["p50"]
+        console.print(
+            f"{image}: verdicts out {verdicts:.3f} s into a batch of {engine['batch_size']} "
+            f"(p50), the whole batch {whole:.3f} s"
+        )
+        mix = engine.get("pass_share_mix")
+        if mix:
+            console.print(
+                f"{image}, {mix['pass_share']:.0%} of parts pass, rationale for FAIL/REVIEW only: "
+                f"{mix['inspections_per_s']:.2f}/s ({mix['explained_share']:.1%} explained)"
+            )
+        for point in engine.get("batch_size_curve") or []:
+            console.print(
+                f"{image}, batch {point['batch_size']:>3}: verdicts {point['verdict_s']:.3f} s, "
+                f"batch {point['batch_s']:.3f} s ({point['inspections_per_s']:.1f}/s)"
             )
 
 
@@ -327,6 +369,18 @@ def bench_line(
     compile_blocks: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile the engine's blocks.")
     ] = COMPILE,
+    quantization: Annotated[
+        str, typer.Option(help="Worker linear layers: none or fp8 (model.quantization).")
+    ] = "none",
+    pass_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=1,
+            help="A line where this share of parts passes and only FAIL and REVIEW verdicts "
+            "get a rationale (random-full draws which pass), e.g. 0.95.",
+        ),
+    ] = None,
     max_batch: Annotated[int, typer.Option(min=1, help="Worker batch bound.")] = 32,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="Worker batch wait bound.")] = 20.0,
     drain_timeout: Annotated[
@@ -370,8 +424,10 @@ def bench_line(
                     "device": device,
                     "max_rationale_tokens": rationale_tokens,
                     "compile": compile_blocks,
+                    "quantization": _quantizations([quantization])[0],
                 }
             ),
+            pass_share=pass_share,
             engine=kind,
             batch_s=batch_s,
             workers=count,
@@ -414,6 +470,12 @@ def _render_line(report: dict[str, Any], output: Path) -> None:
         f"p99 {lat.get('p99', 0):.0f} ms; {m['verdicts']}/{m['requests']} verdicts, "
         f"mean batch {report['worker'].get('batch_mean', 0):.1f} → {output}"
     )
+    rationale = m.get("rationale_latency_ms") or {}
+    if rationale:
+        console.print(
+            f"rationales follow their verdicts: {m['rationales']} received, publish→rationale "
+            f"p50 {rationale['p50']:.0f} ms, p95 {rationale['p95']:.0f} ms"
+        )
     if len(report["workers"]) > 1:
         table = Table(title=f"{len(report['workers'])} workers, one shared group")
         for column in ("worker", "GPU", "verdicts", "p95 ms", "batch", "engine busy", "CPU cores"):

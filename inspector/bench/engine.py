@@ -36,6 +36,7 @@ import transformers
 from peft import PeftModel, get_peft_model
 from transformers import Phi4MultimodalForCausalLM
 
+from inspector.engine import policy
 from inspector.engine.checkpoint import resolve_runtime
 from inspector.engine.lora import LoraSpec, lora_factors, lora_host, merge_lora
 from inspector.engine.prompt import verdict_prompt
@@ -72,6 +73,13 @@ class EngineBenchConfig:
     # One engine per entry, same weights and requests; the first is the agreement reference.
     quantization: tuple[Quantization, ...] = ("none",)
     profile_runs: int = 3  # stage-by-stage runs (each stage synchronised), minimum taken
+    # Also measure a line where this share of parts passes and only FAIL/REVIEW verdicts get a
+    # rationale (sites.<site>.rationale = "fail_and_review"); None: not measured. Random
+    # weights lean at random, so which rows pass is drawn with this share.
+    pass_share: float | None = None
+    # Batch sizes of the latency curve the worker's batching works on (verdict and rationale
+    # time per batch size); empty: not measured.
+    curve_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     # Ceilings the MFU and the decode floor are taken against: the bf16 matrix rate and the
     # copy bandwidth measured on one H200 (a datasheet's numbers are higher).
     peak_tflops: float = 790.0
@@ -173,7 +181,7 @@ def build_random_engine(cfg: EngineBenchConfig, sites: Mapping[str, SiteProfile]
     tokenizer = build_tokenizer()
     processor = build_processor(tokenizer)
     config = full_size_config(tokenizer) if cfg.architecture == "full" else tiny_config(tokenizer)
-    return build_bench_engine(cfg, processor, config, sites)
+    return build_bench_engine(cfg, processor, config, sites, quantization=cfg.quantization[0])
 
 
 def report_head(benchmark: str, device: str, cfg: Any) -> dict[str, Any]:
@@ -192,6 +200,70 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+class _Timed:
+    """One batch through `infer` with a verdict callback: when the verdicts came, when all did."""
+
+    def __init__(self, engine: PhiEngine, batch: list[EngineRequest], device: str) -> None:
+        self.verdicts_s = 0.0
+        t0 = time.perf_counter()
+
+        def on_verdicts(results: list[Any]) -> None:
+            # P(PASS) was read off the device to decide: the prefill has finished.
+            self.verdicts_s = max(self.verdicts_s, time.perf_counter() - t0)
+
+        self.results = engine.infer(batch, on_verdicts)
+        _sync(device)
+        self.wall_s = time.perf_counter() - t0
+
+
+def drawn_rationales(pass_share: float, seed: int = 7) -> Any:
+    """A rationale rule for random weights: each row passes (no rationale) with `pass_share`."""
+    rng = np.random.default_rng(seed)
+    return lambda profile, scored: bool(rng.random() >= pass_share)
+
+
+def _measure_mix(
+    cfg: EngineBenchConfig, engine: PhiEngine, inputs: list[list[EngineRequest]]
+) -> dict[str, Any]:
+    """The same batches on a line where `cfg.pass_share` of parts pass: FAIL/REVIEW explained."""
+    assert cfg.pass_share is not None
+    engine.wants_rationale = drawn_rationales(cfg.pass_share)
+    try:
+        runs = [_Timed(engine, batch, cfg.device) for batch in inputs]
+    finally:
+        engine.wants_rationale = policy.wants_rationale
+    walls = [r.wall_s for r in runs]
+    explained = [res.rationale_state.value == "produced" for r in runs for res in r.results]
+    return {
+        "pass_share": cfg.pass_share,
+        "rationale": "fail_and_review",
+        "explained_share": sum(explained) / len(explained),
+        "batch_seconds": walls,
+        "verdict_seconds": [r.verdicts_s for r in runs],
+        "inspections_per_s": cfg.batch_size * len(runs) / sum(walls),
+    }
+
+
+def measure_curve(cfg: EngineBenchConfig, engine: PhiEngine) -> list[dict[str, Any]]:
+    """Verdict and whole-batch time by batch size: what a small batch costs the worker."""
+    out = []
+    for size in cfg.curve_sizes:
+        _Timed(engine, _requests(cfg, size, 500 + size), cfg.device)  # its bucket's graphs
+        runs = [_Timed(engine, _requests(cfg, size, 600 + size + k), cfg.device) for k in (0, 1)]
+        verdict = min(r.verdicts_s for r in runs)
+        wall = min(r.wall_s for r in runs)
+        out.append(
+            {
+                "batch_size": size,
+                "verdict_s": verdict,
+                "batch_s": wall,
+                "inspections_per_s": size / wall,
+                "verdict_only_inspections_per_s": size / verdict,
+            }
+        )
+    return out
+
+
 def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
     """Sustained throughput of `engine` on `cfg`'s workload, then the verdict alone."""
     settings = engine.settings.model_copy(update={"max_rationale_tokens": cfg.rationale_tokens})
@@ -201,15 +273,16 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
     _sync(cfg.device)
     _reset_peak(cfg.device)
     # Batches back to back, as a loaded worker runs them: the sum of their walls is the
-    # sustained rate, each one's wall a batch latency.
+    # sustained rate, each one's wall a batch latency; the verdicts are out after the
+    # prefill, before the rationales are decoded.
     inputs = [_requests(cfg, cfg.batch_size, b + 1) for b in range(cfg.batches)]
-    walls, timings, rationale_tokens, p_pass = [], [], [], []
+    walls, verdict_walls, timings, rationale_tokens, p_pass = [], [], [], [], []
     before = engine.decode_stats()
     for batch in inputs:
-        t0 = time.perf_counter()
-        results = engine.infer(batch)
-        _sync(cfg.device)
-        walls.append(time.perf_counter() - t0)
+        timed = _Timed(engine, batch, cfg.device)
+        results = timed.results
+        walls.append(timed.wall_s)
+        verdict_walls.append(timed.verdicts_s)
         timings.append(results[0].timings_ms)
         rationale_tokens += [r.rationale_tokens for r in results]
         p_pass += [r.p_pass for r in results]
@@ -227,6 +300,8 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
     engine.settings = settings
     p_pass += [r.p_pass for r in results_v]
     stages = {k: float(np.mean([t[k] for t in timings])) for k in timings[0]}
+    mix = _measure_mix(cfg, engine, inputs) if cfg.pass_share is not None else None
+    curve = measure_curve(cfg, engine) if cfg.curve_sizes else None
     return {
         "dtype": str(engine.model.dtype).removeprefix("torch."),
         "quantization": settings.quantization,
@@ -241,6 +316,11 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
         "prompt_tokens": results_v[0].prompt_tokens,
         "batch_seconds": walls,
         "batch_latency_s": {"p50": _percentile(walls, 50), "p95": _percentile(walls, 95)},
+        # From a batch's start to its verdicts (after the prefill), in the same batches.
+        "verdict_latency_s": {
+            "p50": _percentile(verdict_walls, 50),
+            "p95": _percentile(verdict_walls, 95),
+        },
         "inspections_per_s": cfg.batch_size * cfg.batches / sum(walls),
         "stage_ms_mean": stages,
         # Per token fed to a row: the verdict word, then up to the rationale bound.
@@ -248,6 +328,8 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
         "decode_graphs": graphs,
         "verdict_only_inspections_per_s": cfg.batch_size / verdict_wall,
         "peak_memory_gib": peak,
+        "pass_share_mix": mix,
+        "batch_size_curve": curve,
         # P(PASS) of every timed request, then of the verdict-only batch, in order: the same
         # requests in every engine of the run, for `verdict_agreement`.
         "p_pass": p_pass,

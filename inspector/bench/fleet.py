@@ -41,8 +41,14 @@ EngineKind = Literal["model", "random-full", "instant", "paced"]
 ENGINE_KINDS: tuple[EngineKind, ...] = ("model", "random-full", "instant", "paced")
 
 
-def _engine(kind: EngineKind, batch_s: float, settings: Settings) -> InferenceEngine | None:
-    """The engine a bench worker serves; None: `serve` loads `model.path` itself."""
+def _engine(
+    kind: EngineKind, batch_s: float, settings: Settings, pass_share: float | None = None
+) -> InferenceEngine | None:
+    """The engine a bench worker serves; None: `serve` loads `model.path` itself.
+
+    `pass_share` (random-full only): random weights lean at random, so which parts pass, and
+    get no rationale under the sites' fail_and_review policy, is drawn with this share.
+    """
     if kind == "instant":
         from inspector.bench.pipeline import InstantEngine
 
@@ -52,22 +58,31 @@ def _engine(kind: EngineKind, batch_s: float, settings: Settings) -> InferenceEn
 
         return PacedEngine(batch_s)
     if kind == "random-full":
-        from inspector.bench.engine import EngineBenchConfig, build_random_engine
+        from inspector.bench.engine import (
+            EngineBenchConfig,
+            build_random_engine,
+            drawn_rationales,
+        )
 
-        return build_random_engine(
+        engine = build_random_engine(
             EngineBenchConfig(
                 rationale_tokens=settings.model.max_rationale_tokens,
                 compile=settings.model.compile,
+                quantization=(settings.model.quantization,),
             ),
             settings.sites,
         )
+        if pass_share is not None:
+            engine.wants_rationale = drawn_rationales(pass_share)
+        return engine
     return None
 
 
 def _serve_main(argv: list[str]) -> None:
     """The worker process: `inspector serve`'s code path, with the bench's engine.
 
-    argv: the settings as a JSON file, the engine kind, the paced engine's seconds per batch.
+    argv: the settings as a JSON file, the engine kind, the paced engine's seconds per batch,
+    and optionally the drawn pass share (see `_engine`).
     """
     logging.basicConfig(level=logging.WARNING, format="worker %(levelname)s %(name)s: %(message)s")
     from inspector.worker.run import serve
@@ -77,7 +92,8 @@ def _serve_main(argv: list[str]) -> None:
     for known in ENGINE_KINDS:
         if argv[1] == known:
             kind = known
-    serve(settings, _engine(kind, float(argv[2]), settings))
+    pass_share = float(argv[3]) if len(argv) > 3 else None
+    serve(settings, _engine(kind, float(argv[2]), settings, pass_share))
 
 
 def visible_gpus() -> list[str]:
@@ -127,6 +143,7 @@ class WorkerProcess:
         engine: EngineKind,
         batch_s: float,
         workdir: Path,
+        pass_share: float | None = None,
     ) -> None:
         self.spec = spec
         path = workdir / f"{spec.worker_id}.json"
@@ -139,6 +156,7 @@ class WorkerProcess:
             str(path),
             engine,
             str(batch_s),
+            *([str(pass_share)] if pass_share is not None else []),
         ]
         self._proc: subprocess.Popen[bytes] | None = None
 

@@ -43,7 +43,9 @@ from inspector.protocol import (
     AudioPart,
     ImagePart,
     InspectionRequest,
+    RationaleState,
     TopicKind,
+    parse_rationale,
     parse_rejection,
     parse_verdict,
     station_filter,
@@ -89,6 +91,9 @@ class LineBenchConfig:
     port: int = 1883
     start_timeout_s: float = 600.0
     drain_timeout_s: float = 60.0  # how long to wait for the last verdicts after publishing
+    # A line where this share of parts passes and only FAIL/REVIEW verdicts get a rationale
+    # (the site's rationale = "fail_and_review"; random-full draws which rows pass). None: all.
+    pass_share: float | None = None
 
 
 def _free_port() -> int:
@@ -112,6 +117,7 @@ class _Stations:
         self._observer = MqttTransport(broker, f"bench-line-{tag}-obs", clean_start=True)
         self._observer.subscribe(station_filter(TopicKind.VERDICT, site), self._on_verdict)
         self._observer.subscribe(station_filter(TopicKind.REJECTED, site), self._on_rejected)
+        self._observer.subscribe(station_filter(TopicKind.RATIONALE, site), self._on_rationale)
         self._lock = threading.Lock()
         self._answered = threading.Condition(self._lock)
         self.sent: dict[str, float] = {}
@@ -119,6 +125,8 @@ class _Stations:
         self.answered_by: dict[str, str] = {}  # request id → the worker whose verdict came first
         self.repeats = 0  # verdict messages beyond the first for a request
         self.rejected: dict[str, str] = {}
+        self.rationales: dict[str, float] = {}  # request id → when its rationale arrived
+        self.pending: set[str] = set()  # requests whose verdict said a rationale follows
         base = photo(cfg.width, cfg.height, 0)
         # Each request's photo differs (a JPEG comment segment after the start marker), as
         # on a real line where every blob is new; the voice note is one recording.
@@ -149,6 +157,14 @@ class _Stations:
                 return
             self.verdicts[rid] = now
             self.answered_by[rid] = verdict.worker_id
+            if verdict.rationale_state is RationaleState.PENDING:
+                self.pending.add(rid)
+            self._answered.notify_all()
+
+    def _on_rationale(self, message: Message) -> None:
+        rationale = parse_rationale(message.payload)
+        with self._lock:
+            self.rationales.setdefault(str(rationale.request_id), time.monotonic())
             self._answered.notify_all()
 
     def _on_rejected(self, message: Message) -> None:
@@ -199,6 +215,16 @@ class _Stations:
 
         def done() -> bool:
             return wanted <= (self.verdicts.keys() | self.rejected.keys())
+
+        with self._answered:
+            return self._answered.wait_for(done, timeout_s)
+
+    def wait_explained(self, ids: list[str], timeout_s: float) -> bool:
+        """Block until every request in `ids` whose verdict said so has its rationale."""
+        wanted = set(ids)
+
+        def done() -> bool:
+            return (self.pending & wanted) <= self.rationales.keys()
 
         with self._answered:
             return self._answered.wait_for(done, timeout_s)
@@ -275,11 +301,13 @@ def _phase(stations: _Stations, cfg: LineBenchConfig, seconds: float) -> dict[st
     sent = stations.run(count)
     published = time.monotonic()
     complete = stations.wait_answered(sent["ids"], cfg.drain_timeout_s)
+    explained_all = stations.wait_explained(sent["ids"], cfg.drain_timeout_s)
     ids = sent["ids"]
     with stations._lock:
         sent_at = [stations.sent[r] for r in ids]
         answered = {r: stations.verdicts[r] for r in ids if r in stations.verdicts}
         by = {r: stations.answered_by[r] for r in answered}
+        explained = {r: stations.rationales[r] for r in ids if r in stations.rationales}
         rejected = Counter(stations.rejected[r] for r in ids if r in stations.rejected)
     latencies = {r: answered[r] - stations.sent[r] for r in answered}
     first, last_sent = min(sent_at), max(sent_at)
@@ -298,6 +326,11 @@ def _phase(stations: _Stations, cfg: LineBenchConfig, seconds: float) -> dict[st
         "achieved_per_s": len(answered) / (last_answer - first) if last_answer > first else 0.0,
         "publish_lag_ms_max": 1e3 * max(sent["lag_s"]),
         "latency_ms": _percentiles(list(latencies.values())),
+        # Verdict first: the rationale follows its verdict (none for a PASS under
+        # fail_and_review); publish → rationale received, over the requests that got one.
+        "rationales": len(explained),
+        "rationales_complete": explained_all,
+        "rationale_latency_ms": _percentiles([t - stations.sent[r] for r, t in explained.items()]),
         "by_worker": {
             worker_id: {"verdicts": len(values), "latency_ms": _percentiles(values)}
             for worker_id, values in sorted(per_worker.items())
@@ -352,7 +385,11 @@ def _settings(cfg: LineBenchConfig, site: str, url: str, blob_dir: Path) -> Sett
         broker=BrokerSettings(host=cfg.host, port=cfg.port, session_expiry_s=60),
         store=StoreSettings(url=url, blob_dir=blob_dir),
         model=cfg.model,
-        sites={site: BENCH_PROFILE},
+        sites={
+            site: BENCH_PROFILE.model_copy(
+                update={"rationale": "all" if cfg.pass_share is None else "fail_and_review"}
+            )
+        },
         worker=WorkerSettings(
             worker_id=site,
             group=site,
@@ -380,7 +417,9 @@ def _group(cfg: LineBenchConfig, base: Settings, workdir: Path) -> list[WorkerPr
             update={"worker_id": spec.worker_id, "metrics_port": spec.metrics_port}
         )
         settings = base.model_copy(update={"worker": own})
-        workers.append(WorkerProcess(spec, settings, cfg.engine, cfg.batch_s, workdir))
+        workers.append(
+            WorkerProcess(spec, settings, cfg.engine, cfg.batch_s, workdir, cfg.pass_share)
+        )
     return workers
 
 

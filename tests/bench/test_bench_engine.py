@@ -22,6 +22,8 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
         audio_seconds=1.0,
         profile_runs=1,
         unmerged=True,
+        pass_share=0.5,
+        curve_sizes=(1, 3),
     )
     report = run_engine_bench(cfg)
     (small,) = report["runs"]
@@ -43,6 +45,15 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
     assert small["speedup"] == engine["inspections_per_s"] / seed["inspections_per_s"]
     assert engine["prompt_tokens"] > 256  # the photo's tokens are in the prompt
     assert len(engine["batch_seconds"]) == 2
+    # Verdict first: the verdicts are out before the batch's rationales are decoded.
+    verdicts = engine["verdict_latency_s"]
+    assert 0 < verdicts["p50"] <= verdicts["p95"] <= max(engine["batch_seconds"])
+    mix = engine["pass_share_mix"]
+    assert mix["pass_share"] == 0.5 and 0 <= mix["explained_share"] <= 1
+    assert len(mix["batch_seconds"]) == 2 and mix["inspections_per_s"] > 0
+    curve = engine["batch_size_curve"]
+    assert [point["batch_size"] for point in curve] == [1, 3]
+    assert all(0 < point["verdict_s"] <= point["batch_s"] for point in curve)
     lat = engine["batch_latency_s"]
     assert min(engine["batch_seconds"]) <= lat["p50"] <= lat["p95"] <= max(engine["batch_seconds"])
     prof = engine["profile"]

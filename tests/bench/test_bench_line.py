@@ -37,6 +37,9 @@ def test_line_bench_paces_the_load_and_times_every_verdict_through_serve(
     assert measured["complete"] and measured["achieved_per_s"] > 0
     lat = measured["latency_ms"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+    # Verdict first: every verdict's rationale followed it, and is timed on its own.
+    assert measured["rationales"] == 8 and measured["rationales_complete"]
+    assert 0 < measured["rationale_latency_ms"]["p50"] <= measured["rationale_latency_ms"]["max"]
     assert report["warmup"]["verdicts"] == 2
     # The worker's own metrics cover the timed phase: every request went through a batch.
     worker = report["worker"]
