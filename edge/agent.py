@@ -118,6 +118,7 @@ class EdgeAgent:
             )
         t = self.settings.triggers
         self.transport.subscribe(self.station.topic(TopicKind.VERDICT), self._on_verdict)
+        self.transport.subscribe(self.station.topic(TopicKind.RATIONALE), self._on_rationale)
         self.transport.subscribe(self.station.topic(TopicKind.REJECTED), self._on_rejection)
         self.transport.subscribe(worker_status_filter(), self.workers.handle)
         if t.mqtt:
@@ -327,6 +328,9 @@ class EdgeAgent:
 
     def _on_verdict(self, message: Message) -> None:
         self.board.handle_verdict(message.payload)
+
+    def _on_rationale(self, message: Message) -> None:
+        self.board.handle_rationale(message.payload)
 
     def _on_rejection(self, message: Message) -> None:
         self.board.handle_rejection(message.payload)

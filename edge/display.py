@@ -4,6 +4,12 @@ Verdicts and rejections arrive on the station's own topics. Each is matched to t
 in the spool, shown once, and handed to the optional hook command (a tower light, a PLC
 bridge) as JSON on stdin. Captures without an answer in time are flagged on screen.
 
+Verdict first: a worker publishes the verdict straight after the prefill, usually with its
+rationale pending ("rationale follows…"), and the rationale (with the voice note's
+transcript and the defects it names) follows on the station's rationale topic. The board
+shows it once, as a follow-up line or panel; the verdict alone is the station's answer, so
+neither the spool nor the hook hears about rationales.
+
 The board is compact by default: one line per answer (time, PASS / FAIL / REVIEW in its
 colour, part, confidence, latency, the start of the rationale), so fifteen verdicts fit on
 fifteen lines. With `panels` each verdict gets the large panel (block letters, the whole
@@ -17,17 +23,24 @@ import logging
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pydantic import ValidationError
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.text import Text
 
+from inspector.errors import Code
 from inspector.protocol import (
+    DefectFinding,
+    RationaleMessage,
+    RationaleState,
     RejectionMessage,
     VerdictMessage,
+    parse_rationale,
     parse_rejection,
     parse_verdict,
 )
@@ -44,6 +57,10 @@ STYLES = {
     "REVIEW": "bold black on yellow",
     "REJECTED": "bold white on magenta",
 }
+
+# How many captures the board remembers as explained, so that a redelivered rationale is
+# shown once: redeliveries come within seconds, far fewer captures than this.
+EXPLAINED_MEMORY = 4096
 
 _FONT = {
     "P": ["████ ", "█   █", "████ ", "█    ", "█    "],
@@ -72,6 +89,29 @@ def _clock() -> str:
     return time.strftime("%H:%M:%S")
 
 
+V = TypeVar("V")
+
+
+def _remember(memory: OrderedDict[str, V], key: str, value: V) -> None:
+    memory[key] = value
+    memory.move_to_end(key)
+    if len(memory) > EXPLAINED_MEMORY:
+        memory.popitem(last=False)
+
+
+def _found(defects: Sequence[DefectFinding]) -> str:
+    return ", ".join(d.type + (f" ({d.where})" if d.where else "") for d in defects)
+
+
+def not_produced_text(reason: str | None) -> str:
+    """What the station says instead of a rationale that was not produced, by its reason."""
+    if reason == Code.RATIONALE_ENGINE_FAILED:
+        return "no rationale: the model failed while writing it"
+    if reason is None or reason == Code.RATIONALE_WORKER_LOST:
+        return "no rationale: the worker stopped before writing it"
+    return f"no rationale ({visible(reason)})"
+
+
 def block_letters(word: str) -> str:
     """`word` in five-row block letters (only the letters of PASS, FAIL and REVIEW)."""
     rows = ["  ".join(_FONT[ch][row] for ch in word) for row in range(5)]
@@ -89,6 +129,19 @@ class Outcome:
 
 
 OutcomeListener = Callable[[Outcome], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RationaleOutcome:
+    """What the station learnt about a verdict's rationale after the verdict."""
+
+    state: str  # produced | skipped | not_produced
+    request_id: str
+    part_id: str
+    repeat: bool = False  # already shown (a redelivery, or it came with a verdict)
+
+
+RationaleListener = Callable[[RationaleOutcome], None]
 
 
 class HookRunner:
@@ -150,6 +203,12 @@ class VerdictBoard:
         self._panels = panels
         self._latest: tuple[VerdictMessage, bool, int] | None = None
         self._listeners: list[OutcomeListener] = [on_outcome] if on_outcome else []
+        self._rationale_listeners: list[RationaleListener] = []
+        # Per capture, what the screen last said of its rationale, oldest first; and the
+        # rationales that overtook their verdicts, held to be shown with them.
+        self._shown: OrderedDict[str, RationaleState] = OrderedDict()
+        self._held: OrderedDict[str, RationaleMessage] = OrderedDict()
+        self._explained_lock = threading.Lock()
         self.hook = (
             HookRunner(settings.hook, settings.hook_timeout_s, console) if settings.hook else None
         )
@@ -157,6 +216,10 @@ class VerdictBoard:
     def add_listener(self, listener: OutcomeListener) -> None:
         """Also tell `listener` about every outcome."""
         self._listeners.append(listener)
+
+    def add_rationale_listener(self, listener: RationaleListener) -> None:
+        """Also tell `listener` about every rationale message, repeats included."""
+        self._rationale_listeners.append(listener)
 
     def handle_verdict(self, payload: bytes) -> VerdictMessage | None:
         """Show a verdict message from the station's verdict topic."""
@@ -173,17 +236,55 @@ class VerdictBoard:
             self._console.print(
                 f"[dim]repeat verdict {msg.verdict.value} for part {terminal(msg.part_id)}[/]"
             )
+            final = msg.rationale_state is not RationaleState.PENDING
+            if final and self._news(rid, msg.rationale_state):
+                # The stored verdict has its rationale by now, and its own rationale message
+                # has not come (its worker stopped before publishing it): show this one.
+                self._show_rationale(_rationale_of(msg), msg.verdict.value)
         else:
             late = before is not None and before.flagged_at is not None
             resends = before.resends if before is not None else 0
-            self._latest = (msg, late, resends)
+            held = self._take_held(rid)
+            shown = _with_rationale(msg, held) if held is not None else msg
+            if shown.rationale_state is not RationaleState.PENDING:
+                self._news(rid, shown.rationale_state)
+            self._latest = (shown, late, resends)
             if self._panels:
-                self._console.print(self._verdict_panel(msg, late, resends))
+                self._console.print(self._verdict_panel(shown, late, resends))
             else:
-                self._line(self._verdict_line(msg, late, resends))
+                self._line(self._verdict_line(shown, late, resends))
             if self.hook is not None:
                 self.hook.submit(payload)
         self._emit(Outcome(msg.verdict.value, rid, msg.part_id, repeat))
+        return msg
+
+    def handle_rationale(self, payload: bytes) -> RationaleMessage | None:
+        """Show a rationale message from the station's rationale topic; repeats are not shown."""
+        try:
+            msg = parse_rationale(payload)
+        except ValidationError as exc:
+            self._console.print(f"[yellow]unreadable rationale ignored:[/] {terminal(_first(exc))}")
+            return None
+        rid = str(msg.request_id)
+        rec = self._spool.capture(rid)
+        if rec is not None and rec.outcome is None:
+            # It overtook its verdict (a broker may deliver two topics out of order): the
+            # verdict comes first on screen, so it is shown with the verdict.
+            news = self._hold(rid, msg)
+        else:
+            news = self._news(rid, msg.rationale_state)
+            if news:
+                # A capture the station no longer remembers (pruned from its history) still
+                # shows its rationale, under the message's part id, without a verdict word.
+                word = rec.outcome if rec is not None and rec.outcome in STYLES else None
+                self._show_rationale(msg, word)
+                self._update_latest(msg)
+        outcome = RationaleOutcome(msg.rationale_state.value, rid, msg.part_id, not news)
+        for listener in self._rationale_listeners:
+            try:
+                listener(outcome)
+            except Exception:
+                log.exception("rationale listener failed")
         return msg
 
     def handle_rejection(self, payload: bytes) -> RejectionMessage | None:
@@ -274,6 +375,82 @@ class VerdictBoard:
         )
         return Panel(body, title=f"request {rid or 'unknown'}", border_style="magenta")
 
+    def _news(self, rid: str, state: RationaleState) -> bool:
+        """Remember `state` as what the screen says of `rid`'s rationale; False if no news.
+
+        A rationale that comes after all, once a live worker marked it not produced (its
+        worker was slow, not dead), is news; anything else after the first is a repeat.
+        """
+        with self._explained_lock:
+            before = self._shown.get(rid)
+            if before is not None and (
+                before is not RationaleState.NOT_PRODUCED or state is RationaleState.NOT_PRODUCED
+            ):
+                return False
+            _remember(self._shown, rid, state)
+            return True
+
+    def _hold(self, rid: str, msg: RationaleMessage) -> bool:
+        """Keep a rationale until its verdict comes; False if one was held already."""
+        with self._explained_lock:
+            news = rid not in self._held
+            _remember(self._held, rid, msg)
+            return news
+
+    def _take_held(self, rid: str) -> RationaleMessage | None:
+        with self._explained_lock:
+            return self._held.pop(rid, None)
+
+    def _show_rationale(self, msg: RationaleMessage, word: str | None) -> None:
+        state = msg.rationale_state
+        if state is RationaleState.SKIPPED and not msg.transcript:
+            return  # the verdict said all there is
+        if self._panels:
+            self._console.print(self._rationale_panel(msg, word))
+            return
+        if state is RationaleState.SKIPPED:
+            return  # a transcript only: in the panel (`v`), not on the one-line board
+        line = Text.assemble(
+            (_clock(), "dim"),
+            " ",
+            ("  ↳ ", "dim"),
+            (f"part {visible(msg.part_id)}", "bold"),
+            (f" {word}" if word else "", STYLES[word].split()[-1] if word else ""),
+        )
+        if state is RationaleState.NOT_PRODUCED:
+            line.append(f"   {not_produced_text(msg.reason)}", style="yellow")
+        else:
+            if msg.defects:
+                line.append(f"   {visible(_found(msg.defects))}", style="bold")
+            line.append(f"   {visible(msg.rationale)}")
+        self._line(line)
+
+    def _rationale_panel(self, msg: RationaleMessage, word: str | None) -> Panel:
+        lines = [
+            Text.assemble(
+                "rationale for ",
+                (f"part {visible(msg.part_id)}", "bold"),
+                (f"  {word}" if word else "", STYLES[word] if word else ""),
+            )
+        ]
+        if msg.rationale_state is RationaleState.NOT_PRODUCED:
+            lines.append(Text(not_produced_text(msg.reason), style="yellow"))
+        elif msg.rationale:
+            lines.append(Text(visible(msg.rationale, multiline=True)))
+        if msg.defects:
+            lines.append(Text(f"defects: {visible(_found(msg.defects))}", style="bold"))
+        if msg.transcript:
+            lines.append(Text(f"voice note: {visible(msg.transcript)}", style="italic"))
+        border = STYLES[word].split()[-1] if word else "white"
+        return Panel(Group(*lines), title=f"request {msg.request_id}", border_style=border)
+
+    def _update_latest(self, msg: RationaleMessage) -> None:
+        # `v` shows the latest verdict's panel with the rationale that followed it.
+        latest = self._latest
+        if latest is None or latest[0].request_id != msg.request_id:
+            return
+        self._latest = (_with_rationale(latest[0], msg), latest[1], latest[2])
+
     def show_latest(self) -> bool:
         """Print the latest verdict's large panel (False when there is none yet)."""
         if self._latest is None:
@@ -298,9 +475,12 @@ class VerdictBoard:
             (" (late: arrived after the verdict timeout)" if late else "", "dim"),
         )
         if msg.defects:
-            found = ", ".join(d.type + (f" ({d.where})" if d.where else "") for d in msg.defects)
-            line.append(f"   {visible(found)}", style="bold")
-        if msg.rationale:
+            line.append(f"   {visible(_found(msg.defects))}", style="bold")
+        if msg.rationale_state is RationaleState.PENDING:
+            line.append("   rationale follows…", style="dim")
+        elif msg.rationale_state is RationaleState.NOT_PRODUCED:
+            line.append(f"   {not_produced_text(None)}", style="yellow")
+        elif msg.rationale:
             line.append(f"   {visible(msg.rationale)}")
         return line
 
@@ -317,11 +497,14 @@ class VerdictBoard:
                 (_resent(resends), "bold yellow"),
             ),
         ]
-        if msg.rationale:
+        if msg.rationale_state is RationaleState.PENDING:
+            lines.append(Text("rationale follows…", style="dim"))
+        elif msg.rationale_state is RationaleState.NOT_PRODUCED:
+            lines.append(Text(not_produced_text(None), style="yellow"))
+        elif msg.rationale:
             lines.append(Text(visible(msg.rationale, multiline=True)))
         if msg.defects:
-            found = ", ".join(d.type + (f" ({d.where})" if d.where else "") for d in msg.defects)
-            lines.append(Text(f"defects: {visible(found)}", style="bold"))
+            lines.append(Text(f"defects: {visible(_found(msg.defects))}", style="bold"))
         if msg.transcript:
             lines.append(Text(f"voice note: {visible(msg.transcript)}", style="italic"))
         if late:
@@ -336,3 +519,32 @@ class VerdictBoard:
                 listener(outcome)
             except Exception:
                 log.exception("outcome listener failed")
+
+
+def _with_rationale(verdict: VerdictMessage, rationale: RationaleMessage) -> VerdictMessage:
+    """The verdict as it reads once its rationale came."""
+    return verdict.model_copy(
+        update={
+            "rationale_state": rationale.rationale_state,
+            "rationale": rationale.rationale,
+            "transcript": rationale.transcript,
+            "defects": rationale.defects,
+        }
+    )
+
+
+def _rationale_of(verdict: VerdictMessage) -> RationaleMessage:
+    """The rationale a re-published verdict carries, as its rationale message would bring it."""
+    return RationaleMessage(
+        request_id=verdict.request_id,
+        site=verdict.site,
+        line=verdict.line,
+        station=verdict.station,
+        part_id=verdict.part_id,
+        rationale_state=verdict.rationale_state,
+        rationale=verdict.rationale,
+        transcript=verdict.transcript,
+        defects=verdict.defects,
+        worker_id=verdict.worker_id,
+        written_at=verdict.decided_at,
+    )
