@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from inspector.engine.identity import is_tiny_model
+from inspector.protocol import RationaleState
 from inspector.quality import BASE, served_name
 from inspector.review.hosts import Network, networks
 from inspector.safetext import visible
@@ -19,6 +20,13 @@ from inspector.store import Store
 
 HERE = Path(__file__).parent
 OTHER_DEFECT = DefectSpec(name="other", description="a defect the catalogue does not name")
+# What a page shows in place of the rationale of a verdict that has none (yet). The store
+# keeps no reason for not_produced; a worker that stopped is by far the usual one.
+RATIONALE_NOTES: dict[str, str] = {
+    RationaleState.PENDING: "Rationale pending…",
+    RationaleState.SKIPPED: "No rationale: the site's policy skips PASS verdicts",
+    RationaleState.NOT_PRODUCED: "Rationale not produced (the worker stopped before writing it)",
+}
 
 
 def shown(value: Any) -> Any:
@@ -65,6 +73,7 @@ class AppContext:
         templates.globals["random_model"] = random_model
         templates.globals["base_adapter"] = BASE  # a verdict without a site adapter
         templates.globals["served_name"] = served_name
+        templates.globals["rationale_notes"] = RATIONALE_NOTES
         proxies = networks(settings.review.trusted_proxies)
         return cls(settings, store, templates, random_model, proxies)
 

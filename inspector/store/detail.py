@@ -34,6 +34,7 @@ class VerdictView:
     confidence: float
     p_pass: float
     rationale: str
+    rationale_state: str  # protocol.RationaleState: pending until the rationale arrives
     transcript: str | None
     defects: list[dict[str, Any]]
     model: str
@@ -108,6 +109,7 @@ def _verdict_view(v: Verdict) -> VerdictView:
         v.confidence,
         v.p_pass,
         v.rationale,
+        v.rationale_state,
         v.transcript,
         list(v.defects),
         v.model,

@@ -107,7 +107,14 @@ def test_schema_prints_valid_json_schema() -> None:
     for schema in schemas.values():
         Draft202012Validator.check_schema(schema)
     one = json.loads(run("schema", "verdict").stdout)
-    assert "verdict" in one["properties"]
+    assert "verdict" in one["properties"] and "rationale_state" in one["properties"]
+    rationale = json.loads(run("schema", "rationale").stdout)
+    assert rationale["properties"]["schema"]["const"] == "inspector.rationale/v1"
+    assert rationale["properties"]["rationale_state"]["enum"] == [
+        "produced",
+        "skipped",
+        "not_produced",
+    ]
     bad = run("schema", "nonsense")
     assert bad.returncode == 2 and "unknown message" in bad.stderr
 
@@ -146,6 +153,8 @@ def test_verdicts_export_csv_and_jsonl(config: Path, filled: list[str], tmp_path
     assert {r["request_id"] for r in rows} == set(filled)
     assert any(r["defects"] == "scratch" for r in rows)
     assert any(r["rationale"] == "reason, with comma 0" for r in rows)
+    # Verdicts stored with their rationale (as before verdict first) read as produced.
+    assert {r["rationale_state"] for r in rows} == {"produced"}
     target = tmp_path / "out.jsonl"
     out = run(
         "--config",
@@ -162,6 +171,7 @@ def test_verdicts_export_csv_and_jsonl(config: Path, filled: list[str], tmp_path
     assert out.returncode == 0 and "exported 2" in out.stderr
     records = [json.loads(line) for line in target.read_text().splitlines()]
     assert {r["verdict"] for r in records} == {"PASS"} and len(records) == 2
+    assert {r["rationale_state"] for r in records} == {"produced"}
 
 
 def test_export_refuses_bad_arguments(config: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from inspector.protocol import Decision, VerdictMessage
+from inspector.protocol import Decision, RationaleState, VerdictMessage
 from inspector.review.passwords import hash_password
 from inspector.store import Store, record_inspections, record_verdicts
 from inspector.store import users as user_store
@@ -75,6 +75,7 @@ def seed(
                 confidence=max(p, 1 - p),
                 p_pass=p,
                 rationale=over.get("rationale", f"rationale {n}"),
+                rationale_state=over.get("rationale_state", RationaleState.PRODUCED),
                 transcript=over.get("transcript"),
                 defects=[{"type": "dent"}] if verdict == "FAIL" else [],
                 model="phi-4-mm",

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
 
+from inspector.protocol import RationaleState
 from inspector.review.edge import SafeText
 
 Decision = Literal["confirm", "override", "answer"]
@@ -81,7 +82,12 @@ class VerdictOut(BaseModel):
     verdict: str
     confidence: float
     p_pass: float
-    rationale: str
+    rationale: str = Field(description="empty unless rationale_state is produced")
+    rationale_state: RationaleState = Field(
+        description="pending: the worker publishes the rationale after the verdict; produced; "
+        "skipped: the site's rationale policy asks none for this verdict; not_produced: its "
+        "worker stopped (or failed) before writing it"
+    )
     transcript: str | None
     defects: list[DefectOut]
     model: str

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.exceptions import RequestValidationError
 
 from inspector.errors import InvalidInput
+from inspector.protocol import RationaleState
 from inspector.quality import leaning
 from inspector.review import reviewing
 from inspector.review.api.defs import (
@@ -121,6 +122,7 @@ def verdict_out(v: VerdictView) -> VerdictOut:
         confidence=v.confidence,
         p_pass=v.p_pass,
         rationale=v.rationale,
+        rationale_state=RationaleState(v.rationale_state),
         transcript=v.transcript,
         defects=[DefectOut(type=str(d.get("type")), where=d.get("where")) for d in v.defects],
         model=v.model,

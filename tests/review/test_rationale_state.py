@@ -1,0 +1,133 @@
+"""Verdict first in the review app: the detail page, the API and the export say where each
+verdict's rationale stands (produced, pending, skipped by the site's policy, not produced).
+
+The states come from the store's own write path: verdicts stored pending, then the worker's
+rationale updates and a live worker's expiry of the one whose worker stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import re
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+
+from inspector.protocol import DefectFinding, RationaleState
+from inspector.store import Batch, RationaleUpdate, Store
+from tests.review.helpers import T0, add_user, login, seed
+
+PENDING = "Rationale pending…"
+SKIPPED = "No rationale: the site's policy skips PASS verdicts"
+NOT_PRODUCED = "Rationale not produced (the worker stopped before writing it)"
+
+
+def _update(
+    rid: str,
+    state: RationaleState,
+    rationale: str = "",
+    transcript: str | None = None,
+    defects: tuple[DefectFinding, ...] = (),
+) -> RationaleUpdate:
+    """The rationale the deciding worker writes into its verdict (as `seed` stored it)."""
+    return RationaleUpdate(
+        request_id=rid,
+        worker_id="w1",
+        model="phi-4-mm",
+        adapter="osaka-v1",
+        prompt_version="v1",
+        state=state,
+        rationale=rationale,
+        transcript=transcript,
+        defects=defects,
+    )
+
+
+def _seed_every_state(store: Store) -> dict[str, str]:
+    """One inspection per rationale state, a minute apart; request_id by state."""
+    produced, lost, skipped, pending = seed(
+        store,
+        ["FAIL", "REVIEW", "PASS", "PASS"],
+        rationale="",
+        rationale_state=RationaleState.PENDING,
+    )
+    store.answer(
+        Batch(
+            rationales=[
+                _update(
+                    produced,
+                    RationaleState.PRODUCED,
+                    rationale="a dent on the rim",
+                    defects=(DefectFinding(type="dent", where="rim"),),
+                ),
+                # fail_and_review: no rationale for a PASS, only its voice note's transcript.
+                _update(skipped, RationaleState.SKIPPED, transcript="looks fine to me"),
+            ]
+        )
+    )
+    # The REVIEW verdict's worker stopped: a live worker marks it once its time is up. The
+    # last verdict, decided after the cut-off, is still waiting for its rationale.
+    marked = store.expire_rationales(T0 + timedelta(minutes=2), "w2", T0 + timedelta(minutes=3))
+    assert [str(m.request_id) for m in marked] == [lost]
+    return {
+        "produced": produced,
+        "not_produced": lost,
+        "skipped": skipped,
+        "pending": pending,
+    }
+
+
+def _rationale_box(page: str) -> tuple[str, str]:
+    """The detail page's rationale box: its state attribute and the text it shows."""
+    found = re.search(r'id="rationale" data-state="([a-z_]+)">([^<]*)</p>', page)
+    assert found is not None, "no rationale box on the page"
+    return found.group(1), html.unescape(found.group(2))
+
+
+def test_the_detail_page_says_where_each_verdicts_rationale_stands(
+    client: TestClient, store: Store
+) -> None:
+    rids = _seed_every_state(store)
+    add_user(store, "ana")
+    login(client, "ana")
+    boxes = {
+        state: _rationale_box(client.get(f"/inspections/{rid}").text) for state, rid in rids.items()
+    }
+    assert boxes == {
+        "produced": ("produced", "a dent on the rim"),
+        "pending": ("pending", PENDING),
+        "skipped": ("skipped", SKIPPED),
+        "not_produced": ("not_produced", NOT_PRODUCED),
+    }
+    skipped_page = client.get(f"/inspections/{rids['skipped']}").text
+    assert "looks fine to me" in skipped_page, "a skipped rationale keeps its transcript"
+
+
+def test_the_api_and_the_export_carry_each_verdicts_rationale_state(
+    client: TestClient, store: Store
+) -> None:
+    rids = _seed_every_state(store)
+    add_user(store, "ana")
+    login(client, "ana")
+    for state, rid in rids.items():
+        body = client.get(f"/api/v1/inspections/{rid}").json()
+        assert body["verdict"]["rationale_state"] == state
+        assert [v["rationale_state"] for v in body["verdicts"]] == [state]
+    produced = client.get(f"/api/v1/inspections/{rids['produced']}").json()["verdict"]
+    assert produced["rationale"] == "a dent on the rim"
+    assert produced["defects"] == [{"type": "dent", "where": "rim"}]
+    schema = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    assert "rationale_state" in schema["VerdictOut"]["required"]
+
+    by_rid = {v: k for k, v in rids.items()}
+    r = client.get("/api/v1/export", params={"format": "csv", "tab": "all"})
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert {row["request_id"]: row["rationale_state"] for row in rows} == by_rid
+    header = r.text.splitlines()[0].split(",")
+    assert header.index("rationale_state") == header.index("rationale") + 1
+    lines = client.get("/api/v1/export", params={"format": "jsonl", "tab": "all"}).text
+    records = [json.loads(line) for line in lines.splitlines()]
+    assert {rec["request_id"]: rec["rationale_state"] for rec in records} == by_rid
