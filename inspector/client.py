@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 import uuid
 from pathlib import Path
 
@@ -14,10 +15,13 @@ from inspector.protocol import (
     AudioPart,
     ImagePart,
     InspectionRequest,
+    RationaleMessage,
+    RationaleState,
     RejectionMessage,
     StationKey,
     TopicKind,
     VerdictMessage,
+    parse_rationale,
     parse_rejection,
     parse_verdict,
     utcnow,
@@ -69,14 +73,25 @@ def build_request(
 def submit(
     transport: MqttTransport, request: InspectionRequest, timeout: float
 ) -> VerdictMessage | RejectionMessage:
-    """Publish a request (QoS 1) and wait for its verdict or rejection."""
+    """Publish a request (QoS 1) and wait for its verdict or rejection.
+
+    A verdict published before its rationale (verdict first) is returned with the rationale
+    merged in once it arrives; if it does not arrive within `timeout`, the verdict is returned
+    as it is, its rationale still pending.
+    """
     answers: queue.Queue[VerdictMessage | RejectionMessage] = queue.Queue()
+    rationales: queue.Queue[RationaleMessage] = queue.Queue()
     rid = request.request_id
 
     def on_verdict(message: Message) -> None:
         verdict = parse_verdict(message.payload)
         if verdict.request_id == rid:
             answers.put(verdict)
+
+    def on_rationale(message: Message) -> None:
+        rationale = parse_rationale(message.payload)
+        if rationale.request_id == rid:
+            rationales.put(rationale)
 
     def on_rejected(message: Message) -> None:
         rejection = parse_rejection(message.payload)
@@ -86,15 +101,31 @@ def submit(
     key = request.station_key
     transport.subscribe(key.topic(TopicKind.VERDICT), on_verdict)
     transport.subscribe(key.topic(TopicKind.REJECTED), on_rejected)
+    transport.subscribe(key.topic(TopicKind.RATIONALE), on_rationale)
     transport.start()
     if not transport.wait_connected(min(timeout, transport.settings.connect_timeout_s)):
         raise SubmitTimeout(
             f"cannot connect to the broker at {transport.settings.host}:{transport.settings.port}"
         )
+    deadline = time.monotonic() + timeout
     transport.publish_and_wait(key.topic(TopicKind.REQUEST), request.to_payload(), timeout)
     try:
-        return answers.get(timeout=timeout)
+        answer = answers.get(timeout=max(0.0, deadline - time.monotonic()))
     except queue.Empty:
         raise SubmitTimeout(
             f"no verdict for {rid} within {timeout:g} s; is a worker running?"
         ) from None
+    if isinstance(answer, RejectionMessage) or answer.rationale_state is not RationaleState.PENDING:
+        return answer
+    try:
+        rationale = rationales.get(timeout=max(0.0, deadline - time.monotonic()))
+    except queue.Empty:
+        return answer
+    return answer.model_copy(
+        update={
+            "rationale": rationale.rationale,
+            "rationale_state": rationale.rationale_state,
+            "transcript": rationale.transcript,
+            "defects": rationale.defects,
+        }
+    )

@@ -68,6 +68,8 @@ def test_submit_prints_the_verdict_and_metrics_count_it(
     verdict = json.loads(out.stdout.strip().splitlines()[-1])
     assert verdict["part_id"] == "P-7" and verdict["verdict"] in ("PASS", "FAIL", "REVIEW")
     assert verdict["worker_id"] == worker.worker_id
+    # Verdict first: the command waits for the rationale that follows and prints it merged in.
+    assert verdict["rationale_state"] == "produced" and verdict["rationale"]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         metrics = resp.read().decode()
     assert 'inspector_requests_total{outcome="judged"} 1.0' in metrics
@@ -75,6 +77,7 @@ def test_submit_prints_the_verdict_and_metrics_count_it(
     assert site_verdict in metrics
     assert "inspector_batch_size_count 1.0" in metrics
     assert "inspector_end_to_end_seconds_bucket" in metrics
+    assert 'inspector_rationales_total{state="produced"} 1.0' in metrics
 
     tiny = tmp_path / "tiny.jpg"
     tiny.write_bytes(jpeg(4, 4))
