@@ -52,6 +52,8 @@ class Message:
     retain: bool
     mid: int
     dup: bool
+    # Which broker session delivered it: a packet id means something only within one.
+    session: int = 0
 
 
 Handler = Callable[[Message], None]
@@ -133,6 +135,9 @@ class MqttTransport:
         self._manual_ack = manual_ack
         # Received with manual acks and not acked yet (this connection's message ids).
         self._unacked: set[int] = set()
+        # Counts the broker sessions this client has had: a connect without a session
+        # present starts a new one, in which the old packet ids name other messages.
+        self._session = 0
         self._receive_maximum = receive_maximum
         # MQTT 3.1.1 only for brokers without v5 (the embedded demo broker): no session
         # expiry, no reason codes in PUBACK, no receive maximum; persistence via clean_session.
@@ -270,7 +275,16 @@ class MqttTransport:
             self._client.subscribe(topic_filter, qos=qos)
 
     def ack(self, message: Message) -> None:
-        """Acknowledge a message received with manual acks on (after its work is durable)."""
+        """Acknowledge a message received with manual acks on (after its work is durable).
+
+        A message of a session the broker no longer has (it expired, or a client took the
+        id over with a clean start) is not acknowledged: the broker forgot it, and its
+        packet id may already name a message of the new session that is not done yet.
+        """
+        with self._cond:
+            if message.session != self._session:
+                log.debug("ack of message %d from an ended session dropped", message.mid)
+                return
         self._client.ack(message.mid, message.qos)
         with self._cond:
             self._unacked.discard(message.mid)
@@ -337,6 +351,9 @@ class MqttTransport:
             )
             self._notify(ConnectionEvent(False, False, str(reason)))
             return
+        if not flags.session_present:
+            with self._cond:
+                self._session += 1
         if self._handlers:
             # One SUBSCRIBE for all filters, so one SUBACK tells us they are all in place.
             _, mid = client.subscribe([(f, q) for f, q, _ in self._handlers])
@@ -414,7 +431,13 @@ class MqttTransport:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         message = Message(
-            msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid, bool(msg.dup)
+            msg.topic,
+            bytes(msg.payload),
+            msg.qos,
+            bool(msg.retain),
+            msg.mid,
+            bool(msg.dup),
+            self._session,
         )
         if self._manual_ack and msg.qos > 0:
             with self._cond:

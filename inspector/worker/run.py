@@ -12,28 +12,44 @@ from inspector.mqtt import MqttTransport, Will
 from inspector.protocol import status_topic
 from inspector.settings import Settings
 from inspector.store import Store
+from inspector.worker.reaper import Reaper
 from inspector.worker.service import Worker, status_message
 
 log = logging.getLogger(__name__)
+
+
+def worker_client_id(worker_id: str) -> str:
+    """The MQTT client id of a worker, which names its broker session."""
+    return f"inspector-worker-{worker_id}"
 
 
 def worker_transport(settings: Settings) -> MqttTransport:
     """The worker's MQTT client: persistent session, manual acks, last will 'offline'.
 
     The session outlives a restart by `worker.session_expiry_s` only: while it exists,
-    Mosquitto keeps handing it a share of the requests even with the worker gone.
+    Mosquitto keeps handing it a share of the requests even with the worker gone, unless a
+    live peer ends it (`reaper`). The will names the sites served, so a peer can tell
+    whether it serves them too.
     """
     ws = settings.worker
-    offline = status_message(ws.worker_id, "offline", None).to_payload()
+    offline = status_message(ws.worker_id, "offline", None, sites=ws.sites).to_payload()
     return MqttTransport(
         settings.broker.model_copy(update={"session_expiry_s": ws.session_expiry_s}),
-        client_id=f"inspector-worker-{ws.worker_id}",
+        client_id=worker_client_id(ws.worker_id),
         clean_start=False,
         will=Will(status_topic(ws.worker_id), offline),
         manual_ack=True,
         receive_maximum=ws.receive_maximum,
         max_inflight=max(20, ws.max_batch * 2),
     )
+
+
+def peer_reaper(settings: Settings) -> Reaper | None:
+    """The reaper of dead peers' sessions; None on MQTT 3.1.1 (one worker, nothing shared)."""
+    if settings.broker.protocol != "5":
+        return None
+    ws = settings.worker
+    return Reaper(settings.broker, ws.worker_id, ws.sites, worker_client_id)
 
 
 def serve(settings: Settings, engine: InferenceEngine | None = None) -> None:
@@ -55,7 +71,13 @@ def serve(settings: Settings, engine: InferenceEngine | None = None) -> None:
             engine = load_engine(settings.model, settings.sites)
         if stop.is_set():
             return
-        worker = Worker(worker_transport(settings), store, engine, settings)
+        transport = worker_transport(settings)
+        worker = Worker(transport, store, engine, settings)
+        reaper = peer_reaper(settings)
+        if reaper is not None:
+            # Subscribed before the transport starts, so the first connect carries it.
+            reaper.attach(transport)
+            reaper.start()
         worker.start()
         log.info(
             "worker %s serving (model %s, group %s)",
@@ -66,6 +88,8 @@ def serve(settings: Settings, engine: InferenceEngine | None = None) -> None:
         try:
             stop.wait()
         finally:
+            if reaper is not None:
+                reaper.stop()
             worker.stop()
     finally:
         store.close()

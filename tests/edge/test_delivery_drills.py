@@ -11,7 +11,6 @@ shortened so a drill takes seconds: verdict_timeout_s 3, resend_max_s 6.
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Callable
 
@@ -28,30 +27,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 def _spool_stats(drill: Drill, station: Process) -> tuple[int, int, int]:
     st = read_stats(drill.root / station.name / "spool.db", 2**30)
     return (-1, -1, -1) if st is None else (st.depth, st.unanswered, st.awaiting_verdict)
-
-
-def _check(drill: Drill, name: str, stations: list[Process], sent: int) -> None:
-    """Every capture stored once and answered at its station; the counts go to the log."""
-    counts = [drill.station_counts(s) for s in stations]
-    store = drill.store_counts()
-    taken = set().union(*(c.request_ids for c in counts))
-    drill.log_counts(
-        name,
-        sent=sent,
-        stored_inspections=store.inspections,
-        stored_verdicts=store.verdicts,
-        answered_at_stations=sum(c.answered for c in counts),
-        resent=sum(c.resent for c in counts),
-        duplicate_answers_hidden=sum(c.repeats_hidden for c in counts),
-    )
-    assert sum(c.captured for c in counts) == sent
-    assert (store.inspections, store.verdicts, store.judged) == (sent, sent, sent), drill.logs()
-    assert store.request_ids == taken
-    assert sum(c.answered for c in counts) == sent
-    for station, c in zip(stations, counts, strict=True):
-        # Shown once each: one verdict panel per capture, repeats only as a dim line.
-        panels = re.findall(r"confidence \d\.\d\d", station.text())
-        assert len(panels) == c.captured, station.text()[-3000:]
 
 
 # No autosave comes round during this drill, however slow the host: what the broker
@@ -73,7 +48,7 @@ def test_broker_kill_9_after_the_pubacks_then_broker_and_worker_back(
     worker.start()
     assert wait_until(lambda: drill.all_answered(station, expected=10), 90), drill.logs()
     assert station.stop() == 0 and worker.stop() == 0
-    _check(drill, "broker kill -9 after PUBACKs", [station], sent=10)
+    drill.check("broker kill -9 after PUBACKs", [station], sent=10)
     assert drill.station_counts(station).resent >= 10  # every one of them had to be re-sent
 
 
@@ -94,7 +69,7 @@ def test_two_workers_one_killed_for_good_every_request_still_gets_its_verdict(
     doomed.kill()  # never restarted: its session holds every other request until it expires
     assert wait_until(lambda: drill.all_answered(station, expected=40), 100), drill.logs()
     assert station.stop() == 0 and keep.stop() == 0
-    _check(drill, "two workers, one kill -9 for good", [station], sent=40)
+    drill.check("two workers, one kill -9 for good", [station], sent=40)
 
 
 def test_station_kill_9_while_re_sending_then_restarted(
@@ -115,7 +90,7 @@ def test_station_kill_9_while_re_sending_then_restarted(
     assert wait_until(lambda: drill.all_answered(station, expected=10), 60), drill.logs()
     assert "sent capture(s) still without an answer" in station.text()
     assert station.stop() == 0 and worker.stop() == 0
-    _check(drill, "station kill -9 while re-sending", [station], sent=10)
+    drill.check("station kill -9 while re-sending", [station], sent=10)
 
 
 CHAOS_SEED = 20261201
@@ -162,4 +137,4 @@ def test_seeded_chaos_workers_and_broker_killed_at_random_nothing_lost(
     for p in stations + workers:
         p.stop()
     drill.log_counts("chaos", seed=CHAOS_SEED, events=" / ".join(events))
-    _check(drill, "seeded chaos", stations, sent=CHAOS_REQUESTS)
+    drill.check("seeded chaos", stations, sent=CHAOS_REQUESTS)
