@@ -20,8 +20,11 @@ from inspector.protocol import (
     adapter_control_topic,
     shared_request_subscription,
     status_topic,
+    worker_status_filter,
 )
 from inspector.settings import BrokerSettings, TlsSettings
+from inspector.worker.reaper import Reaper
+from inspector.worker.run import worker_client_id
 from tests.fixtures.deploy import MAKE_CERTS, PASSWORDS, STATION_USER, running_deploy_broker
 from tests.fixtures.tls import PrivateBroker, run_tool
 
@@ -105,21 +108,24 @@ class Inbox:
         return got
 
 
-def test_station_sends_its_requests_to_workers_and_gets_its_verdicts(
+def test_station_sends_its_requests_to_workers_and_gets_its_verdicts_and_rationales(
     deploy_broker: PrivateBroker,
 ) -> None:
-    requests, verdicts = Inbox(), Inbox()
+    requests, verdicts, rationales = Inbox(), Inbox(), Inbox()
     worker = client(deploy_broker, "worker", "inspector-worker-gpu0", clean_start=True)
     worker.subscribe(shared_request_subscription("inspector-workers"), requests)
     station = client(deploy_broker, STATION_USER, STATION_USER, clean_start=True)
     station.subscribe(STATION.topic(TopicKind.VERDICT), verdicts)
+    station.subscribe(STATION.topic(TopicKind.RATIONALE), rationales)
     with worker, station:
         assert worker.wait_subscribed(10) and station.wait_subscribed(10)
         station.publish_and_wait(STATION.topic(TopicKind.REQUEST), b"request", timeout=10)
         assert requests.wait_for(1, 10)[0].topic == STATION.topic(TopicKind.REQUEST)
         worker.publish_and_wait(STATION.topic(TopicKind.VERDICT), b"verdict", timeout=10)
+        worker.publish_and_wait(STATION.topic(TopicKind.RATIONALE), b"rationale", timeout=10)
         worker.publish_and_wait(status_topic("gpu0"), b"online", timeout=10, retain=True)
         assert verdicts.wait_for(1, 10)[0].payload == b"verdict"
+        assert rationales.wait_for(1, 10)[0].payload == b"rationale"
 
 
 def test_station_is_refused_other_stations_topics_and_cannot_forge_verdicts(
@@ -140,6 +146,7 @@ def test_station_is_refused_other_stations_topics_and_cannot_forge_verdicts(
         for topic in (
             NEIGHBOUR.topic(TopicKind.REQUEST),
             STATION.topic(TopicKind.VERDICT),
+            STATION.topic(TopicKind.RATIONALE),
             status_topic("gpu0"),
         ):
             with pytest.raises(PublishRefused, match="Not authorized"):
@@ -179,6 +186,30 @@ def test_a_stopped_workers_session_keeps_every_request_past_the_default_queue_li
     with again:
         got = requests.wait_for(count, 30)
     assert sorted(int(m.payload) for m in got) == list(range(count))
+
+
+def test_a_worker_hears_its_peers_status_and_may_end_a_dead_peers_session(
+    deploy_broker: PrivateBroker,
+) -> None:
+    statuses = Inbox()
+    dead = client(deploy_broker, "worker", worker_client_id("gpu1"))
+    dead.subscribe(shared_request_subscription("inspector-workers"), Inbox())
+    with dead:
+        assert dead.wait_subscribed(10)  # gone now: its persistent session keeps queueing
+    live = client(deploy_broker, "worker", worker_client_id("gpu0"), clean_start=True)
+    live.subscribe(worker_status_filter(), statuses)
+    with live:
+        assert live.wait_subscribed(10)
+        live.publish_and_wait(status_topic("gpu0"), b"online", timeout=10, retain=True)
+        assert [m.topic for m in statuses.wait_for(1, 10)] == [status_topic("gpu0")]
+        reaper = Reaper(live.settings, "gpu0", (), worker_client_id)
+        assert reaper.reap("gpu1").ended
+    events: queue.Queue[ConnectionEvent] = queue.Queue()
+    look = client(deploy_broker, "worker", worker_client_id("gpu1"))
+    look.on_connection(events.put)
+    with look:
+        event = events.get(timeout=10)
+    assert event.connected and not event.session_present
 
 
 def test_only_the_registry_writes_the_adapter_control_topic_and_workers_read_it(
