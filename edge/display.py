@@ -245,7 +245,7 @@ class VerdictBoard:
             late = before is not None and before.flagged_at is not None
             resends = before.resends if before is not None else 0
             held = self._take_held(rid)
-            shown = _with_rationale(msg, held) if held is not None else msg
+            shown = msg.with_rationale(held) if held is not None else msg
             if shown.rationale_state is not RationaleState.PENDING:
                 self._news(rid, shown.rationale_state)
             self._latest = (shown, late, resends)
@@ -449,7 +449,7 @@ class VerdictBoard:
         latest = self._latest
         if latest is None or latest[0].request_id != msg.request_id:
             return
-        self._latest = (_with_rationale(latest[0], msg), latest[1], latest[2])
+        self._latest = (latest[0].with_rationale(msg), latest[1], latest[2])
 
     def show_latest(self) -> bool:
         """Print the latest verdict's large panel (False when there is none yet)."""
@@ -519,18 +519,6 @@ class VerdictBoard:
                 listener(outcome)
             except Exception:
                 log.exception("outcome listener failed")
-
-
-def _with_rationale(verdict: VerdictMessage, rationale: RationaleMessage) -> VerdictMessage:
-    """The verdict as it reads once its rationale came."""
-    return verdict.model_copy(
-        update={
-            "rationale_state": rationale.rationale_state,
-            "rationale": rationale.rationale,
-            "transcript": rationale.transcript,
-            "defects": rationale.defects,
-        }
-    )
 
 
 def _rationale_of(verdict: VerdictMessage) -> RationaleMessage:

@@ -121,11 +121,4 @@ def submit(
         rationale = rationales.get(timeout=max(0.0, deadline - time.monotonic()))
     except queue.Empty:
         return answer
-    return answer.model_copy(
-        update={
-            "rationale": rationale.rationale,
-            "rationale_state": rationale.rationale_state,
-            "transcript": rationale.transcript,
-            "defects": rationale.defects,
-        }
-    )
+    return answer.with_rationale(rationale)

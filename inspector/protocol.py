@@ -264,6 +264,17 @@ class VerdictMessage(Judgement, PartKey, _VerdictSchema):
         """The message as UTF-8 JSON, ready to publish."""
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
 
+    def with_rationale(self, rationale: RationaleMessage) -> VerdictMessage:
+        """This verdict as it reads once the rationale that followed it is written in."""
+        return self.model_copy(
+            update={
+                "rationale_state": rationale.rationale_state,
+                "rationale": rationale.rationale,
+                "transcript": rationale.transcript,
+                "defects": rationale.defects,
+            }
+        )
+
 
 # What a stored verdict row holds besides its inspection: the judgement and who made it when.
 VERDICT_FIELDS: tuple[str, ...] = (*Judgement.model_fields, "worker_id", "latency_ms", "decided_at")

@@ -112,14 +112,7 @@ def test_redelivered_request_republishes_the_stored_verdict_without_new_rows(
     observer.publish(req)  # the edge retrying after a lost PUBACK
     second = observer.verdicts.get(timeout=TIMEOUT)
     # The stored verdict again, its rationale written in since it was first published.
-    assert second == first.model_copy(
-        update={
-            "rationale": rationale.rationale,
-            "rationale_state": rationale.rationale_state,
-            "transcript": rationale.transcript,
-            "defects": rationale.defects,
-        }
-    )
+    assert second == first.with_rationale(rationale)
     assert observer.rationales.empty()
     assert _counts(worker.store) == (1, 1, 0)
 
