@@ -109,7 +109,8 @@ class Committer:
         self.worker_id = settings.worker.worker_id
         # Small on purpose: when commits fall behind, the engine waits and the next batch
         # grows, so a slow store is amortised over bigger commits instead of queued results.
-        self._outbox: queue.Queue[list[Outcome]] = queue.Queue(maxsize=4)
+        # A batch puts two groups (its verdicts after the prefill, then its rationales).
+        self._outbox: queue.Queue[list[Outcome]] = queue.Queue(maxsize=8)
         # Refusals the watchdog claimed (never blocks the watchdog).
         self._late: queue.SimpleQueue[list[Outcome]] = queue.SimpleQueue()
 
