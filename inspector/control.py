@@ -9,14 +9,21 @@ from __future__ import annotations
 import uuid
 
 from inspector.mqtt import MqttTransport, PublishTimeout
-from inspector.protocol import AdapterAnnouncement, adapter_control_topic, utcnow
+from inspector.protocol import (
+    AdapterAnnouncement,
+    ShadowAssignment,
+    adapter_control_topic,
+    utcnow,
+)
 from inspector.quality import AdapterRef
 from inspector.settings import BrokerSettings
 
 
-def announcement(site: str, active: AdapterRef | None) -> AdapterAnnouncement:
-    """The retained control message naming what the site's workers must serve."""
-    return AdapterAnnouncement.of(site, active, utcnow())
+def announcement(
+    site: str, active: AdapterRef | None, shadow: ShadowAssignment | None = None
+) -> AdapterAnnouncement:
+    """The retained control message naming what the site's workers must serve (and shadow)."""
+    return AdapterAnnouncement.of(site, active, utcnow(), shadow)
 
 
 def publish_announcement(
@@ -36,6 +43,11 @@ def publish_announcement(
         )
 
 
-def announce(broker: BrokerSettings, site: str, active: AdapterRef | None) -> None:
-    """Tell the site's workers to serve `active` (None: no site adapter)."""
-    publish_announcement(broker, announcement(site, active))
+def announce(
+    broker: BrokerSettings,
+    site: str,
+    active: AdapterRef | None,
+    shadow: ShadowAssignment | None = None,
+) -> None:
+    """Tell the site's workers to serve `active` (None: no site adapter) and `shadow`."""
+    publish_announcement(broker, announcement(site, active, shadow))

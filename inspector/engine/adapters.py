@@ -70,6 +70,7 @@ class AdapterSet:
         self._model = model
         self._named: dict[str, Path] = {}  # attached by name (`load`)
         self._sites: dict[str, SiteAdapter] = {}  # served per site (`load_site`)
+        self._shadows: dict[str, SiteAdapter] = {}  # each site's shadow (`attach_shadow`)
         # Bumped on every attach and detach: whatever holds adapter weights (captured decode
         # graphs) is stale once it moves.
         self.generation = 0
@@ -85,6 +86,10 @@ class AdapterSet:
     def sites(self) -> dict[str, SiteAdapter]:
         """The adapter each site serves, by site."""
         return dict(self._sites)
+
+    def shadows(self) -> dict[str, SiteAdapter]:
+        """The shadow adapter of each site that has one, by site."""
+        return dict(self._shadows)
 
     # --- by name ---------------------------------------------------------------------
 
@@ -152,8 +157,7 @@ class AdapterSet:
         served = self._sites.get(prepared.site)
         if served is not None and served.key == key and served.adapter == prepared.adapter:
             return served
-        in_use = {a.key for a in self._sites.values()}
-        if key not in in_use:
+        if key not in self._in_use():
             self._attach(key, prepared)
         adapter = SiteAdapter(prepared.site, prepared.adapter, prepared.path, key)
         self._sites[prepared.site] = adapter
@@ -166,6 +170,32 @@ class AdapterSet:
         served = self._sites.pop(site, None)
         if served is not None:
             self._release(served.key)
+
+    def attach_shadow(self, prepared: Prepared) -> SiteAdapter:
+        """Judge the site's shadow rows with a prepared version; the one it replaces goes after.
+
+        A version attached already (the site's own, another site's) is shared, not copied.
+        """
+        key = site_key(prepared.adapter.name, prepared.adapter.version)
+        before = self._shadows.get(prepared.site)
+        if before is not None and before.key == key and before.adapter == prepared.adapter:
+            return before
+        if key not in self._in_use():
+            self._attach(key, prepared)
+        adapter = SiteAdapter(prepared.site, prepared.adapter, prepared.path, key)
+        self._shadows[prepared.site] = adapter
+        if before is not None and before.key != key:
+            self._release(before.key)
+        return adapter
+
+    def clear_shadow(self, site: str) -> None:
+        """The site has no shadow adapter from now on."""
+        before = self._shadows.pop(site, None)
+        if before is not None:
+            self._release(before.key)
+
+    def _in_use(self) -> set[str]:
+        return {a.key for a in (*self._sites.values(), *self._shadows.values())}
 
     def _attach(self, key: str, prepared: Prepared) -> None:
         ref = prepared.adapter.tag
@@ -198,7 +228,7 @@ class AdapterSet:
         self.generation += 1
 
     def _release(self, key: str) -> None:
-        if key not in {a.key for a in self._sites.values()} and key in self._model.peft_config:
+        if key not in self._in_use() and key in self._model.peft_config:
             if key in self._model.active_adapters:
                 # The last batch switched it on; peft would otherwise pick any other one.
                 self._model.set_adapter(ZERO_ADAPTER)

@@ -76,6 +76,15 @@ def route(request: EngineRequest, named: Collection[str], served: Served | None)
     return replace(default, fallback=True)
 
 
+def shadow_route(shadow: Served | None) -> Route:
+    """A shadow row's route: its site's shadow adapter, else the base marked as a fallback."""
+    # Without one (dropped while the batch waited), the fallback mark tells the worker to
+    # store nothing for the row.
+    if shadow is None:
+        return replace(BASE_ROUTE, fallback=True)
+    return Route(shadow.adapter.name, False, shadow.adapter.version, shadow.key)
+
+
 def _defect_pattern(spec: DefectSpec) -> re.Pattern[str]:
     # A name only counts as a whole word; "(where)" right after it says where.
     return re.compile(

@@ -128,6 +128,25 @@ class PhiEngine:
         """The adapter version each site serves, by site."""
         return {s: a.adapter for s, a in self._adapters.sites().items()}
 
+    def load_shadow_adapter(self, site: str, adapter: AdapterRef, path: str | Path) -> None:
+        """Judge `site`'s shadow rows with registry version `adapter` from the next batch on.
+
+        Checked like load_site_adapter; on any failure the site keeps its previous shadow.
+        """
+        prepared = self._adapters.prepare(site, adapter, Path(path))
+        with self._batch_lock:
+            shadowing = self._adapters.attach_shadow(prepared)
+        log.info("site %s now shadows %s", site, shadowing.ref)
+
+    def clear_shadow_adapter(self, site: str) -> None:
+        """`site` has no shadow adapter from the next batch on."""
+        with self._batch_lock:
+            self._adapters.clear_shadow(site)
+
+    def shadow_adapters(self) -> dict[str, AdapterRef]:
+        """The shadow adapter version of each site, by site."""
+        return {s: a.adapter for s, a in self._adapters.shadows().items()}
+
     # --- inference -------------------------------------------------------------------
 
     def infer(
@@ -205,7 +224,13 @@ class PhiEngine:
         started = time.perf_counter()
         profiles = [policy.site_profile(self.sites, r.site) for r in batch]
         named, served = self._adapters.named(), self._adapters.sites()
-        routes = [policy.route(r, named, _served(served.get(r.site))) for r in batch]
+        shadows = self._adapters.shadows()
+        routes = [
+            policy.route(r, named, _served(served.get(r.site)))
+            if not r.shadow
+            else policy.shadow_route(_served(shadows.get(r.site)))
+            for r in batch
+        ]
         inputs = core.encode(batch, profiles)
         prompt_tokens = inputs.attention_mask.sum(dim=1).tolist()
         embeds = core.embed(inputs)
@@ -224,7 +249,9 @@ class PhiEngine:
         explain = [
             i
             for i, (profile, scored) in enumerate(zip(profiles, scores, strict=True))
-            if self.settings.max_rationale_tokens > 0 and self.wants_rationale(profile, scored)
+            if self.settings.max_rationale_tokens > 0
+            and not batch[i].shadow  # a shadow row is judged by its verdict alone
+            and self.wants_rationale(profile, scored)
         ]
         transcribe = self.settings.transcribe
 
@@ -247,7 +274,8 @@ class PhiEngine:
         chosen = set(explain)
         if announce is not None:
             follows = [
-                i in chosen or (transcribe and r.audio is not None) for i, r in enumerate(batch)
+                i in chosen or (transcribe and r.audio is not None and not r.shadow)
+                for i, r in enumerate(batch)
             ]
             announce(
                 [
@@ -295,7 +323,7 @@ class PhiEngine:
 
     def _transcribe(self, batch: list[EngineRequest]) -> list[str | None]:
         """Transcripts of the voice notes (the speech adapter over the merged base), else None."""
-        rows = [i for i, r in enumerate(batch) if r.audio is not None]
+        rows = [i for i, r in enumerate(batch) if r.audio is not None and not r.shadow]
         out: list[str | None] = [None] * len(batch)
         if not rows:
             return out

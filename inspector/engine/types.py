@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,6 +37,9 @@ class EngineRequest:
     audio: NDArray[np.float32] | None = None  # mono, 16 kHz
     note: str | None = None
     adapter: str | None = None  # requested adapter name, or None for the site default
+    # A second row of a live request, judged by its site's shadow adapter: no rationale,
+    # no transcript, and the worker keeps it away from everything it publishes.
+    shadow: bool = False
 
 
 class EngineResult(Judgement):
@@ -103,4 +106,24 @@ class InferenceEngine(Protocol):
 
     def site_adapters(self) -> dict[str, AdapterRef]:
         """The adapter version each site serves, by site."""
+        ...
+
+
+@runtime_checkable
+class ShadowEngine(Protocol):
+    """An engine that can also judge rows with a site's shadow adapter (`shadow` requests)."""
+
+    def load_shadow_adapter(self, site: str, adapter: AdapterRef, path: str) -> None:
+        """Judge `site`'s shadow rows with registry version `adapter`, sha256 checked.
+
+        Raises AdapterRefused like load_site_adapter; the site's previous shadow stays.
+        """
+        ...
+
+    def clear_shadow_adapter(self, site: str) -> None:
+        """`site` has no shadow adapter from the next batch on."""
+        ...
+
+    def shadow_adapters(self) -> dict[str, AdapterRef]:
+        """The shadow adapter version of each site, by site."""
         ...

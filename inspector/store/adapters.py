@@ -28,6 +28,9 @@ _REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9-]{0,63})(?:@v?(?P<version>[0-9]{1,
 
 class AdapterStatus(StrEnum):
     CANDIDATE = "candidate"
+    # A candidate judging a share of its site's live requests beside the active adapter;
+    # at most one per site (`inspector.train.registry.shadow`).
+    SHADOW = "shadow"
     ACTIVE = "active"
     RETIRED = "retired"
 
@@ -50,6 +53,7 @@ class AdapterRecord:
     created_by: str
     created_at: datetime
     updated_at: datetime
+    shadow_share: float | None = None  # while shadow: the share of live requests it judges
 
     @property
     def ref(self) -> str:
@@ -99,6 +103,7 @@ def _record(row: Adapter) -> AdapterRecord:
         created_by=row.created_by,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        shadow_share=row.shadow_share,
     )
 
 

@@ -1,4 +1,5 @@
-"""`inspector train`, `inspector adapters snapshot|list|show|eval|promote|rollback|retire|announce`.
+"""`inspector train`, and `inspector adapters` snapshot, list, show, eval, shadow, unshadow,
+promote, rollback, retire and announce.
 
 Each command parses, calls one function of `inspector.train`, and renders with rich; the
 model and torch are imported only by the commands that run it.
@@ -26,6 +27,7 @@ from inspector.settings import Settings
 
 if TYPE_CHECKING:
     from inspector.quality import Evaluation
+    from inspector.quality.shadow import ShadowComparison
     from inspector.train.trainer import Step
 
 console = Console()
@@ -159,7 +161,7 @@ def adapters_snapshot(
 
 # --- adapters -----------------------------------------------------------------------------
 
-_STATUS = {"active": "bold green", "candidate": "yellow", "retired": "dim"}
+_STATUS = {"active": "bold green", "shadow": "cyan", "candidate": "yellow", "retired": "dim"}
 
 
 @adapters_app.command("list")
@@ -286,6 +288,30 @@ def eval_tables(evaluation: Evaluation) -> list[Table]:
     return [figures, confusion, target]
 
 
+def shadow_table(comparison: ShadowComparison) -> Table:
+    """Champion vs challenger on the reviewed live inspections both judged, for people."""
+    from inspector.quality import percent, shown
+
+    table = Table(
+        title=f"In the shadow: {comparison.reviewed} reviewed live inspection(s), "
+        f"{comparison.disagreeing} decided differently (agreement "
+        f"{percent(comparison.agreement)})"
+    )
+    table.add_column("figure")
+    table.add_column(f"champion {terminal(comparison.champion)}", justify="right")
+    table.add_column(f"challenger {terminal(comparison.challenger)}", justify="right")
+    ours, theirs = comparison.champion_rates, comparison.challenger_rates
+    for key in (
+        "escapes_per_defective_part",
+        "escapes_per_shipped_part_ppm",
+        "false_rejects_per_good_part",
+        "review_share",
+        "verdict_accuracy",
+    ):
+        table.add_row(key, shown(key, getattr(ours, key)), shown(key, getattr(theirs, key)))
+    return table
+
+
 def meanings() -> str:
     """What each figure counts, per what: printed under the tables."""
     from inspector.quality import FIGURES
@@ -310,19 +336,28 @@ def adapters_eval(
         if "@" in ref:
             raise typer.BadParameter("give the version once: NAME@VERSION or --version")
         ref = f"{ref}@{version}"
+    from inspector.store.shadow import shadow_comparison
+
     settings = _settings(ctx)
     store = _open(settings)
     try:
         done = evaluate_adapter(store, settings, ref, _who(by))
+        with store.db.read() as session:
+            shadowed = shadow_comparison(session, done.adapter)
     except InspectorError as exc:
         raise _fail(exc) from None
     finally:
         store.close()
     if as_json:
-        print_json(done.evaluation.model_dump(mode="json"))
+        body = done.evaluation.model_dump(mode="json")
+        if shadowed is not None:
+            body["shadow"] = shadowed.model_dump(mode="json")
+        print_json(body)
         return
     for table in eval_tables(done.evaluation):
         console.print(table)
+    if shadowed is not None:
+        console.print(shadow_table(shadowed))
     err_console.print(meanings(), markup=False, highlight=False)
     console.print(
         f"stored with {terminal(done.adapter.ref)}, compared with {terminal(_ref(done.baseline))}"
@@ -333,14 +368,66 @@ def _announce(settings: Settings, change: Any) -> None:
     from inspector.control import announce
 
     active = change.active.adapter if change.active is not None else None
+    shadowing = change.shadow_assignment
     try:
-        announce(settings.broker, change.site, active)
+        announce(settings.broker, change.site, active, shadowing)
     except InspectorError as exc:
         err_console.print(f"warning: {exc.message}", markup=False, soft_wrap=True)
         raise typer.Exit(code=3) from None
-    console.print(
-        f"announced to the workers of site {terminal(change.site)}: {terminal(_ref(change.active))}"
+    shadow_note = (
+        f" (shadow: {terminal(shadowing.adapter.tag)} on {shadowing.share:.0%} of requests)"
+        if shadowing is not None
+        else ""
     )
+    console.print(
+        f"announced to the workers of site {terminal(change.site)}: "
+        f"{terminal(_ref(change.active))}{shadow_note}"
+    )
+
+
+@adapters_app.command("shadow")
+def adapters_shadow(
+    ctx: typer.Context,
+    ref: RefArg,
+    share: Annotated[
+        float,
+        typer.Option("--share", help="Share of the site's live requests judged again (0-1]."),
+    ] = 0.2,
+    reason: ReasonOpt = None,
+    by: ByOpt = None,
+) -> None:
+    """Let a candidate judge a share of its site's live requests again, unpublished."""
+    from inspector.train.registry import shadow
+
+    settings = _settings(ctx)
+    store = _open(settings)
+    try:
+        change = shadow(store, ref, share, _who(by), reason)
+    except InspectorError as exc:
+        raise _fail(exc) from None
+    finally:
+        store.close()
+    console.print(f"[cyan]{terminal(_ref(change.shadow))} judges {share:.0%} in the shadow[/]")
+    _announce(settings, change)
+
+
+@adapters_app.command("unshadow")
+def adapters_unshadow(
+    ctx: typer.Context, ref: RefArg, reason: ReasonOpt = None, by: ByOpt = None
+) -> None:
+    """Stop a shadow adapter; it stays a candidate, its shadow verdicts are kept."""
+    from inspector.train.registry import unshadow
+
+    settings = _settings(ctx)
+    store = _open(settings)
+    try:
+        change = unshadow(store, ref, _who(by), reason)
+    except InspectorError as exc:
+        raise _fail(exc) from None
+    finally:
+        store.close()
+    console.print(f"{terminal(ref)} no longer judges in the shadow")
+    _announce(settings, change)
 
 
 @adapters_app.command("promote")
@@ -359,7 +446,14 @@ def adapters_promote(
     settings = _settings(ctx)
     store = _open(settings)
     try:
-        change = promote(store, ref, _who(by), force=force, reason=reason)
+        change = promote(
+            store,
+            ref,
+            _who(by),
+            force=force,
+            reason=reason,
+            min_shadow_reviews=lambda site: settings.site(site).min_shadow_reviews,
+        )
     except InspectorError as exc:
         raise _fail(exc) from None
     finally:
@@ -396,32 +490,37 @@ def adapters_retire(
     ctx: typer.Context, ref: RefArg, reason: ReasonOpt = None, by: ByOpt = None
 ) -> None:
     """Retire a candidate that will not be promoted."""
-    from inspector.train.registry import retire
-
-    store = _open(_settings(ctx))
-    try:
-        row = retire(store, ref, _who(by), reason)
-    except InspectorError as exc:
-        raise _fail(exc) from None
-    finally:
-        store.close()
-    console.print(f"{terminal(row.ref)} retired")
-
-
-@adapters_app.command("announce")
-def adapters_announce(ctx: typer.Context, site: SiteOpt) -> None:
-    """Publish the site's active adapter from the registry again (after a broker outage)."""
-    from inspector.store.adapters import active_adapter
-    from inspector.train.registry import Change
+    from inspector.store.adapters import AdapterStatus, find_adapter
+    from inspector.train.registry import retire, serving
 
     settings = _settings(ctx)
     store = _open(settings)
     try:
         with store.db.read() as session:
-            active = active_adapter(session, site)
+            was_shadow = find_adapter(session, ref).status is AdapterStatus.SHADOW
+        row = retire(store, ref, _who(by), reason)
+        change = serving(store, row.site) if was_shadow else None
+    except InspectorError as exc:
+        raise _fail(exc) from None
     finally:
         store.close()
-    _announce(settings, Change(site, active, None))
+    console.print(f"{terminal(row.ref)} retired")
+    if change is not None:  # it judged in the shadow: the site's workers stop that
+        _announce(settings, change)
+
+
+@adapters_app.command("announce")
+def adapters_announce(ctx: typer.Context, site: SiteOpt) -> None:
+    """Publish the site's active (and shadow) adapter from the registry again."""
+    from inspector.train.registry import serving
+
+    settings = _settings(ctx)
+    store = _open(settings)
+    try:
+        change = serving(store, site)
+    finally:
+        store.close()
+    _announce(settings, change)
 
 
 def train(

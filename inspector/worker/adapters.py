@@ -6,7 +6,8 @@ that the registry changed: the announcement must name exactly the adapter the st
 as the site's active one, and the engine checks the file's sha256 before loading it between
 batches. An announcement that is malformed, stale or names a file that does not load is
 refused: the site keeps serving what it served, and the worker says so on its status topic
-(`site_adapters`) and in its metrics. A worker never stops on an announcement.
+(`site_adapters`) and in its metrics. A worker never stops on an announcement. The same
+announcement names the site's shadow adapter, if any (`inspector.worker.shadow`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from inspector.settings import Settings
 from inspector.store import Store
 from inspector.store.adapters import AdapterRecord, active_adapter, active_adapters
 from inspector.worker.metrics import WorkerMetrics
+from inspector.worker.shadow import ShadowAdapters, ShadowMetrics
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +52,19 @@ class SiteAdapters:
         self._states: dict[str, SiteAdapterState] = {}
         self._lock = threading.Lock()
         self._inbox: queue.Queue[AdapterAnnouncement] = queue.Queue()
+        self.shadow = ShadowAdapters(engine, store, settings, ShadowMetrics(metrics))
 
     def states(self) -> list[SiteAdapterState]:
-        """What each site serves now, and the last failure, by site."""
+        """What each site serves (and shadows) now, and the last failures, by site."""
         with self._lock:
-            return [self._states[site] for site in sorted(self._states)]
+            states = [self._states[site] for site in sorted(self._states)]
+        out = []
+        for state in states:
+            shadow = self.shadow.state(state.site)
+            out.append(
+                state.model_copy(update={"shadow": shadow.assignment, "shadow_error": shadow.error})
+            )
+        return out
 
     def load_active(self) -> None:
         """Load every served site's active adapter from the registry (at start-up)."""
@@ -72,6 +82,7 @@ class SiteAdapters:
             return
         for site, record in sorted(active.items()):
             self._load(site, record)
+        self.shadow.load_registered(self._sites)
 
     def on_message(self, message: Message) -> None:
         """Network thread: validate an announcement and hand it to the adapter thread."""
@@ -97,6 +108,11 @@ class SiteAdapters:
                 self._apply(announcement)
             except Exception:
                 log.exception("could not apply the adapter announcement of %s", announcement.site)
+            try:
+                if self.shadow.apply(announcement):
+                    self._changed()
+            except Exception:
+                log.exception("could not apply the shadow announced for %s", announcement.site)
 
     # --- applying ----------------------------------------------------------------------
 
