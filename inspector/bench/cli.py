@@ -100,6 +100,15 @@ def bench_engine(
             "verdicts get a rationale (e.g. 0.95).",
         ),
     ] = None,
+    shadow_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Also time a shadow adapter judging this share of the requests again in the "
+            "same batches, against share 0 (e.g. 0.2).",
+        ),
+    ] = None,
     curve: Annotated[
         str,
         typer.Option(
@@ -127,6 +136,7 @@ def bench_engine(
         unmerged=unmerged,
         quantization=variants,
         pass_share=pass_share,
+        shadow_share=shadow_share,
         curve_sizes=_sizes(curve),
     )
     report = run_engine_bench(cfg, sizes)
@@ -213,6 +223,14 @@ def _render_engine(report: dict[str, Any]) -> None:
             console.print(
                 f"{image}, {mix['pass_share']:.0%} of parts pass, rationale for FAIL/REVIEW only: "
                 f"{mix['inspections_per_s']:.2f}/s ({mix['explained_share']:.1%} explained)"
+            )
+        shadow = engine.get("shadow")
+        if shadow:
+            console.print(
+                f"{image}, shadow share {shadow['shadow_share']:.0%}: "
+                f"{shadow['inspections_per_s']:.2f} live inspections/s, share 0 "
+                f"{shadow['inspections_per_s_share_0']:.2f}/s "
+                f"({shadow['throughput_ratio']:.0%} kept)"
             )
         for point in engine.get("batch_size_curve") or []:
             console.print(

@@ -77,6 +77,9 @@ class EngineBenchConfig:
     # rationale (sites.<site>.rationale = "fail_and_review"); None: not measured. Random
     # weights lean at random, so which rows pass is drawn with this share.
     pass_share: float | None = None
+    # Also measure the cost of a shadow adapter judging this share of the requests again in
+    # the same batches (`inspector adapters shadow --share`), against share 0; None: not.
+    shadow_share: float | None = None
     # Batch sizes of the latency curve the worker's batching works on (verdict and rationale
     # time per batch size); empty: not measured.
     curve_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
@@ -244,6 +247,18 @@ def _measure_mix(
     }
 
 
+def _measure_shadow(
+    cfg: EngineBenchConfig, engine: PhiEngine, inputs: list[list[EngineRequest]]
+) -> dict[str, Any]:
+    """The same batches at shadow share 0 and at `cfg.shadow_share` (see bench/shadow.py)."""
+    from inspector.bench.shadow import measure_shadow
+
+    assert cfg.shadow_share is not None
+    return measure_shadow(
+        engine, inputs, cfg.shadow_share, lambda batch: _Timed(engine, batch, cfg.device).wall_s
+    )
+
+
 def measure_curve(cfg: EngineBenchConfig, engine: PhiEngine) -> list[dict[str, Any]]:
     """Verdict and whole-batch time by batch size: what a small batch costs the worker."""
     out = []
@@ -301,6 +316,7 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
     p_pass += [r.p_pass for r in results_v]
     stages = {k: float(np.mean([t[k] for t in timings])) for k in timings[0]}
     mix = _measure_mix(cfg, engine, inputs) if cfg.pass_share is not None else None
+    shadow = _measure_shadow(cfg, engine, inputs) if cfg.shadow_share is not None else None
     curve = measure_curve(cfg, engine) if cfg.curve_sizes else None
     return {
         "dtype": str(engine.model.dtype).removeprefix("torch."),
@@ -329,6 +345,7 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
         "verdict_only_inspections_per_s": cfg.batch_size / verdict_wall,
         "peak_memory_gib": peak,
         "pass_share_mix": mix,
+        "shadow": shadow,
         "batch_size_curve": curve,
         # P(PASS) of every timed request, then of the verdict-only batch, in order: the same
         # requests in every engine of the run, for `verdict_agreement`.
@@ -517,6 +534,8 @@ def _bench_engine(
     reports = []
     for width, height in sizes:
         sized = replace(cfg, width=width, height=height)
+        if not merged:  # site and shadow adapters sit on the served (merged) base only
+            sized = replace(sized, shadow_share=None)
         report = measure_engine(sized, engine)
         report["vision_lora"] = "merged" if merged else "attached"
         report["build_s"] = build_s

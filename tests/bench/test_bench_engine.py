@@ -23,6 +23,7 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
         profile_runs=1,
         unmerged=True,
         pass_share=0.5,
+        shadow_share=0.5,
         curve_sizes=(1, 3),
     )
     report = run_engine_bench(cfg)
@@ -51,6 +52,14 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
     mix = engine["pass_share_mix"]
     assert mix["pass_share"] == 0.5 and 0 <= mix["explained_share"] <= 1
     assert len(mix["batch_seconds"]) == 2 and mix["inspections_per_s"] > 0
+    # A shadow adapter judging a share again: the same live batches, with extra rows.
+    shadow = engine["shadow"]
+    assert shadow["shadow_share"] == 0.5 and len(shadow["shadow_rows_per_batch"]) == 2
+    assert len(shadow["batch_seconds"]) == len(shadow["batch_seconds_share_0"]) == 2
+    assert shadow["inspections_per_s"] > 0 and shadow["inspections_per_s_share_0"] > 0
+    assert shadow["throughput_ratio"] == (
+        shadow["inspections_per_s"] / shadow["inspections_per_s_share_0"]
+    )
     curve = engine["batch_size_curve"]
     assert [point["batch_size"] for point in curve] == [1, 3]
     assert all(0 < point["verdict_s"] <= point["batch_s"] for point in curve)
