@@ -57,6 +57,13 @@ COMMANDS: dict[str, Entry] = {
         "Train a site adapter from the site's reviews and register it as a candidate.",
     ),
     "adapters": Entry("inspector.train.cli:adapters_app", "The site adapter registry."),
+    "golden": Entry(
+        "inspector.canary.cli:golden_app",
+        "Golden parts: reviewed inspections every worker must answer as reviewed.",
+    ),
+    "canary": Entry(
+        "inspector.canary.cli:canary_app", "The canary that checks every worker on golden parts."
+    ),
     "schema": Entry("inspector.cli:schema", "Print the JSON Schema of the wire messages."),
     "codes": Entry(
         "inspector.cli:codes", "List every error and rejection code: its meaning and a reason."
@@ -158,7 +165,8 @@ def schema(
     message: Annotated[
         str | None,
         typer.Argument(
-            help="One message: request, verdict, rejection, worker-status, adapter-control."
+            help="One message: request, verdict, rejection, worker-status, adapter-control, "
+            "canary-health."
         ),
     ] = None,
 ) -> None:

@@ -180,6 +180,11 @@ CODES: dict[Code, CodeDoc] = {
         "A review_id already stored arrived again with different content.",
         "review 7 was already stored with different content",
     ),
+    Code.GOLDEN_NOT_REVIEWED: CodeDoc(
+        "Only an inspection with a review that counts can be marked golden: its reviewed "
+        "answer is what every worker must give.",
+        "inspection 5f0c… has no review that counts; review it first",
+    ),
     Code.MODEL_LOAD_FAILED: CodeDoc(
         "A model directory is missing, incomplete or unreadable.",
         "model directory /models/phi4 does not exist; point model.path at a Phi-4-multimodal "

@@ -46,6 +46,7 @@ class Code(StrEnum):
     NOT_FOUND = "record.not_found"
     REVIEW_INVALID = "review.invalid"
     REVIEW_CONFLICT = "review.conflict"
+    GOLDEN_NOT_REVIEWED = "golden.not_reviewed"
     MODEL_LOAD_FAILED = "model.load_failed"
     # model.path holds microsoft/Phi-4-multimodal-instruct as downloaded (the remote-code layout).
     MODEL_NEEDS_IMPORT = "model.needs_import"
@@ -182,6 +183,12 @@ class ReviewConflict(InspectorError):
     """A review_id already stored arrived again with different content."""
 
     code = Code.REVIEW_CONFLICT
+
+
+class NotReviewed(InspectorError):
+    """Only an inspection with a review that counts can be marked golden."""
+
+    code = Code.GOLDEN_NOT_REVIEWED
 
 
 class ModelLoadError(InspectorError):

@@ -48,6 +48,7 @@ REJECTION_SCHEMA: Final = "inspector.rejection/v1"
 RATIONALE_SCHEMA: Final = "inspector.rationale/v1"
 STATUS_SCHEMA: Final = "inspector.worker-status/v1"
 ADAPTER_CONTROL_SCHEMA: Final = "inspector.adapter-control/v1"
+CANARY_HEALTH_SCHEMA: Final = "inspector.canary-health/v1"
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp")
 AUDIO_TYPES = ("audio/wav", "audio/flac", "audio/ogg")
@@ -335,6 +336,26 @@ class RejectionMessage(_Message):
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
 
 
+class ShadowAssignment(_Message):
+    """A site's shadow adapter: a candidate judging `share` of its live requests again.
+
+    Its verdicts are stored as shadow verdicts, never published nor counted as the
+    inspection's; see `inspector.train.registry.shadow`.
+    """
+
+    name: Slug
+    version: int = Field(ge=1)
+    sha256: Sha256Hex
+    share: float = Field(gt=0, le=1, title="Share of the site's live requests judged again")
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @property
+    def adapter(self) -> AdapterRef:
+        """The shadow adapter's registry version."""
+        return AdapterRef(self.name, self.version, self.sha256)
+
+
 class AdapterAnnouncement(_Message):
     """Retained on a site's control topic: the adapter its workers must serve now.
 
@@ -348,6 +369,8 @@ class AdapterAnnouncement(_Message):
     version: int | None = Field(None, ge=1)
     sha256: Sha256Hex | None = None
     announced_at: AwareDatetime
+    # Absent: the site has no shadow adapter (and a worker serving one stops it).
+    shadow: ShadowAssignment | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -360,17 +383,22 @@ class AdapterAnnouncement(_Message):
 
     @classmethod
     def of(
-        cls, site: str, adapter: AdapterRef | None, announced_at: datetime
+        cls,
+        site: str,
+        adapter: AdapterRef | None,
+        announced_at: datetime,
+        shadow: ShadowAssignment | None = None,
     ) -> AdapterAnnouncement:
         """The announcement that `site` serves `adapter` (None: no site adapter)."""
         if adapter is None:
-            return cls(site=site, announced_at=announced_at)
+            return cls(site=site, announced_at=announced_at, shadow=shadow)
         return cls(
             site=site,
             name=adapter.name,
             version=adapter.version,
             sha256=adapter.sha256,
             announced_at=announced_at,
+            shadow=shadow,
         )
 
     @property
@@ -401,6 +429,14 @@ class SiteAdapterState(_Message):
     )
     error: str | None = Field(
         None, title="Why the announced adapter could not be loaded (the previous one serves)"
+    )
+    shadow: ShadowAssignment | None = Field(
+        None, title="The shadow adapter judging a share of the site's requests again, if any"
+    )
+    shadow_error: str | None = Field(
+        None,
+        title="Why the announced shadow adapter could not be loaded (requests are judged "
+        "once, as before)",
     )
 
     @classmethod
@@ -456,6 +492,39 @@ class WorkerStatus(_Message):
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
 
 
+class CanaryHealth(_Message):
+    """Retained by the canary on a worker's health topic: how it answered its golden parts."""
+
+    schema_: Literal["inspector.canary-health/v1"] = Field(CANARY_HEALTH_SCHEMA, alias="schema")
+    worker_id: str
+    state: Literal["ok", "failing", "idle"] = Field(
+        title="ok: every golden part answered as reviewed in the last period; failing: a "
+        "mismatch or a missing answer; idle: no golden part for its sites"
+    )
+    adapters: list[str] = Field(
+        default_factory=list, title="site=adapter@version of the answers judged"
+    )
+    checked: int = Field(0, ge=0, title="Golden parts sent in the last period")
+    mismatches: int = Field(0, ge=0, title="Answers unlike the reviewed one in the last period")
+    missing: int = Field(0, ge=0, title="Golden parts not answered within the last period")
+    problems: list[str] = Field(
+        default_factory=list, title="The first few mismatches and missing answers, in words"
+    )
+    period_s: float = Field(gt=0)
+    updated_at: AwareDatetime
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_payload(self) -> bytes:
+        """The message as UTF-8 JSON, ready to publish."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def parse_canary_health(payload: bytes) -> CanaryHealth:
+    """Parse the canary's retained word on a worker."""
+    return CanaryHealth.model_validate_json(payload)
+
+
 MESSAGES: dict[str, type[BaseModel]] = {
     "request": InspectionRequest,
     "verdict": VerdictMessage,
@@ -463,6 +532,7 @@ MESSAGES: dict[str, type[BaseModel]] = {
     "rejection": RejectionMessage,
     "worker-status": WorkerStatus,
     "adapter-control": AdapterAnnouncement,
+    "canary-health": CanaryHealth,
 }
 
 
@@ -553,6 +623,40 @@ def adapter_control_topic(site: str) -> str:
 def adapter_control_filter() -> str:
     """Topic filter over every site's adapter control topic."""
     return f"{TOPIC_ROOT}/control/adapters/+"
+
+
+# Golden parts: the canary sends each worker its own copies, on topics no station reads, so a
+# canary answer never reaches a station's board (see inspector.canary).
+
+
+def canary_request_topic(worker_id: str) -> str:
+    """Where the canary sends one worker its golden parts (a plain subscription, not shared)."""
+    return f"{TOPIC_ROOT}/canary/{_check_slug(worker_id, 'worker id')}/request"
+
+
+def canary_verdict_topic(worker_id: str) -> str:
+    """Where a worker answers the canary: verdict messages that are never stored."""
+    return f"{TOPIC_ROOT}/canary/{_check_slug(worker_id, 'worker id')}/verdict"
+
+
+def canary_verdict_filter() -> str:
+    """Topic filter over every worker's canary answers."""
+    return f"{TOPIC_ROOT}/canary/+/verdict"
+
+
+def canary_health_topic(worker_id: str) -> str:
+    """Retained: the canary's word on one worker (CanaryHealth)."""
+    return f"{TOPIC_ROOT}/canary/{_check_slug(worker_id, 'worker id')}/health"
+
+
+def canary_health_filter() -> str:
+    """Topic filter over the canary's word on every worker."""
+    return f"{TOPIC_ROOT}/canary/+/health"
+
+
+def is_canary_topic(topic: str) -> bool:
+    """True for a topic of the canary's (its requests, answers and health)."""
+    return topic.startswith(f"{TOPIC_ROOT}/canary/")
 
 
 def station_filter(

@@ -127,6 +127,12 @@ class SiteProfile(_Section):
         title="Which verdicts get a rationale: all, or FAIL and REVIEW only (on a line where "
         "most parts pass, a PASS then costs no decoding)",
     )
+    min_shadow_reviews: int = Field(
+        0,
+        title="Fewest reviewed live inspections a candidate must have judged in the shadow "
+        "before `inspector adapters promote` accepts it (0: no shadow run required)",
+        ge=0,
+    )
 
 
 class ModelSettings(_Section):
@@ -264,6 +270,25 @@ class ReviewSettings(_Section):
         return self
 
 
+class CanarySettings(_Section):
+    enabled: bool = Field(True, title="Send golden parts to every worker (`inspector canary`)")
+    period_s: float = Field(
+        60.0,
+        title="Each golden part goes to each live worker once per period; an answer not "
+        "back within it is missing",
+        ge=1,
+        le=86400,
+    )
+    tolerance: float = Field(
+        0.05,
+        title="Largest P(PASS) difference from the reference of the same adapter version",
+        gt=0,
+        le=1,
+    )
+    metrics_port: int = Field(9466, title="Prometheus port (0 turns metrics off)", ge=0, le=65535)
+    metrics_host: str = Field("127.0.0.1", title="Prometheus bind address")
+
+
 class FileSettings(BaseSettings):
     """Settings whose file values arrive as init arguments and the environment overrides them."""
 
@@ -298,6 +323,7 @@ class Settings(FileSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    canary: CanarySettings = Field(default_factory=CanarySettings)
     sites: dict[str, SiteProfile] = Field(default_factory=dict, title="Site profiles by site slug")
 
     @model_validator(mode="after")

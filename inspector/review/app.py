@@ -20,6 +20,7 @@ from inspector.errors import (
     InvalidInput,
     InvalidReview,
     NotFound,
+    NotReviewed,
     ReviewConflict,
     StoreConflict,
     StoreFailed,
@@ -38,7 +39,7 @@ log = logging.getLogger("inspector.review")
 
 def build_app(settings: Settings, store: Store) -> FastAPI:
     """The app, holding the settings and store it was given."""
-    from inspector.review.api import docs, export, inspections, session, stats
+    from inspector.review.api import docs, export, golden, inspections, session, stats
     from inspector.review.pages import detail, login, numbers, queue
     from inspector.review.pages import media as media_page
 
@@ -51,7 +52,7 @@ def build_app(settings: Settings, store: Store) -> FastAPI:
         dependencies=[Depends(edge_query)],
     )
     app.state.ctx = AppContext.build(settings, store)
-    for module in (session, inspections, stats, export, docs):
+    for module in (session, inspections, golden, stats, export, docs):
         app.include_router(module.router, prefix="/api/v1")
     for page in (login, queue, detail, numbers, media_page):
         app.include_router(page.router)
@@ -72,6 +73,7 @@ _STATUS: tuple[tuple[type[InspectorError], int], ...] = (
     (NotFound, 404),
     (InvalidInput, 422),
     (InvalidReview, 422),
+    (NotReviewed, 422),
     (ReviewConflict, 409),
     (AlreadyExists, 409),
     (StoreConflict, 409),

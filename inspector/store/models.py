@@ -220,11 +220,42 @@ class Adapter(Base):
     base_model: Mapped[str] = mapped_column(sa.String(64))  # sha256 of the base weights
     snapshot_id: Mapped[int | None] = mapped_column(sa.ForeignKey("dataset_snapshots.id"))
     status: Mapped[str] = mapped_column(sa.String(16))
+    # While `status` is shadow: the share of the site's live requests it judges again.
+    shadow_share: Mapped[float | None]
     metrics: Mapped[dict[str, Any]]
     card: Mapped[dict[str, Any]]
     created_by: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class ShadowVerdict(Base):
+    """A shadow adapter's verdict on a live inspection: stored, never published nor counted.
+
+    Kept out of `verdicts` so that nothing reading an inspection's verdict can take it for
+    one. It names its inspection by request_id, without a foreign key: it is written after
+    the inspection's own commit, and a request whose commit failed leaves a row joining none.
+    """
+
+    __tablename__ = "shadow_verdicts"
+    __table_args__ = (
+        sa.UniqueConstraint("request_id", "model", "adapter", "adapter_version", "prompt_version"),
+        sa.Index(None, "adapter", "adapter_version", "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(sa.String(36))
+    site: Mapped[str] = mapped_column(sa.String(64))
+    adapter: Mapped[str] = mapped_column(sa.String(64))
+    adapter_version: Mapped[int]
+    adapter_sha256: Mapped[str] = mapped_column(sa.String(64))
+    model: Mapped[str] = mapped_column(sa.String(128))
+    prompt_version: Mapped[str] = mapped_column(sa.String(32))
+    verdict: Mapped[str] = mapped_column(sa.String(8))
+    confidence: Mapped[float]
+    p_pass: Mapped[float]
+    worker_id: Mapped[str] = mapped_column(sa.String(64))
+    decided_at: Mapped[datetime]
 
 
 class AdapterAudit(Base):
@@ -461,3 +492,57 @@ class ReviewedDay(Base):
     final_verdict: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
     bucket: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     n: Mapped[int]
+
+
+class GoldenPart(Base):
+    """A reviewed inspection the canary re-sends to every worker: its expected answer, frozen.
+
+    `expected` is the reviewed PASS/FAIL when it was marked; a later review does not move it
+    (unmark and mark again to take the new answer). Unmarking deletes the row; `golden_audit`
+    keeps both.
+    """
+
+    __tablename__ = "golden_parts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("inspections.id", ondelete="CASCADE"), unique=True
+    )
+    review_id: Mapped[int | None] = mapped_column(sa.ForeignKey("reviews.id", ondelete="SET NULL"))
+    expected: Mapped[str] = mapped_column(sa.String(8))  # PASS | FAIL
+    marked_by: Mapped[str] = mapped_column(sa.String(64))
+    marked_at: Mapped[datetime]
+
+
+class GoldenReference(Base):
+    """The P(PASS) a golden part must get from one adapter version (name and version).
+
+    The reviewed verdict's P(PASS) for its own adapter version; for any other version, the
+    first canary answer from it. A promoted adapter may move P(PASS); the same version may not.
+    """
+
+    __tablename__ = "golden_references"
+    __table_args__ = (sa.UniqueConstraint("golden_id", "adapter", "adapter_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    golden_id: Mapped[int] = mapped_column(sa.ForeignKey("golden_parts.id", ondelete="CASCADE"))
+    adapter: Mapped[str] = mapped_column(sa.String(64))
+    # 0: no registry version (the base, or an adapter named by the station).
+    adapter_version: Mapped[int]
+    p_pass: Mapped[float]
+    source: Mapped[str] = mapped_column(sa.String(80))  # review | canary:<worker id>
+    recorded_at: Mapped[datetime]
+
+
+class GoldenAudit(Base):
+    """One mark or unmark of a golden part: who, when, and the expectation it held."""
+
+    __tablename__ = "golden_audit"
+    __table_args__ = (sa.Index(None, "inspection_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(sa.ForeignKey("inspections.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(sa.String(8))  # mark | unmark
+    expected: Mapped[str] = mapped_column(sa.String(8))
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[datetime]

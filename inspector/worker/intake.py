@@ -154,6 +154,7 @@ def validate(
     received: float | None = None,
     bucket_of: BucketOf = shape_bucket,
     rejections: RejectionLog = rejection_log,
+    check_topic: bool = True,
 ) -> Accepted | Refused:
     """Parse and decode one message; any failure becomes a Refused with a stable code.
 
@@ -161,13 +162,16 @@ def validate(
     fault in a decoder or in the engine's `bucket_of`) becomes `internal.error` naming the
     exception type. The payload is parsed once. `bucket_of` is the engine's `shape_bucket`:
     the engine knows how it tiles photos. Each refusal of the input is logged at INFO
-    through `rejections` (rate-limited).
+    through `rejections` (rate-limited). `check_topic=False` takes a request that names its
+    station but arrived elsewhere (the canary's golden parts).
     """
     received = time.monotonic() if received is None else received
     station = station_of(message.topic)
     request_id: UUID | None = None
     try:
-        request = parse_request(message.payload, limits, topic=message.topic)
+        request = parse_request(
+            message.payload, limits, topic=message.topic if check_topic else None
+        )
         request_id = request.request_id
         images = [_decode_photo(index, part, limits) for index, part in enumerate(request.images)]
         audio = _decode_note(request.audio, limits) if request.audio is not None else None

@@ -109,3 +109,8 @@ class WorkerMetrics:
             ["code"],
             registry=r,
         )
+        self.canary_answers = Counter(
+            "inspector_worker_canary_answers_total",
+            "Golden parts from the canary judged and answered (never stored or counted)",
+            registry=r,
+        )

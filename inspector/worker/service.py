@@ -27,6 +27,7 @@ from inspector.protocol import (
     WorkerStatus,
     adapter_control_filter,
     adapter_control_topic,
+    canary_request_topic,
     request_filter,
     shared_request_subscription,
     status_topic,
@@ -36,6 +37,7 @@ from inspector.settings import Settings
 from inspector.store import Store, known_requests
 from inspector.worker.adapters import SiteAdapters
 from inspector.worker.batcher import Batcher
+from inspector.worker.canary import CanaryDesk
 from inspector.worker.committer import (
     Committer,
     Decided,
@@ -47,6 +49,7 @@ from inspector.worker.committer import (
 from inspector.worker.heartbeat import Heartbeat
 from inspector.worker.intake import Accepted, Refused, station_of, validate
 from inspector.worker.metrics import WorkerMetrics
+from inspector.worker.shadow import Shadowing
 from inspector.worker.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -107,11 +110,17 @@ class Worker:
         self.site_adapters = SiteAdapters(
             engine, store, settings, self.metrics, self._publish_status_if_online
         )
+        self.shadowing = Shadowing(
+            self.site_adapters.shadow, store, self.worker_id, self.site_adapters.shadow.metrics
+        )
         # Set when the watchdog rejects a request; cleared when a verdict is answered again.
         self._stalled = False
         self.watchdog = Watchdog(ws.settle_timeout_s, self._expired)
         self.committer = Committer(
             store, transport, settings, self.metrics, self.watchdog, self._set_health
+        )
+        self.canary = CanaryDesk(
+            transport, self.worker_id, settings.limits, engine.shape_bucket, self.metrics
         )
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -138,10 +147,13 @@ class Worker:
                 shared_request_subscription(ws.group, site) if shared else request_filter(site)
             )
             self.transport.subscribe(topic_filter, self._on_message, qos=1)
+        # Golden parts come to this worker by name, so the canary checks each worker.
+        self.transport.subscribe(canary_request_topic(self.worker_id), self._on_canary, qos=1)
         for name, target in (
             ("engine", self._engine_loop),
             ("commit", lambda: self.committer.run(self._stopping, self._engine_done)),
             ("adapters", lambda: self.site_adapters.run(self._stopping)),
+            ("shadow", lambda: self.shadowing.run(self._engine_done)),
         ):
             thread = threading.Thread(target=target, name=f"worker-{name}", daemon=True)
             thread.start()
@@ -236,7 +248,22 @@ class Worker:
         self.batcher.expect()
         self._pool.submit(self._validate, message, received)
 
+    def _on_canary(self, message: Message) -> None:
+        if self._stopping.is_set():
+            return
+        self.batcher.expect()
+        self._pool.submit(self._validate_canary, message, time.monotonic())
+
     # --- validation threads ------------------------------------------------------------
+
+    def _validate_canary(self, message: Message, received: float) -> None:
+        # Not tracked by the watchdog: a golden part is answered to the canary or not at all.
+        outcome = self.canary.validate(message, received)
+        if isinstance(outcome, Refused):
+            self.batcher.settle(None, self._stopping)
+            self.canary.divert([outcome])
+        else:
+            self.batcher.settle(outcome, self._stopping)
 
     def _validate(self, message: Message, received: float) -> None:
         outcome: Accepted | Refused
@@ -257,6 +284,7 @@ class Worker:
 
     def _hand_on(self, outcomes: list[Outcome]) -> None:
         """Queue outcomes for the commit loop, dropping those the watchdog already rejected."""
+        outcomes = self.canary.divert(outcomes)  # golden parts are answered, never stored
         # A rationale's request was settled with its verdict: nothing left to claim.
         claimed = [
             o for o in outcomes if isinstance(o, Explained) or self.watchdog.claim(message_of(o))
@@ -341,13 +369,20 @@ class Worker:
         announced: dict[str, EngineResult] = {}
 
         def on_verdicts(results: list[EngineResult]) -> None:
+            results = Shadowing.live(results)  # shadow verdicts are never answers
             announced.update((r.request_id, r) for r in results)
-            self._hand_on([Decided(by_id[r.request_id], r) for r in results])
+            if results:
+                self._hand_on([Decided(by_id[r.request_id], r) for r in results])
 
         started = time.monotonic()
         try:
-            results = self.engine.infer([_engine_request(i) for i in items], on_verdicts)
-            self.metrics.inference.observe(time.monotonic() - started)
+            requests = [_engine_request(i) for i in items]
+            extra = self.shadowing.rows(requests)
+            everything = self.engine.infer(requests + extra, on_verdicts)
+            took = time.monotonic() - started
+            self.metrics.inference.observe(took)
+            self.shadowing.finished(everything, extra, took)
+            results = Shadowing.live(everything)
             following = (
                 _following(i, r, announced.get(i.request_id))
                 for i, r in zip(items, results, strict=True)

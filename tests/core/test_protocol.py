@@ -213,6 +213,7 @@ def test_every_message_schema_is_valid_json_schema() -> None:
         "rejection",
         "worker-status",
         "adapter-control",
+        "canary-health",
     }
     for schema in schemas.values():
         Draft202012Validator.check_schema(schema)

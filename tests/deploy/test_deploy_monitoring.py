@@ -13,6 +13,7 @@ import pytest
 import yaml
 from prometheus_client.metrics_core import Metric
 
+from inspector.canary.metrics import CanaryMetrics
 from inspector.worker.metrics import WorkerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,8 @@ def exported_names() -> set[str]:
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
     family: Metric
     names = set()
-    for family in WorkerMetrics().registry.collect():
+    families = [*WorkerMetrics().registry.collect(), *CanaryMetrics().registry.collect()]
+    for family in families:
         names.update(family.name + suffix for suffix in suffixes[family.type])
     return names
 
@@ -74,7 +76,9 @@ def alert_queries() -> list[str]:
 
 @needs_promtool
 def test_alert_rules_fire_on_the_trouble_they_name_and_not_on_a_healthy_line() -> None:
-    done = promtool("test", "rules", "alerts_test.yml", "alerts_daily_test.yml")
+    done = promtool(
+        "test", "rules", "alerts_test.yml", "alerts_daily_test.yml", "alerts_canary_test.yml"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 

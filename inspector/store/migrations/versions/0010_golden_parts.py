@@ -49,7 +49,7 @@ def upgrade() -> None:
         sa.Column("golden_id", sa.Integer(), nullable=False),
         sa.Column("adapter", sa.String(length=64), nullable=False),
         sa.Column("adapter_version", sa.Integer(), nullable=False),
-        sa.Column("p_pass", sa.Float(), nullable=False),
+        sa.Column("p_pass", sa.Double(), nullable=False),
         sa.Column("source", sa.String(length=80), nullable=False),
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(

@@ -25,7 +25,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("adapters") as batch:
-        batch.add_column(sa.Column("shadow_share", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("shadow_share", sa.Double(), nullable=True))
     op.create_table(
         "shadow_verdicts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -37,8 +37,8 @@ def upgrade() -> None:
         sa.Column("model", sa.String(length=128), nullable=False),
         sa.Column("prompt_version", sa.String(length=32), nullable=False),
         sa.Column("verdict", sa.String(length=8), nullable=False),
-        sa.Column("confidence", sa.Float(), nullable=False),
-        sa.Column("p_pass", sa.Float(), nullable=False),
+        sa.Column("confidence", sa.Double(), nullable=False),
+        sa.Column("p_pass", sa.Double(), nullable=False),
         sa.Column("worker_id", sa.String(length=64), nullable=False),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_shadow_verdicts")),
