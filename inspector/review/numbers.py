@@ -1,4 +1,5 @@
-"""The numbers page's data, computed once for the page, the API and the charts."""
+"""The numbers page's data, computed once for the page, the API and the charts; and each
+site's shadow adapter against its champion."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inspector.quality import DEFAULT_THRESHOLDS, WhatIf
+from inspector.quality.shadow import ShadowComparison
 from inspector.review import metrics
 from inspector.review.context import AppContext
 from inspector.store import stats as stats_store
+from inspector.store.shadow import reviewed_shadow_count, shadow_adapters, shadow_comparison
 from inspector.store.stats import StatsFilter
 
 
@@ -79,3 +82,35 @@ def compute(ctx: AppContext, q: StatsQuery, with_hours: bool = True) -> Numbers:
     return Numbers(
         groups, total, metrics.per_line_hour(hour_rows), histogram, threshold, site_threshold
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowStanding:
+    """A site's shadow adapter: its share, its reviewed live inspections, champion vs it."""
+
+    site: str
+    challenger: str  # name@version
+    share: float | None
+    reviewed: int  # reviewed inspections it judged: what the promotion gate counts
+    required: int  # sites.<site>.min_shadow_reviews
+    comparison: ShadowComparison | None  # None until one of them is reviewed
+
+
+def shadow_standings(ctx: AppContext, site: str = "") -> list[ShadowStanding]:
+    """Each site's shadow adapter (of `site`, or of every site) against its champion.
+
+    On every reviewed live inspection it judged, whatever the page's dates: the gate counts
+    them all.
+    """
+    with ctx.store.db.read() as session:
+        return [
+            ShadowStanding(
+                site=record.site,
+                challenger=record.ref,
+                share=record.shadow_share,
+                reviewed=reviewed_shadow_count(session, record.name, record.version),
+                required=ctx.settings.site(record.site).min_shadow_reviews,
+                comparison=shadow_comparison(session, record),
+            )
+            for record in shadow_adapters(session, [site] if site else ()).values()
+        ]

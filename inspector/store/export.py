@@ -4,6 +4,9 @@ media hashes, streamed in chunks. `inspector verdicts export` and the review app
 
 Columns: the part (protocol.PART_FIELDS), when it was captured, the operator and note, the
 verdict's own fields (protocol.VERDICT_FIELDS), the latest review, how many reviews, media.
+JSON Lines adds `shadow_verdicts`: the shadow adapters' verdicts on the request, a list apart
+from the verdict's columns (never published, never the inspection's verdict); CSV leaves them
+out rather than put a second verdict in a flat row.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from inspector.protocol import PART_FIELDS, VERDICT_FIELDS
 from inspector.store.filters import Cursor, VerdictFilter, newest_first, older
 from inspector.store.models import Inspection, InspectionMedia, Review, Verdict
 from inspector.store.queue import conditions, with_latest_verdict
+from inspector.store.shadow import shadow_verdicts
 
 _REVIEW_COLUMNS = {
     "review_decision": Review.decision,
@@ -36,7 +40,7 @@ _SELECTED: dict[str, Any] = {
     **{name: getattr(Verdict, name) for name in VERDICT_FIELDS},
     **_REVIEW_COLUMNS,
 }
-EXPORT_COLUMNS: tuple[str, ...] = (*_SELECTED, "reviews", "media")
+EXPORT_COLUMNS: tuple[str, ...] = (*_SELECTED, "reviews", "media", "shadow_verdicts")
 # CSV has no lists: defects as their types joined by ";", media as space-separated hashes.
 CSV_COLUMNS: tuple[str, ...] = (*_SELECTED, "reviews", "media_sha256")
 
@@ -75,8 +79,11 @@ def iter_export(
         if not rows:
             return
         media = _media_of(conn, [r[0] for r in rows])
+        shadows = _shadows_of(session, [r.request_id for r in rows])
         for iid, *values, count in rows:
-            yield _record(values, int(count), media.get(iid, []))
+            record = _record(values, int(count), media.get(iid, []))
+            record["shadow_verdicts"] = shadows.get(record["request_id"], [])
+            yield record
         last = rows[-1]
         after = Cursor(last.captured_at, last[0])
         if left is not None:
@@ -92,6 +99,13 @@ def _media_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[tuple[str, 
     ).all()  # one fetch for the chunk, not a fetch per row
     for iid, role, sha in rows:
         out.setdefault(iid, []).append((role, sha))
+    return out
+
+
+def _shadows_of(session: Session, request_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for shadow in shadow_verdicts(session, request_ids):  # one fetch for the chunk
+        out.setdefault(shadow.request_id, []).append(shadow.export_record())
     return out
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from inspector.protocol import utcnow
 from inspector.quality import AdapterRef, Decision, tag_of
@@ -29,6 +30,7 @@ from inspector.store.adapters import (
     active_adapter,
 )
 from inspector.store.database import Database
+from inspector.store.filters import VerdictFilter, reviewed_by
 from inspector.store.models import Adapter, Inspection, Review, ShadowVerdict
 
 
@@ -59,6 +61,17 @@ class StoredShadowVerdict:
     p_pass: float
     worker_id: str
     decided_at: datetime
+
+    def export_record(self) -> dict[str, Any]:
+        """The shadow verdict as an export's `shadow_verdicts` entry (JSON values)."""
+        return {
+            "adapter": self.adapter,
+            "verdict": self.verdict,
+            "confidence": self.confidence,
+            "p_pass": self.p_pass,
+            "worker_id": self.worker_id,
+            "decided_at": self.decided_at.isoformat(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +233,45 @@ def reviewed_pairs(session: Session, name: str, version: int) -> list[ReviewedPa
     # Disagreements first: they are what a person should look at before a promotion.
     out.sort(key=lambda p: not p.disagrees)
     return out
+
+
+def disagrees_with_shadow() -> sa.ColumnElement[bool]:
+    """Inspections a site's shadow adapter decided otherwise than their own verdict.
+
+    The SQL of `ReviewedPair.disagrees` (the champion's decision is not the challenger's),
+    for the shadow adapters the registry holds now, reviewed or not: the queue's shadow tab
+    sends a person to exactly the inspections where the two rates can differ, and whose
+    reviews the promotion gate counts. The set starts from the shadow verdicts (a share of
+    the traffic), not from each inspection in turn.
+    """
+    champion = aliased(Inspection)
+    disagreeing = (
+        sa.select(ShadowVerdict.request_id)
+        .join(
+            Adapter,
+            sa.and_(
+                Adapter.name == ShadowVerdict.adapter,
+                Adapter.version == ShadowVerdict.adapter_version,
+            ),
+        )
+        .join(champion, champion.request_id == ShadowVerdict.request_id)
+        .where(
+            Adapter.status == AdapterStatus.SHADOW.value,
+            champion.verdict.is_not(None),
+            champion.verdict != ShadowVerdict.verdict,
+        )
+    )
+    return Inspection.request_id.in_(disagreeing)
+
+
+def unreviewed_disagreements(session: Session, scope: VerdictFilter, user_id: int) -> int:
+    """How many inspections in `scope` the shadow tab lists that this user has not reviewed."""
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(Inspection)
+        .where(*scope.on_latest(), ~reviewed_by(user_id), disagrees_with_shadow())
+    )
+    return int(session.scalar(stmt) or 0)
 
 
 def reviewed_shadow_count(session: Session, name: str, version: int) -> int:

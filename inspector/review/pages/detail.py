@@ -1,11 +1,12 @@
-"""One inspection: photos, voice note, texts, versions, history, and the review forms."""
+"""One inspection: photos, voice note, texts, versions, history, shadow verdicts, the review
+forms and the golden mark."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from inspector.errors import InvalidInput
@@ -26,8 +27,10 @@ from inspector.store.detail import (
     parse_request_id,
 )
 from inspector.store.filters import Cursor
+from inspector.store.golden import golden_of, mark_golden, unmark_golden
 from inspector.store.queue import QueueFilter, neighbours, progress, rank_of
 from inspector.store.reviews import review_inspections, withdraw_review
+from inspector.store.shadow import shadow_verdicts
 
 router = APIRouter(include_in_schema=False)
 
@@ -72,6 +75,8 @@ def _page(
         where = progress(session, flt, who.user.id, key)
         next_media = [m.sha256 for m in media_of(session, next_id)] if next_id else []
         entry = last_entry(session, parse_request_id(saved)) if saved else None
+        shadows = shadow_verdicts(session, [rid])
+        golden = golden_of(session, rid)
     toast = _toast(entry, who.user.username)
     return render(
         ctx,
@@ -93,6 +98,8 @@ def _page(
         tab_label=dict(TAB_LABELS).get(q.tab, q.tab),
         toast=toast,
         can_review=who.can_review,
+        shadows=shadows,
+        golden=golden,
         error=error,
     )
 
@@ -164,4 +171,31 @@ async def unreviewed(
         withdraw_review(session, who.user.id, who.user.username, rid, via="page")
     if form.get("back") == "queue":
         return RedirectResponse(f"/queue?{q.query_string()}", status_code=303)
+    return RedirectResponse(f"/inspections/{rid}?{q.query_string()}", status_code=303)
+
+
+@router.post("/inspections/{request_id}/golden")
+async def golden(
+    request_id: str,
+    request: Request,
+    who: Principal = Depends(page_user),
+    ctx: AppContext = Depends(app_context),
+) -> Response:
+    """Mark the reviewed inspection golden (action=mark) or stop that (action=unmark); audited.
+
+    Marking an unreviewed inspection is refused (422 golden.not_reviewed): the reviewed
+    answer is what every worker must give.
+    """
+    form = await checked_form(request, who)
+    require_reviewer(who)
+    q = query_from(form.get("q", ""))
+    rid = parse_request_id(request_id)
+    action = form.get("action", "")
+    if action not in ("mark", "unmark"):
+        raise HTTPException(422, "action: mark or unmark")
+    with ctx.store.db.write() as session:
+        if action == "mark":
+            mark_golden(session, rid, who.user.username)
+        else:
+            unmark_golden(session, rid, who.user.username)
     return RedirectResponse(f"/inspections/{rid}?{q.query_string()}", status_code=303)

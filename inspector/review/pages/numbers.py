@@ -7,12 +7,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from inspector.quality import FIGURE, shown
+from inspector.quality import FIGURE, percent, shown
 from inspector.review import charts
 from inspector.review.auth import Principal, page_user
 from inspector.review.context import AppContext, app_context
 from inspector.review.metrics import FINALS, VERDICTS, what_if_curve
-from inspector.review.numbers import StatsQuery, compute
+from inspector.review.numbers import StatsQuery, compute, shadow_standings
 from inspector.review.pages import render
 
 router = APIRouter(include_in_schema=False)
@@ -24,7 +24,8 @@ def stats_page(
     who: Principal = Depends(page_user),
     ctx: AppContext = Depends(app_context),
 ) -> Response:
-    """Escapes per defective and per shipped part, false rejects, REVIEW share, what-if."""
+    """Escapes per defective and per shipped part, false rejects, REVIEW share, what-if, and
+    each site's shadow adapter against its champion."""
     n = compute(ctx, q, with_hours=False)
     query = q.model_dump(exclude_defaults=True)
     return render(
@@ -41,7 +42,9 @@ def stats_page(
         what_if=[w.model_dump() for w in n.what_if()],
         figure=FIGURE,
         shown=shown,
+        percent=percent,
         chart_query=urlencode(query),
+        shadows=shadow_standings(ctx, q.site),
     )
 
 
