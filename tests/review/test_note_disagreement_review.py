@@ -1,0 +1,50 @@
+"""Note/photo disagreement in the review app: a flag that arrives with the rationale update
+(the voice note's transcript disagrees) is stored, the queue's "Note disagrees" filter lists
+the inspection, and its page and the API say so."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from inspector.protocol import RationaleState
+from inspector.store import Batch, RationaleUpdate, Store
+from tests.review.helpers import add_user, login, seed
+
+SAYS = "The operator's note disagrees with the photo"
+
+
+def test_a_transcript_that_disagrees_flags_the_verdict_for_the_queue_filter_page_and_api(
+    client: TestClient, store: Store
+) -> None:
+    flagged, agreeing = seed(
+        store, ["PASS", "PASS"], rationale="", rationale_state=RationaleState.PENDING
+    )
+    updates = [
+        RationaleUpdate(
+            request_id=rid,
+            worker_id="w1",
+            model="phi-4-mm",
+            adapter="osaka-v1",
+            prompt_version="v1",
+            state=RationaleState.PRODUCED,
+            rationale="clean surface",
+            transcript=transcript,
+            note_disagrees=rid == flagged,
+        )
+        for rid, transcript in ((flagged, "deep scratch on the flange"), (agreeing, "fine"))
+    ]
+    (written, _) = store.answer(Batch(rationales=updates)).rationales
+    assert written is not None and written.note_disagrees
+    add_user(store, "ana")
+    login(client, "ana")
+
+    page = client.get("/queue?tab=all&reviewed=any&note_disagrees=true").text
+    assert "Note disagrees" in page
+    assert f"/inspections/{flagged}" in page and f"/inspections/{agreeing}" not in page
+    everything = client.get("/queue?tab=all&reviewed=any").text
+    assert f"/inspections/{agreeing}" in everything
+
+    assert SAYS in client.get(f"/inspections/{flagged}").text
+    assert SAYS not in client.get(f"/inspections/{agreeing}").text
+    assert client.get(f"/api/v1/inspections/{flagged}").json()["verdict"]["note_disagrees"]
+    assert not client.get(f"/api/v1/inspections/{agreeing}").json()["verdict"]["note_disagrees"]
