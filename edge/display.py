@@ -81,6 +81,10 @@ def _first(exc: ValidationError) -> str:
     return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
 
 
+# The operator's note (typed or spoken) contradicts the verdict: a person should look.
+NOTE_DISAGREES = "note disagrees"
+
+
 def _resent(resends: int) -> str:
     return f"   re-sent ({resends})" if resends else ""
 
@@ -422,6 +426,8 @@ class VerdictBoard:
         else:
             if msg.defects:
                 line.append(f"   {visible(_found(msg.defects))}", style="bold")
+            if msg.note_disagrees:  # the transcript may be what disagrees
+                line.append(f"   {NOTE_DISAGREES}", style="bold magenta")
             line.append(f"   {visible(msg.rationale)}")
         self._line(line)
 
@@ -476,6 +482,8 @@ class VerdictBoard:
         )
         if msg.defects:
             line.append(f"   {visible(_found(msg.defects))}", style="bold")
+        if msg.note_disagrees:
+            line.append(f"   {NOTE_DISAGREES}", style="bold magenta")
         if msg.rationale_state is RationaleState.PENDING:
             line.append("   rationale follows…", style="dim")
         elif msg.rationale_state is RationaleState.NOT_PRODUCED:
@@ -507,6 +515,8 @@ class VerdictBoard:
             lines.append(Text(f"defects: {visible(_found(msg.defects))}", style="bold"))
         if msg.transcript:
             lines.append(Text(f"voice note: {visible(msg.transcript)}", style="italic"))
+        if msg.note_disagrees:
+            lines.append(Text(NOTE_DISAGREES, style="bold magenta"))
         if late:
             lines.append(Text("(arrived after the verdict timeout)", style="dim"))
         return Panel(

@@ -236,6 +236,11 @@ class Judgement(_Message):
     )
     adapter_fallback: bool = Field(False, title="The requested adapter was unknown")
     prompt_version: str
+    note_disagrees: bool = Field(
+        False,
+        title="The operator's note (typed, or the voice note's transcript) reports a defect on "
+        "a PASS or says the part is fine on a FAIL",
+    )
 
 
 class PartKey(_Message):
@@ -273,6 +278,8 @@ class VerdictMessage(Judgement, PartKey, _VerdictSchema):
                 "rationale": rationale.rationale,
                 "transcript": rationale.transcript,
                 "defects": rationale.defects,
+                # A flag never goes away: the transcript can only add one.
+                "note_disagrees": self.note_disagrees or rationale.note_disagrees,
             }
         )
 
@@ -302,6 +309,9 @@ class RationaleMessage(PartKey):
     rationale: str = ""
     transcript: str | None = None
     defects: list[DefectFinding] = Field(default_factory=list)
+    note_disagrees: bool = Field(
+        False, title="The verdict's note_disagrees, now that the transcript is known"
+    )
     reason: str | None = Field(
         None, title="Why it was not produced: a stable code, e.g. rationale.worker_lost"
     )

@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from inspector.errors import ConfigError
+from inspector.quality.notes import NoteDisagreement
 from inspector.safetext import excerpt
 
 DEFAULT_CONFIG = Path("config/inspector.toml")
@@ -132,6 +133,12 @@ class SiteProfile(_Section):
         title="Fewest reviewed live inspections a candidate must have judged in the shadow "
         "before `inspector adapters promote` accepts it (0: no shadow run required)",
         ge=0,
+    )
+    note_disagreement: NoteDisagreement = Field(
+        "flag",
+        title="When the operator's note reports a defect on a PASS or says fine on a FAIL: "
+        "off, flag the verdict, or review (flag it and make it REVIEW; a voice note is then "
+        "transcribed before the verdict is published)",
     )
 
 

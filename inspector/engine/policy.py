@@ -10,7 +10,9 @@ here, so serving, training and evaluation apply one rule set:
   (`inspector.quality.decide`, the one rule);
 - the rationale continues from the leaning verdict word, and the catalogue defects it
   names (FAIL leanings only) become the verdict's findings;
-- which verdicts get a rationale is the site's rationale policy (`wants_rationale`).
+- which verdicts get a rationale is the site's rationale policy (`wants_rationale`);
+- an operator's note that contradicts the verdict flags it, and under the site's
+  note_disagreement = "review" makes it REVIEW (`check_note`, `inspector.quality.notes`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from inspector.engine.prompt import PROMPT_VERSION
 from inspector.engine.types import VISION_ADAPTER, EngineRequest, EngineResult
 from inspector.protocol import DefectFinding, RationaleState
 from inspector.quality import BASE, AdapterRef, Decided, Decision, is_base
+from inspector.quality.notes import NoteCheck, weigh_note
 from inspector.settings import DefectSpec, SiteProfile
 
 
@@ -109,6 +112,18 @@ def wants_rationale(profile: SiteProfile, scored: Decided) -> bool:
     return profile.rationale == "all" or scored.decision is not Decision.PASS
 
 
+def check_note(
+    request: EngineRequest, profile: SiteProfile, scored: Decided, transcript: str | None
+) -> NoteCheck:
+    """The verdict after the operator's typed note and the voice note's transcript, if any."""
+    return weigh_note(
+        scored,
+        (request.note, transcript),
+        (spec.name for spec in profile.defects),
+        profile.note_disagreement,
+    )
+
+
 @dataclass(frozen=True)
 class Measured:
     """What the runtime measured about one request's run."""
@@ -128,6 +143,7 @@ def build_result(
     model_name: str,
     measured: Measured,
     rationale_state: RationaleState = RationaleState.PRODUCED,
+    note_disagrees: bool = False,
 ) -> EngineResult:
     """The verdict on `request`, with its defects read from the rationale."""
     rationale = rationale.strip()
@@ -140,6 +156,7 @@ def build_result(
         rationale=rationale,
         rationale_state=rationale_state,
         transcript=transcript,
+        note_disagrees=note_disagrees,
         defects=defects,
         model=model_name,
         adapter=chosen.adapter,

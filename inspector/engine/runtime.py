@@ -41,6 +41,7 @@ from inspector.engine.types import (
 from inspector.errors import Code, RejectedInput
 from inspector.protocol import RationaleState
 from inspector.quality import AdapterRef, Decided, decide
+from inspector.quality.notes import NoteCheck
 from inspector.settings import ModelSettings, SiteProfile
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,21 @@ class PhiEngine:
         core = self.core
         started = time.perf_counter()
         profiles = [policy.site_profile(self.sites, r.site) for r in batch]
+        transcribe = self.settings.transcribe
+        # A site whose disagreeing verdicts go to REVIEW needs the voice note's words before
+        # its verdict is published (a published PASS never turns into REVIEW later), so the
+        # batch's notes are then transcribed first, in one pass for all of its rows.
+        heard = (
+            self._transcribe(batch)
+            if transcribe
+            and any(
+                p.note_disagreement == "review" and r.audio is not None and not r.shadow
+                for r, p in zip(batch, profiles, strict=True)
+            )
+            else None
+        )
+        early = heard if heard is not None else [None] * len(batch)
+        listened = time.perf_counter()
         named, served = self._adapters.named(), self._adapters.sites()
         shadows = self._adapters.shadows()
         routes = [
@@ -235,6 +251,7 @@ class PhiEngine:
         prompt_tokens = inputs.attention_mask.sum(dim=1).tolist()
         embeds = core.embed(inputs)
         encoded = time.perf_counter()
+        listening_ms = (listened - started) * 1e3
 
         state = prefill(
             self.model, embeds, inputs.attention_mask, [route.handle for route in routes]
@@ -245,30 +262,37 @@ class PhiEngine:
             for p_pass, profile in zip(core.pass_probability(state.logits), profiles, strict=True)
         ]
         prefilled = time.perf_counter()
-        timings = {"encode": (encoded - started) * 1e3, "prefill": (prefilled - encoded) * 1e3}
+        timings = {"encode": (encoded - listened) * 1e3, "prefill": (prefilled - encoded) * 1e3}
+
+        def checked(i: int, transcript: str | None) -> NoteCheck:
+            if batch[i].shadow:  # a shadow row is judged by its verdict alone
+                return NoteCheck(scores[i], False)
+            return policy.check_note(batch[i], profiles[i], scores[i], transcript)
+
         explain = [
             i
-            for i, (profile, scored) in enumerate(zip(profiles, scores, strict=True))
+            for i, profile in enumerate(profiles)
             if self.settings.max_rationale_tokens > 0
             and not batch[i].shadow  # a shadow row is judged by its verdict alone
-            and self.wants_rationale(profile, scored)
+            and self.wants_rationale(profile, checked(i, early[i]).decided)
         ]
-        transcribe = self.settings.transcribe
 
         def result(
             i: int, rationale: str, transcript: str | None, tokens: int, state: RationaleState
         ) -> EngineResult:
             measured = policy.Measured(int(prompt_tokens[i]), tokens, timings)
+            note = checked(i, transcript)
             return policy.build_result(
                 batch[i],
                 profiles[i],
                 routes[i],
-                scores[i],
+                note.decided,
                 rationale,
                 transcript,
                 self.model_name,
                 measured,
                 state,
+                note.disagrees,
             )
 
         chosen = set(explain)
@@ -279,7 +303,9 @@ class PhiEngine:
             ]
             announce(
                 [
-                    result(i, "", None, 0, RationaleState.PENDING if f else RationaleState.SKIPPED)
+                    result(
+                        i, "", early[i], 0, RationaleState.PENDING if f else RationaleState.SKIPPED
+                    )
                     for i, f in enumerate(follows)
                 ]
             )
@@ -299,17 +325,24 @@ class PhiEngine:
             del state
             rationales = core.tokenizer.batch_decode(rationale_ids, skip_special_tokens=True)
             decoded = time.perf_counter()
-            transcripts = self._transcribe(batch) if transcribe else [None] * len(batch)
+            if heard is not None:
+                transcripts = heard
+            elif transcribe:
+                transcripts = self._transcribe(batch)
+            else:
+                transcripts = [None] * len(batch)
         except Exception:
             if announce is None:
                 raise
             # The verdicts are out: their rationales are lost, never the verdicts themselves.
             log.exception("decoding the rationales of %d published verdicts failed", len(batch))
             self._release_memory()
-            return [result(i, "", None, 0, RationaleState.NOT_PRODUCED) for i in range(len(batch))]
+            return [
+                result(i, "", early[i], 0, RationaleState.NOT_PRODUCED) for i in range(len(batch))
+            ]
         finished = time.perf_counter()
         timings["decode"] = (decoded - prefilled) * 1e3
-        timings["transcribe"] = (finished - decoded) * 1e3
+        timings["transcribe"] = listening_ms + (finished - decoded) * 1e3
         return [
             result(
                 i,

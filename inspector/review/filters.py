@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from inspector.review.edge import FIRST_DAY, LAST_DAY
 from inspector.store.queue import QueueFilter
 
-Tab = Literal["review", "fail", "audit", "all"]
+Tab = Literal["review", "fail", "audit", "all", "shadow"]
 Reviewed = Literal["no", "yes", "any"]
 SLUG_OR_EMPTY = r"^([a-z0-9][a-z0-9-]{0,63})?$"
 
@@ -25,7 +25,11 @@ class QueueQuery(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    tab: Tab = Field("review", description="review, fail, audit (a PASS sample) or all")
+    tab: Tab = Field(
+        "review",
+        description="review, fail, audit (a PASS sample), all, or shadow (a shadow adapter "
+        "decided otherwise)",
+    )
     site: str = Field("", pattern=SLUG_OR_EMPTY)
     line: str = Field("", pattern=SLUG_OR_EMPTY)
     station: str = Field("", pattern=SLUG_OR_EMPTY)
@@ -41,6 +45,9 @@ class QueueQuery(BaseModel):
     min_confidence: float | None = Field(None, ge=0, le=1)
     max_confidence: float | None = Field(None, ge=0, le=1)
     part_id: str = Field("", max_length=128, description="part id prefix")
+    note_disagrees: bool = Field(
+        False, description="only inspections whose operator's note disagrees with the verdict"
+    )
 
     @field_validator("since", "until", "min_confidence", "max_confidence", mode="before")
     @classmethod
@@ -62,6 +69,7 @@ class QueueQuery(BaseModel):
             min_confidence=self.min_confidence,
             max_confidence=self.max_confidence,
             part_id=self.part_id or None,
+            note_disagrees=self.note_disagrees,
             audit_percent=audit_percent,
         )
 

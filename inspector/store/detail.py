@@ -44,6 +44,7 @@ class VerdictView:
     worker_id: str
     latency_ms: float
     decided_at: datetime
+    note_disagrees: bool = False  # the operator's note contradicts this verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ def _verdict_view(v: Verdict) -> VerdictView:
         v.worker_id,
         v.latency_ms,
         v.decided_at,
+        note_disagrees=v.note_disagrees,
     )
 
 

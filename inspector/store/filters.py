@@ -34,10 +34,14 @@ class VerdictFilter:
     min_confidence: float | None = None
     max_confidence: float | None = None
     part_id: str | None = None  # a prefix
+    note_disagrees: bool = False  # True: only where the operator's note disagrees
 
     def where(self) -> list[sa.ColumnElement[bool]]:
         """The filter as SQL conditions on each verdict (the verdict listing: every verdict)."""
-        return self._conditions(Verdict.verdict, Verdict.adapter, Verdict.confidence)
+        conds = self._conditions(Verdict.verdict, Verdict.adapter, Verdict.confidence)
+        if self.note_disagrees:
+            conds.append(Verdict.note_disagrees.is_(True))
+        return conds
 
     def on_latest(self) -> list[sa.ColumnElement[bool]]:
         """The filter as SQL conditions on inspections, by the copy of their latest verdict.
@@ -45,7 +49,16 @@ class VerdictFilter:
         The review queue and the exports select inspections by their latest verdict; its
         columns are kept on the inspection (store.tallies), so these name one table.
         """
-        return self._conditions(Inspection.verdict, Inspection.adapter, Inspection.confidence)
+        conds = self._conditions(Inspection.verdict, Inspection.adapter, Inspection.confidence)
+        if self.note_disagrees:
+            # Few verdicts carry the flag: an EXISTS on the verdicts' inspection_id index
+            # rather than one more copied column on every inspection.
+            conds.append(
+                sa.exists().where(
+                    Verdict.inspection_id == Inspection.id, Verdict.note_disagrees.is_(True)
+                )
+            )
+        return conds
 
     def _conditions(
         self, verdict: Any, adapter: Any, confidence: Any

@@ -170,6 +170,8 @@ class Verdict(Base):
     adapter_version: Mapped[int | None]
     adapter_fallback: Mapped[bool]
     prompt_version: Mapped[str] = mapped_column(sa.String(32))
+    # protocol.Judgement.note_disagrees: the operator's note contradicts the verdict.
+    note_disagrees: Mapped[bool] = mapped_column(server_default=sa.false())
     worker_id: Mapped[str] = mapped_column(sa.String(64))
     latency_ms: Mapped[float]
     decided_at: Mapped[datetime]

@@ -2,7 +2,8 @@
 
 Every listing is "an inspection with its latest verdict". The REVIEW tab puts the most
 useful answer first: the most uncertain verdict (lowest confidence, P(PASS) nearest ½),
-then the newest; every other tab is ordered newest capture first. Pages are keyed by the
+then the newest; every other tab is ordered newest capture first (the shadow tab holds only
+inspections a site's shadow adapter decided otherwise, store.shadow). Pages are keyed by the
 order's own columns (store.filters.Cursor; its rank is the confidence), so a page never
 repeats or skips a row whatever arrives meanwhile. The latest verdict and review are the
 inspection's own `verdict_id` / `review_id`, and the latest verdict's columns that the queue
@@ -23,9 +24,10 @@ from inspector.errors import InvalidInput
 from inspector.quality import Decision, leaning
 from inspector.store.filters import Cursor, VerdictFilter, reviewed_by
 from inspector.store.models import Inspection, Review, ReviewMark, Verdict
+from inspector.store.shadow import disagrees_with_shadow
 from inspector.store.tallies import day_of, verdict_totals
 
-TABS = ("review", "fail", "audit", "all")
+TABS = ("review", "fail", "audit", "all", "shadow")
 
 
 # The audit draw: a multiplicative hash of the inspection id onto 0..AUDIT_SLOTS-1. The
@@ -84,6 +86,8 @@ def _tab(tab: str, audit_percent: float) -> list[sa.ColumnElement[bool]]:
         return [Inspection.verdict == "FAIL"]
     if tab == "audit":
         return [audit_condition(audit_percent)]
+    if tab == "shadow":
+        return [Inspection.verdict.is_not(None), disagrees_with_shadow()]
     return [Inspection.verdict.is_not(None)]  # every inspection with a verdict
 
 

@@ -43,6 +43,7 @@ class RationaleUpdate:
     transcript: str | None = None
     defects: Sequence[DefectFinding] = field(default_factory=list)
     reason: Code | None = None  # why it was not produced
+    note_disagrees: bool = False  # with the transcript's words added to the typed note's
 
 
 def write_rationales(
@@ -70,6 +71,8 @@ def write_rationales(
         row.rationale = update.rationale
         row.transcript = update.transcript
         row.defects = [d.model_dump(exclude_none=True) for d in update.defects]
+        # Only ever set: a flag the verdict was published with stays.
+        row.note_disagrees = row.note_disagrees or update.note_disagrees
         out.append(_message(row, update.worker_id, written_at, update.reason))
     session.flush()
     return out
@@ -123,6 +126,7 @@ def _message(
         rationale=row.rationale,
         transcript=row.transcript,
         defects=[DefectFinding.model_validate(d) for d in row.defects],
+        note_disagrees=row.note_disagrees,
         reason=reason.value if reason is not None else None,
         worker_id=worker_id,
         written_at=written_at,

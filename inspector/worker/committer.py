@@ -308,6 +308,7 @@ class Committer:
             transcript=result.transcript,
             defects=result.defects,
             reason=Code.RATIONALE_ENGINE_FAILED if failed else None,
+            note_disagrees=result.note_disagrees,
         )
 
     def _sweep_safely(self) -> None:

@@ -97,6 +97,9 @@ class VerdictOut(BaseModel):
     worker_id: str
     latency_ms: float
     decided_at: datetime
+    note_disagrees: bool = Field(
+        False, description="the operator's note reports a defect on a PASS or fine on a FAIL"
+    )
 
 
 class ReviewOut(BaseModel):

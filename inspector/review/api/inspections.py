@@ -132,6 +132,7 @@ def verdict_out(v: VerdictView) -> VerdictOut:
         worker_id=v.worker_id,
         latency_ms=v.latency_ms,
         decided_at=v.decided_at,
+        note_disagrees=v.note_disagrees,
     )
 
 

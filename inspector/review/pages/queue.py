@@ -21,9 +21,20 @@ from inspector.review.filters import QueueQuery
 from inspector.review.pages import checked_form, render, require_reviewer
 from inspector.store import queue
 from inspector.store.filters import Cursor
+from inspector.store.shadow import (
+    StoredShadowVerdict,
+    shadow_verdicts,
+    unreviewed_disagreements,
+)
 
 router = APIRouter(include_in_schema=False)
-TABS = [("review", "REVIEW"), ("fail", "FAIL"), ("audit", "PASS audit"), ("all", "All")]
+TABS = [
+    ("review", "REVIEW"),
+    ("fail", "FAIL"),
+    ("audit", "PASS audit"),
+    ("all", "All"),
+    ("shadow", "Shadow disagreements"),
+]
 
 
 def query_from(text: str) -> QueueQuery:
@@ -55,6 +66,10 @@ def queue_page(
             session, flt, who.user.id, after, ctx.settings.review.page_size
         )
         counts = queue.unreviewed_counts(session, flt, who.user.id)
+        counts["shadow"] = unreviewed_disagreements(session, flt.scope(), who.user.id)
+        shadowed = (
+            shadow_verdicts(session, [i.request_id for i in items]) if q.tab == "shadow" else []
+        )
     return render(
         ctx,
         "queue.html",
@@ -68,7 +83,16 @@ def queue_page(
         search_value=q.part_id,
         catalogue=_catalogue(ctx, q.site, [i.site for i in items]),
         toast=(recorded, answer) if recorded and answer else None,
+        shadows=_by_request(shadowed),
     )
+
+
+def _by_request(verdicts: list[StoredShadowVerdict]) -> dict[str, list[StoredShadowVerdict]]:
+    """Shadow verdicts by the request they judged (the shadow tab shows them beside each row)."""
+    out: dict[str, list[StoredShadowVerdict]] = {}
+    for v in verdicts:
+        out.setdefault(v.request_id, []).append(v)
+    return out
 
 
 def _catalogue(ctx: AppContext, site: str, shown: list[str]) -> list[str]:
