@@ -407,12 +407,12 @@ class VerdictBoard:
 
     def _show_rationale(self, msg: RationaleMessage, word: str | None) -> None:
         state = msg.rationale_state
-        if state is RationaleState.SKIPPED and not msg.transcript:
+        if state is RationaleState.SKIPPED and not msg.transcript and not msg.note_disagrees:
             return  # the verdict said all there is
         if self._panels:
             self._console.print(self._rationale_panel(msg, word))
             return
-        if state is RationaleState.SKIPPED:
+        if state is RationaleState.SKIPPED and not msg.note_disagrees:
             return  # a transcript only: in the panel (`v`), not on the one-line board
         line = Text.assemble(
             (_clock(), "dim"),
@@ -447,6 +447,8 @@ class VerdictBoard:
             lines.append(Text(f"defects: {visible(_found(msg.defects))}", style="bold"))
         if msg.transcript:
             lines.append(Text(f"voice note: {visible(msg.transcript)}", style="italic"))
+        if msg.note_disagrees:
+            lines.append(Text(NOTE_DISAGREES, style="bold magenta"))
         border = STYLES[word].split()[-1] if word else "white"
         return Panel(Group(*lines), title=f"request {msg.request_id}", border_style=border)
 
@@ -543,6 +545,7 @@ def _rationale_of(verdict: VerdictMessage) -> RationaleMessage:
         rationale=verdict.rationale,
         transcript=verdict.transcript,
         defects=verdict.defects,
+        note_disagrees=verdict.note_disagrees,
         worker_id=verdict.worker_id,
         written_at=verdict.decided_at,
     )

@@ -53,6 +53,7 @@ DEFECT_WORDS_JA = (
     "割れ",
     "欠け",
     "不良",
+    "不合格",
     "異常",  # 異常あり: a defect; 異常なし / 異常ありません: negated, so fine
     "問題",  # 問題あり / 問題なし, the same way
     "ダメ",
@@ -71,7 +72,7 @@ _NEGATION_WINDOW_WORDS = 3
 _FREE_AFTER = re.compile(r"^[\s-]*free\b")
 # Japanese denies after the term: 傷なし, 傷はありません, 割れていません, 不良ではない.
 _NEGATION_AFTER_JA = re.compile(
-    r"^[はがものも\s]*(?:一つ|ひとつ|全く|まったく|特に)?[はがも]?\s*"
+    r"^(?:品)?[はがものも\s]*(?:一つ|ひとつ|全く|まったく|特に)?[はがも]?\s*"
     r"(?:なし|無し|ない|無い|なく|ありません|ございません|見当たりません|見当たらない|見られません"
     r"|(?:では|じゃ)(?:ない|なく|ありません)|て(?:い)?(?:ない|ません))"
 )
@@ -116,6 +117,8 @@ def _mentions(clause: str, terms: Iterable[str]) -> list[bool]:
                 )
         else:
             for match in re.finditer(re.escape(term), clause):
+                if clause[: match.start()].endswith("不"):
+                    continue  # 不良品, 不合格, 不正常: the word inside says the opposite
                 found.append(
                     bool(_NEGATION_AFTER_JA.match(clause[match.end() :]))
                     or bool(_LIST_DENIED_JA.match(clause[match.end() :]))

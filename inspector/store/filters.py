@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.orm import QueryableAttribute, aliased
 
 from inspector.errors import InvalidInput
 from inspector.store.models import Inspection, ReviewMark, Verdict, utc
@@ -51,12 +51,14 @@ class VerdictFilter:
         """
         conds = self._conditions(Inspection.verdict, Inspection.adapter, Inspection.confidence)
         if self.note_disagrees:
-            # Few verdicts carry the flag: an EXISTS on the verdicts' inspection_id index
-            # rather than one more copied column on every inspection.
+            # Few verdicts carry the flag: an EXISTS on the latest verdict by its primary key
+            # rather than one more copied column on every inspection. Its own alias, correlated
+            # to the inspection alone, as the exports also join `verdicts` outside it.
+            flagged = aliased(Verdict)
             conds.append(
-                sa.exists().where(
-                    Verdict.inspection_id == Inspection.id, Verdict.note_disagrees.is_(True)
-                )
+                sa.exists()
+                .where(flagged.id == Inspection.verdict_id, flagged.note_disagrees.is_(True))
+                .correlate(Inspection)
             )
         return conds
 

@@ -85,12 +85,14 @@ def verdict_totals(
     session: Session, scope: VerdictFilter, verdicts: Sequence[str]
 ) -> dict[str, int] | None:
     """Latest verdicts per decision in the scope, from `verdict_days`; None when the scope
-    names what the tally is not kept by (station, confidence, part id, a time within a day)."""
+    names what the tally is not kept by (station, confidence, part id, note disagreement, a time
+    within a day)."""
     if (
         scope.station
         or scope.part_id
         or scope.min_confidence is not None
         or scope.max_confidence is not None
+        or scope.note_disagrees
         or not (_whole_day(scope.since) and _whole_day(scope.until))
     ):
         return None

@@ -163,7 +163,12 @@ class Committer:
                 answers = self._commit(group)
                 break
             except DuplicateConflict as exc:
-                group = [_as_conflict(o, exc) for o in group]
+                # The stored capture is another one: no rationale of ours belongs to it.
+                group = [
+                    _as_conflict(o, exc)
+                    for o in group
+                    if not (isinstance(o, Explained) and o.item.request_id == exc.request_id)
+                ]
             except StoreUnavailable as exc:
                 self.metrics.store_errors.inc()
                 self.watchdog.hold()
@@ -227,7 +232,8 @@ class Committer:
 
     def _settle(self, answers: list[Answer]) -> None:
         """Publish the committed answers and ack their requests."""
-        answered = any(not isinstance(o, Refused) for _, _, o in answers)
+        # Rationales are no answers: only a verdict answered tells that verdicts get answered.
+        answered = any(isinstance(o, Decided | Known) for _, _, o in answers)
         self._report_health(True, False if answered else None)
         now = time.monotonic()
         for topic, payload, outcome in answers:

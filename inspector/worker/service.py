@@ -28,6 +28,7 @@ from inspector.protocol import (
     adapter_control_filter,
     adapter_control_topic,
     canary_request_topic,
+    is_canary_topic,
     request_filter,
     shared_request_subscription,
     status_topic,
@@ -377,7 +378,9 @@ class Worker:
         started = time.monotonic()
         try:
             requests = [_engine_request(i) for i in items]
-            extra = self.shadowing.rows(requests)
+            # Golden parts are the canary's: never judged again in the shadow, never stored.
+            live = [r for r, i in zip(requests, items, strict=True) if not is_canary(i)]
+            extra = self.shadowing.rows(live)
             everything = self.engine.infer(requests + extra, on_verdicts)
             took = time.monotonic() - started
             self.metrics.inference.observe(took)
@@ -437,6 +440,11 @@ def _following(
     if announced.rationale_state is RationaleState.PENDING:
         return Explained(item, result)
     return None  # its verdict said no rationale follows
+
+
+def is_canary(item: Accepted) -> bool:
+    """Whether a request is a golden part the canary sent (on this worker's canary topic)."""
+    return is_canary_topic(item.message.topic)
 
 
 def _engine_request(item: Accepted) -> EngineRequest:

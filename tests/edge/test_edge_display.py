@@ -385,6 +385,41 @@ def test_a_verdict_is_shown_at_once_and_its_rationale_follows_on_its_own_line_on
     assert len(runs.read_text().splitlines()) == 1, "the hook runs for the verdict only"
 
 
+def test_a_pass_whose_voice_note_reports_a_defect_is_marked_on_the_board_without_a_rationale(
+    make_edge_settings: Callable[..., EdgeSettings],
+    quiet_console: Console,
+    observe: Callable[[str], BrokerObserver],
+) -> None:
+    # fail_and_review decodes no rationale for a PASS; the transcript heard afterwards still
+    # says "scratch", and that is the one thing the operator must see.
+    settings = make_edge_settings()
+    request_id = _delivered_capture(settings, "P-41")
+    worker = observe(settings.station.key.topic(TopicKind.VERDICT))
+    rationales = Outcomes[RationaleOutcome]()
+    with EdgeAgent(settings, quiet_console) as agent:
+        agent.board.add_rationale_listener(rationales)
+        assert agent.transport.wait_subscribed(10)
+        worker.publish(
+            settings.station.key.topic(TopicKind.VERDICT),
+            _verdict(settings, request_id, "P-41", Decision.PASS, RationaleState.PENDING),
+        )
+        worker.publish(
+            settings.station.key.topic(TopicKind.RATIONALE),
+            _rationale(
+                settings,
+                request_id,
+                "P-41",
+                RationaleState.SKIPPED,
+                transcript="deep scratch on the flange",
+                note_disagrees=True,
+            ),
+        )
+        rationales.wait_for(1)
+    lines = [line for line in quiet_console.export_text(clear=False).splitlines() if "P-41" in line]
+    assert len(lines) == 2 and "↳ part P-41 PASS" in lines[1]
+    assert "note disagrees" in lines[1]
+
+
 def test_with_panels_the_rationale_follows_or_says_why_there_is_none(
     make_edge_settings: Callable[..., EdgeSettings],
     quiet_console: Console,

@@ -42,6 +42,9 @@ def test_the_rule_reads_most_labelled_notes_right(name: str, notes: tuple[Spoken
         ("異常ありません", "fine"),
         ("異常あり", "defect"),
         ("無傷です", "fine"),
+        ("不良品です", "defect"),  # 良品 inside 不良品 is no fine word
+        ("不合格", "defect"),
+        ("不良品ではありません", "fine"),
         ("ＮＧ", "defect"),  # full-width, as some keyboards type it
         ("missing hole by the flange", "defect"),  # a catalogue name, as spoken
         ("looks good, small burr on the edge", None),  # both: a person reads it

@@ -4,6 +4,8 @@ the inspection, and its page and the API say so."""
 
 from __future__ import annotations
 
+import json
+
 from fastapi.testclient import TestClient
 
 from inspector.protocol import RationaleState
@@ -48,3 +50,12 @@ def test_a_transcript_that_disagrees_flags_the_verdict_for_the_queue_filter_page
     assert SAYS not in client.get(f"/inspections/{agreeing}").text
     assert client.get(f"/api/v1/inspections/{flagged}").json()["verdict"]["note_disagrees"]
     assert not client.get(f"/api/v1/inspections/{agreeing}").json()["verdict"]["note_disagrees"]
+    # The export selects by the same filter (it joins the verdicts beside the flag's EXISTS).
+    exported = client.get(
+        "/api/v1/export",
+        params={"tab": "all", "reviewed": "any", "note_disagrees": "true", "format": "jsonl"},
+    )
+    assert exported.status_code == 200, exported.text
+    rows = [json.loads(line) for line in exported.text.splitlines() if line]
+    assert [row["request_id"] for row in rows] == [flagged]
+    assert rows[0]["note_disagrees"] is True
