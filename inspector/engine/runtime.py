@@ -181,16 +181,25 @@ class PhiEngine:
     def _infer_splitting(
         self, batch: list[EngineRequest], announce: VerdictCallback | None
     ) -> list[EngineResult]:
+        live = [request for request in batch if not request.shadow]
         try:
             with torch.inference_mode():
                 return self._run(batch, announce)
         except torch.OutOfMemoryError as exc:
-            if len(batch) == 1:
+            if len(batch) == 1 and live:
                 raise EngineFailed(
                     f"request {batch[0].request_id} does not fit in GPU memory even alone: {exc}"
                 ) from exc
         # Retry outside the except block so the failed attempt's tensors can be freed.
         self._release_memory()
+        if len(live) < len(batch):
+            # Shadow rows are evidence, never answers: the live rows go on without them.
+            log.warning(
+                "out of GPU memory at batch %d; dropping its %d shadow row(s)",
+                len(batch),
+                len(batch) - len(live),
+            )
+            return self._infer_splitting(live, announce) if live else []
         half = len(batch) // 2
         log.warning(
             "out of GPU memory at batch %d; retrying as %d + %d",
@@ -265,8 +274,8 @@ class PhiEngine:
         timings = {"encode": (encoded - listened) * 1e3, "prefill": (prefilled - encoded) * 1e3}
 
         def checked(i: int, transcript: str | None) -> NoteCheck:
-            if batch[i].shadow:  # a shadow row is judged by its verdict alone
-                return NoteCheck(scores[i], False)
+            # Shadow rows too: the champion's verdict they are compared with went through
+            # the same note rule (a REVIEW it forced is no disagreement between adapters).
             return policy.check_note(batch[i], profiles[i], scores[i], transcript)
 
         explain = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,21 @@ def test_out_of_memory_splits_the_batch_and_loses_nothing(
     assert oom_above.seen.count(1) >= len(batch)  # then every request ran on its own
     assert [r.request_id for r in split] == [r.request_id for r in batch]
     for a, b in zip(reference, split, strict=True):
+        same_verdict(a, b)
+
+
+def test_out_of_memory_drops_the_shadow_rows_before_splitting_live_ones(
+    engine: PhiEngine, oom_above: OomAbove
+) -> None:
+    live = mixed_batch()
+    shadows = [replace(r, request_id=f"{r.request_id}~shadow", shadow=True) for r in live[:2]]
+    reference = engine.infer(live)
+    oom_above.seen.clear()
+    oom_above.limit = len(live)
+    results = engine.infer(live + shadows)
+    assert oom_above.seen[:2] == [len(live) + len(shadows), len(live)]
+    assert [r.request_id for r in results] == [r.request_id for r in live]
+    for a, b in zip(reference, results, strict=True):
         same_verdict(a, b)
 
 
