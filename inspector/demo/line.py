@@ -163,7 +163,7 @@ def feed_parts(
     for i, part in enumerate(parts):
         kind = kind_for(i)
         photo = write_photo(folder / f"{part}.jpg", draw_part(kind, seed + i))
-        note, source = spoken_note(kind, i + 1)
+        note, source = spoken_note(kind)
         sources.add(source)
         agent.capture_file(photo, audio_wav=note)
     spoken = "espeak-ng" if sources == {"espeak-ng"} else "notes shipped with Inspector"

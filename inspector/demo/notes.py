@@ -1,8 +1,10 @@
 """Spoken voice notes for the demo parts: espeak-ng when installed, else WAVs shipped here.
 
-The shipped notes (`notes/{kind}.wav`) were spoken by espeak-ng from `PHRASES` without a
-part number; with espeak-ng on the machine each part gets its own note naming its number.
-Either way the note is a 16 kHz mono 16-bit WAV, what a station records.
+The shipped notes (`notes/{kind}.wav`) were spoken by espeak-ng from `PHRASES`; with
+espeak-ng on the machine the same phrases are spoken afresh. Each kind of part has one
+phrase, with no part number: like the drawn parts, the notes are the same every run, so
+what the demo's loop learns does not depend on which machine speaks them. Either way the
+note is a 16 kHz mono 16-bit WAV, what a station records.
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ def shipped_note(kind: PartKind) -> bytes:
     return to_note_wav((files("inspector.demo") / "notes" / f"{kind}.wav").read_bytes())
 
 
-def spoken_note(kind: PartKind, number: int, use_tts: bool = True) -> tuple[bytes, str]:
-    """The voice note for the `number`-th part and where it came from ('espeak-ng', 'shipped')."""
-    if use_tts and (wav := espeak_note(f"Part {number}. {PHRASES[kind]}")) is not None:
+def spoken_note(kind: PartKind, use_tts: bool = True) -> tuple[bytes, str]:
+    """The voice note for a part of this kind and where it came from ('espeak-ng', 'shipped')."""
+    if use_tts and (wav := espeak_note(PHRASES[kind])) is not None:
         return wav, "espeak-ng"
     return shipped_note(kind), "shipped"

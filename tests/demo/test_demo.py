@@ -384,10 +384,14 @@ def test_demo_shipped_voice_notes_are_speech_a_station_would_send(kind: PartKind
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
-def test_demo_speaks_each_part_number_with_espeak_ng() -> None:
-    first, source = spoken_note("dent", 1)
-    second, _ = spoken_note("dent", 2)
-    assert source == "espeak-ng" and first != second
+def test_demo_speaks_the_same_note_for_every_part_of_a_kind_with_espeak_ng() -> None:
+    # The same every run, like the drawn parts: the loop's training must not depend on
+    # whether the machine has espeak-ng (a note naming each part number once made the
+    # tiny model learn nothing from a batch it learns from with the shipped notes).
+    first, source = spoken_note("dent")
+    again, _ = spoken_note("dent")
+    other, _ = spoken_note("scratch")
+    assert source == "espeak-ng" and first == again and first != other
     info = sf.info(io.BytesIO(first))
-    assert info.samplerate == 16000 and info.frames == sf.info(io.BytesIO(second)).frames
-    assert spoken_note("dent", 1, use_tts=False) == (shipped_note("dent"), "shipped")
+    assert info.samplerate == 16000 and info.frames == sf.info(io.BytesIO(other)).frames
+    assert spoken_note("dent", use_tts=False) == (shipped_note("dent"), "shipped")
