@@ -232,9 +232,11 @@ class Committer:
 
     def _settle(self, answers: list[Answer]) -> None:
         """Publish the committed answers and ack their requests."""
-        # Rationales are no answers: only a verdict answered tells that verdicts get answered.
-        answered = any(isinstance(o, Decided | Known) for _, _, o in answers)
-        self._report_health(True, False if answered else None)
+        # Rationales are no answers: a group of them alone says nothing of whether requests
+        # get answered (a worker that could not even store a rejection stays unhealthy).
+        if any(not isinstance(o, Explained) for _, _, o in answers):
+            answered = any(isinstance(o, Decided | Known) for _, _, o in answers)
+            self._report_health(True, False if answered else None)
         now = time.monotonic()
         for topic, payload, outcome in answers:
             if topic is not None:
