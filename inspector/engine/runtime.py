@@ -364,7 +364,11 @@ class PhiEngine:
         ]
 
     def _transcribe(self, batch: list[EngineRequest]) -> list[str | None]:
-        """Transcripts of the voice notes (the speech adapter over the merged base), else None."""
+        """Transcripts of the voice notes (the speech adapter over the merged base), else None.
+
+        A shadow row carries its live row's recording: it is transcribed once, and the shadow
+        row hears what the live row heard (the note rule then weighs both alike).
+        """
         rows = [i for i, r in enumerate(batch) if r.audio is not None and not r.shadow]
         out: list[str | None] = [None] * len(batch)
         if not rows:
@@ -389,6 +393,10 @@ class PhiEngine:
             rows, core.tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True
         ):
             out[row] = text.strip()
+        heard = {id(batch[row].audio): out[row] for row in rows}
+        for i, request in enumerate(batch):
+            if request.shadow and request.audio is not None:
+                out[i] = heard.get(id(request.audio))
         return out
 
 

@@ -3,6 +3,7 @@ site's rationale policy deciding which verdicts are decoded at all."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,14 @@ def test_a_failed_decode_after_the_verdicts_marks_their_rationales_not_produced(
     assert [r.verdict for r in results] == [r.verdict for r in announced[0]]
     # The engine serves the next batch as before.
     assert all(r.rationale for r in engine.infer(_batch()[:2]))
+
+
+def test_a_shadow_row_hears_its_live_rows_voice_note_transcribed_once(leaning_pass: Path) -> None:
+    engine = _engine(leaning_pass, SiteProfile(threshold=0.0), transcribe=True)
+    note = voice(1.0, 5)
+    live = EngineRequest("heard", "line", [photo(48, 64, 3)], note, None)
+    twin = replace(live, request_id="heard~shadow", shadow=True)  # the same recording
+    alone, _ = engine.infer([live, EngineRequest("quiet", "line", [photo(48, 64, 4)])])
+    first, second = engine.infer([live, twin])
+    assert first.transcript is not None and first.transcript == alone.transcript
+    assert second.transcript == first.transcript
