@@ -109,6 +109,14 @@ def bench_engine(
             "same batches, against share 0 (e.g. 0.2).",
         ),
     ] = None,
+    note_check: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Also time the note/photo disagreement check (off, flag, review) with "
+            "transcripts of up to this many tokens (e.g. 32).",
+        ),
+    ] = None,
     curve: Annotated[
         str,
         typer.Option(
@@ -137,6 +145,7 @@ def bench_engine(
         quantization=variants,
         pass_share=pass_share,
         shadow_share=shadow_share,
+        note_check_tokens=note_check,
         curve_sizes=_sizes(curve),
     )
     report = run_engine_bench(cfg, sizes)
@@ -232,6 +241,18 @@ def _render_engine(report: dict[str, Any]) -> None:
                 f"{shadow['inspections_per_s_share_0']:.2f}/s "
                 f"({shadow['throughput_ratio']:.0%} kept)"
             )
+        notes = engine.get("note_check")
+        if notes:
+            off = notes["modes"]["off"]
+            for mode in ("flag", "review"):
+                m = notes["modes"][mode]
+                console.print(
+                    f"{image}, note check {mode} (transcripts ≤ {notes['transcript_tokens']} "
+                    f"tokens): {m['inspections_per_s']:.2f}/s vs off {off['inspections_per_s']:.2f}"
+                    f"/s ({m['throughput_ratio']:.0%} kept), verdicts {m['verdict_delay_s']:+.3f} s"
+                )
+        for name, error in ((k, v) for k, v in run.items() if k.endswith("_error")):
+            console.print(f"{image}, {name.removesuffix('_error')} failed: {error[:300]}")
         for point in engine.get("batch_size_curve") or []:
             console.print(
                 f"{image}, batch {point['batch_size']:>3}: verdicts {point['verdict_s']:.3f} s, "

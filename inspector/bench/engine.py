@@ -23,6 +23,7 @@ the allocator's start, which is no part of the recipe's steady rate.
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -38,16 +39,30 @@ from transformers import Phi4MultimodalForCausalLM
 
 from inspector.engine import policy
 from inspector.engine.checkpoint import resolve_runtime
-from inspector.engine.lora import LoraSpec, lora_factors, lora_host, merge_lora
+from inspector.engine.lora import (
+    Lora,
+    LoraFactors,
+    LoraSpec,
+    attach_lora,
+    difference_lora,
+    lora_factors,
+    lora_host,
+    merge_lora,
+)
 from inspector.engine.prompt import verdict_prompt
 from inspector.engine.quantize import stored_bytes
 from inspector.engine.runtime import PhiEngine
 from inspector.engine.tiny import build_processor, build_tokenizer, full_size_config, tiny_config
-from inspector.engine.types import VISION_ADAPTER, EngineRequest
+from inspector.engine.types import SPEECH_ADAPTER, VISION_ADAPTER, EngineRequest
 from inspector.quality import decide, leaning
 from inspector.settings import ModelSettings, SiteProfile
 
+log = logging.getLogger(__name__)
+
 BENCH_SITE = SiteProfile(part="machined housing", threshold=0.7)
+# The public checkpoint's speech LoRA: rank 320, alpha 640, on the same modules as its
+# vision LoRA (config.json of microsoft/Phi-4-multimodal-instruct, "speech_lora").
+SPEECH_LORA = LoraSpec(rank=320)
 Quantization = Literal["none", "fp8"]
 
 
@@ -80,6 +95,10 @@ class EngineBenchConfig:
     # Also measure the cost of a shadow adapter judging this share of the requests again in
     # the same batches (`inspector adapters shadow --share`), against share 0; None: not.
     shadow_share: float | None = None
+    # Also measure the note/photo disagreement check (`sites.<site>.note_disagreement` off,
+    # flag, review) with transcripts of up to this many tokens (bench/notes.py); the engine
+    # then carries a random speech LoRA of the public one's rank, as a checkpoint loads it.
+    note_check_tokens: int | None = None
     # Batch sizes of the latency curve the worker's batching works on (verdict and rationale
     # time per batch size); empty: not measured.
     curve_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
@@ -160,8 +179,12 @@ def build_bench_engine(
         vision = lora_factors(model, VISION_ADAPTER)
         base: Any = model.unload()
         merge_lora(base, vision)
-        del vision
         model = lora_host(base)
+        if cfg.note_check_tokens is not None:
+            # As load_checkpoint attaches the transcription adapter: its difference from
+            # the merged vision LoRA, on the rows that transcribe.
+            attach_lora(model, SPEECH_ADAPTER, difference_lora(random_lora(vision), vision))
+        del vision
     settings = ModelSettings(
         path=Path(f"phi4mm-{cfg.architecture}-random"),
         device=cfg.device,
@@ -176,6 +199,16 @@ def build_bench_engine(
         sites if sites is not None else {"bench": BENCH_SITE},
         static_decode=cfg.static_decode,
     )
+
+
+def random_lora(like: Lora, spec: LoraSpec = SPEECH_LORA) -> Lora:
+    """Random factors of `spec`'s rank on the modules of `like`, in float32."""
+    out = {}
+    for name, factors in like.items():
+        a = torch.randn(spec.rank, factors.a.shape[1], device=factors.a.device) * 0.01
+        b = torch.randn(factors.b.shape[0], spec.rank, device=factors.b.device) * 0.01
+        out[name] = LoraFactors(a, b, spec.scaling)
+    return out
 
 
 def build_random_engine(cfg: EngineBenchConfig, sites: Mapping[str, SiteProfile]) -> PhiEngine:
@@ -263,6 +296,18 @@ def _measure_shadow(
     )
 
 
+def _measure_notes(
+    cfg: EngineBenchConfig, engine: PhiEngine, inputs: list[list[EngineRequest]]
+) -> dict[str, Any]:
+    """The same batches with the note check off, flagging and forcing REVIEW (bench/notes.py)."""
+    from inspector.bench.notes import measure_note_check
+
+    assert cfg.note_check_tokens is not None
+    return measure_note_check(
+        engine, inputs, cfg.note_check_tokens, lambda batch: _Timed(engine, batch, cfg.device)
+    )
+
+
 def measure_curve(cfg: EngineBenchConfig, engine: PhiEngine) -> list[dict[str, Any]]:
     """Verdict and whole-batch time by batch size: what a small batch costs the worker."""
     out = []
@@ -321,6 +366,7 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
     stages = {k: float(np.mean([t[k] for t in timings])) for k in timings[0]}
     mix = _measure_mix(cfg, engine, inputs) if cfg.pass_share is not None else None
     shadow = _measure_shadow(cfg, engine, inputs) if cfg.shadow_share is not None else None
+    notes = _measure_notes(cfg, engine, inputs) if cfg.note_check_tokens is not None else None
     curve = measure_curve(cfg, engine) if cfg.curve_sizes else None
     return {
         "dtype": str(engine.model.dtype).removeprefix("torch."),
@@ -350,6 +396,7 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
         "peak_memory_gib": peak,
         "pass_share_mix": mix,
         "shadow": shadow,
+        "note_check": notes,
         "batch_size_curve": curve,
         # P(PASS) of every timed request, then of the verdict-only batch, in order: the same
         # requests in every engine of the run, for `verdict_agreement`.
@@ -538,8 +585,13 @@ def _bench_engine(
     reports = []
     for width, height in sizes:
         sized = replace(cfg, width=width, height=height)
-        if not merged:  # site and shadow adapters sit on the served (merged) base only
-            sized = replace(sized, shadow_share=None)
+        if not merged or quantization != cfg.quantization[0]:
+            # The line mixes, the shadow, the note check and the curve are measured on the
+            # run's reference engine (site, shadow and speech adapters sit on the merged
+            # base only); the others give throughput, stages and verdict agreement.
+            sized = replace(
+                sized, pass_share=None, shadow_share=None, note_check_tokens=None, curve_sizes=()
+            )
         report = measure_engine(sized, engine)
         report["vision_lora"] = "merged" if merged else "attached"
         report["build_s"] = build_s
@@ -634,10 +686,18 @@ def run_engine_bench(
     config = full_size_config(tokenizer) if cfg.architecture == "full" else tiny_config(tokenizer)
     _free(cfg.device)
     variants: dict[str, list[dict[str, Any]]] = {}
+    failed: dict[str, str] = {}
     for quantization in cfg.quantization:
-        variants[quantization] = _bench_engine(
-            cfg, sizes, processor, config, quantization=quantization
-        )
+        try:
+            variants[quantization] = _bench_engine(
+                cfg, sizes, processor, config, quantization=quantization
+            )
+        except Exception as exc:
+            if quantization == cfg.quantization[0]:
+                raise
+            # A variant that cannot run on this machine is a finding, not the run's end.
+            log.exception("the %s engine failed", quantization)
+            failed[quantization] = f"{type(exc).__name__}: {exc}"[:4000]
         _free(cfg.device)
     unmerged: list[dict[str, Any] | None] = [None] * len(sizes)
     if cfg.unmerged:
@@ -661,6 +721,9 @@ def run_engine_bench(
             run["seed"] = seed
             run["speedup"] = engine["inspections_per_s"] / seed["inspections_per_s"]
         for name in others:
+            if name in failed:
+                run[f"engine_{name}_error"] = failed[name]
+                continue
             other = variants[name][i]
             run[f"engine_{name}"] = other
             run[f"{name}_vs_engine"] = other["inspections_per_s"] / engine["inspections_per_s"]

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 # The torchao release whose float8 configs this module is written against.
 TORCHAO_PIN = "torchao==0.17.0"
+# Per-row scales are amax / 448: a row of zeros (a padded position, an all-zero image crop)
+# would get scale 0 and turn into NaN (0/0) without this floor under its amax.
+ACTIVATION_FLOOR = 1e-12
 # Float8 matmuls (torch._scaled_mm) need Ada or Hopper tensor cores: sm_89 and later.
 FP8_CAPABILITY = (8, 9)
 
@@ -63,25 +66,13 @@ def _device_problem(device: torch.device) -> str | None:
     return None
 
 
-# On an H100 (torch 2.11, torchao 0.17) torch.compile cannot trace the float8 tensors'
-# dispatch (dynamo: "Polyfill handler … does not have a traceable function"): the first
-# compiled batch fails, so the two are refused together.
-COMPILE_PROBLEM = (
-    "model.compile cannot trace torchao's float8 layers (the first batch fails in "
-    "torch.compile); set model.compile = false to serve fp8"
-)
-
-
-def check_quantization(quantization: str, device: torch.device, compiled: bool = False) -> None:
-    """Raise ModelLoadError naming every missing piece unless `quantization` can run on `device`
-    (with `compiled`, under model.compile)."""
+def check_quantization(quantization: str, device: torch.device) -> None:
+    """Raise ModelLoadError naming every missing piece unless `quantization` can run on `device`."""
     if quantization == "none":
         return
     if quantization != "fp8":
         raise ModelLoadError(f"model.quantization {quantization!r} is not 'none' or 'fp8'")
     problems = [p for p in (_device_problem(device), _torchao_problem()) if p is not None]
-    if compiled:
-        problems.append(COMPILE_PROBLEM)
     if problems:
         raise ModelLoadError(
             "model.quantization = 'fp8' cannot run here: "
@@ -126,12 +117,27 @@ def quantize_fp8(model: Any) -> int:
     """
     ao: Any = importlib.import_module("torchao.quantization")
     targets = fp8_targets(model)
-    wanted = {id(m) for m in targets.values()}
-    config = ao.Float8DynamicActivationFloat8WeightConfig(granularity=ao.PerRow())
+    kept = [name for name, m in targets.items() if has_zero_row(m.weight)]
+    if kept:
+        log.warning(
+            "%d linear layers keep the model dtype: a weight row of zeros has no float8 scale (%s)",
+            len(kept),
+            ", ".join(kept[:5]) + (" …" if len(kept) > 5 else ""),
+        )
+    wanted = {id(m) for name, m in targets.items() if name not in kept}
+    config = ao.Float8DynamicActivationFloat8WeightConfig(
+        granularity=ao.PerRow(), activation_value_lb=ACTIVATION_FLOOR
+    )
     ao.quantize_(model, config, filter_fn=lambda module, _fqn: id(module) in wanted)
     turned = sum(1 for m in targets.values() if is_quantized(m.weight))
     log.info("float8 linear layers: %d of %d eligible", turned, len(targets))
     return turned
+
+
+def has_zero_row(weight: torch.Tensor) -> bool:
+    """Whether a weight has a row of zeros (its per-row scale would be 0, its float8 row 0/0)."""
+    with torch.no_grad():
+        return bool((weight.abs().amax(dim=1) == 0).any())
 
 
 def is_quantized(weight: torch.Tensor) -> bool:

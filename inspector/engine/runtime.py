@@ -404,7 +404,7 @@ def load_engine(model: ModelSettings, sites: Mapping[str, SiteProfile]) -> PhiEn
     """Load `model.path` onto its device, vision LoRA merged; site adapters come later."""
     runtime = resolve_runtime(model)
     # Refused before gigabytes of weights are read, not after.
-    check_quantization(model.quantization, runtime.device, model.compile)
+    check_quantization(model.quantization, runtime.device)
     peft_model, processor = load_checkpoint(model, runtime)
     engine = PhiEngine(peft_model, processor, model, sites)
     log.info(

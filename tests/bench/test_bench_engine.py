@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from inspector.bench.engine import EngineBenchConfig, run_engine_bench, verdict_agreement
@@ -91,6 +93,7 @@ def test_bench_without_the_baseline_measures_the_engine_alone_at_each_size() -> 
         audio_seconds=1.0,
         baseline=False,
         profile_runs=0,
+        note_check_tokens=3,
     )
     runs = run_engine_bench(cfg, [(64, 48), (48, 64)])["runs"]
     assert [r["workload"]["image"] for r in runs] == ["64x48", "48x64"]
@@ -98,6 +101,48 @@ def test_bench_without_the_baseline_measures_the_engine_alone_at_each_size() -> 
         assert "seed" not in run and "speedup" not in run and "profile" not in run["engine"]
         assert "engine_unmerged" not in run
         assert run["engine"]["inspections_per_s"] > 0
+        # The note check: the same batches with no transcript, transcribed after the
+        # rationales (flag) and before the verdict (review); the bench's typed note says
+        # the part is fine, so every FAIL or REVIEW it meets disagrees.
+        notes = run["engine"]["note_check"]
+        assert notes["transcript_tokens"] == 3
+        modes = notes["modes"]
+        assert set(modes) == {"off", "flag", "review"}
+        assert modes["off"]["transcribed_share"] == 0
+        assert modes["flag"]["transcribed_share"] == modes["review"]["transcribed_share"] == 1
+        for mode in ("flag", "review"):
+            assert modes[mode]["inspections_per_s"] > 0
+            assert modes[mode]["throughput_ratio"] == (
+                modes[mode]["inspections_per_s"] / modes["off"]["inspections_per_s"]
+            )
+            assert len(modes[mode]["verdict_seconds"]) == 1
+
+
+def test_a_variant_that_cannot_run_is_reported_and_the_run_goes_on() -> None:
+    # FP8 needs a float8-capable GPU: on a CPU its engine is refused, and the report says why
+    # beside the reference engine's figures instead of losing them.
+    cfg = EngineBenchConfig(
+        architecture="tiny",
+        device="cpu",
+        batch_size=1,
+        batches=1,
+        rationale_tokens=1,
+        lora_rank=8,
+        width=64,
+        height=48,
+        audio_seconds=1.0,
+        baseline=False,
+        profile_runs=0,
+        curve_sizes=(),
+        quantization=("none", "fp8"),
+    )
+    (run,) = run_engine_bench(cfg)["runs"]
+    assert run["engine"]["inspections_per_s"] > 0
+    assert "engine_fp8" not in run and "fp8_agreement" not in run
+    assert "cannot run here" in run["engine_fp8_error"]
+    # The reference engine failing ends the run: there is nothing to compare with.
+    with pytest.raises(Exception, match="cannot run here"):
+        run_engine_bench(replace(cfg, quantization=("fp8", "none")))
 
 
 def test_bench_refuses_a_quantization_named_twice() -> None:
