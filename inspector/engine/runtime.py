@@ -282,6 +282,7 @@ class PhiEngine:
             i
             for i, profile in enumerate(profiles)
             if self.settings.max_rationale_tokens > 0
+            and batch[i].explain
             and not batch[i].shadow  # a shadow row is judged by its verdict alone
             and self.wants_rationale(profile, checked(i, early[i]).decided)
         ]

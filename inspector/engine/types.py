@@ -40,6 +40,9 @@ class EngineRequest:
     # A second row of a live request, judged by its site's shadow adapter: no rationale,
     # no transcript, and the worker keeps it away from everything it publishes.
     shadow: bool = False
+    # Whether the verdict may get a rationale (as the site's policy says). False: judged by
+    # its verdict alone, as a golden part the canary sends, whose rationale nobody reads.
+    explain: bool = True
 
 
 class EngineResult(Judgement):

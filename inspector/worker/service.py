@@ -456,4 +456,6 @@ def _engine_request(item: Accepted) -> EngineRequest:
         audio=item.audio.samples if item.audio is not None else None,
         note=req.note,
         adapter=req.adapter,
+        # The canary compares a golden part's verdict alone: no rationale is decoded for it.
+        explain=not is_canary(item),
     )

@@ -161,3 +161,24 @@ def test_a_shadow_row_hears_its_live_rows_voice_note_transcribed_once(leaning_pa
     first, second = engine.infer([live, twin])
     assert first.transcript is not None and first.transcript == alone.transcript
     assert second.transcript == first.transcript
+
+
+def test_a_request_that_wants_no_rationale_gets_its_verdict_alone_beside_explained_rows(
+    leaning_pass: Path,
+) -> None:
+    # A golden part the canary sends is compared by its verdict: no decode is spent on it,
+    # while the live rows of the same batch are explained as before.
+    engine = _engine(leaning_pass, SiteProfile(threshold=0.0))
+    batch = _batch()
+    batch[3] = replace(batch[3], explain=False)
+    announced: list[list[EngineResult]] = []
+    final = engine.infer(batch, announced.append)
+    (early,) = announced
+    assert early[3].rationale_state is RationaleState.SKIPPED
+    assert final[3].rationale_state is RationaleState.SKIPPED and final[3].rationale == ""
+    assert final[3].rationale_tokens == 0
+    others = [r for i, r in enumerate(final) if i != 3]
+    assert all(r.rationale_state is RationaleState.PRODUCED and r.rationale for r in others)
+    # Its verdict is the one it gets when explained.
+    (alone,) = engine.infer([batch[3]])
+    assert (final[3].verdict, final[3].p_pass) == (alone.verdict, pytest.approx(alone.p_pass))

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from inspector.canary import Canary
 from inspector.cli import app
-from inspector.engine.types import InferenceEngine
+from inspector.engine.types import EngineRequest, InferenceEngine
 from inspector.mqtt import MqttTransport
 from inspector.protocol import (
     CanaryHealth,
@@ -164,7 +164,17 @@ def test_the_canary_catches_an_adapter_swapped_in_a_running_worker_within_one_pe
     canary_engine: InferenceEngine,
     make_site_adapter: Callable[[str, int], Path],
     clean_retained: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Which rows the engine was asked to explain: golden parts are judged by verdict alone.
+    explained: dict[str, bool] = {}
+    infer = canary_engine.infer
+
+    def recording(batch: list[EngineRequest], *args: object) -> object:
+        explained.update((r.request_id, r.explain) for r in batch)
+        return infer(batch, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(canary_engine, "infer", recording)
     settings = make_settings(unique, sqlite_url, tmp_path, broker, max_batch=4)
     store = Store.from_settings(settings.store)
     store.upgrade()
@@ -220,6 +230,10 @@ def test_the_canary_catches_an_adapter_swapped_in_a_running_worker_within_one_pe
         assert session.scalar(sa.select(sa.func.count()).select_from(Inspection)) == stored
         assert session.scalar(sa.select(sa.func.count()).select_from(Verdict)) == len(verdicts)
     assert worker.metrics.registry.get_sample_value("inspector_worker_canary_answers_total") >= 6
+    station = {str(r.request_id) for r in requests}
+    assert all(explained[rid] for rid in station)  # the station's parts got rationales
+    golden = {rid: wanted for rid, wanted in explained.items() if rid not in station}
+    assert len(golden) >= 6 and not any(golden.values())  # no decode for golden parts
     store.close()
 
 
