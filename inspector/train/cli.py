@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,6 +28,7 @@ from inspector.settings import Settings
 if TYPE_CHECKING:
     from inspector.quality import Evaluation
     from inspector.quality.shadow import ShadowComparison
+    from inspector.store import Store
     from inspector.train.trainer import Step
 
 console = Console()
@@ -39,6 +40,9 @@ ByOpt = Annotated[str | None, typer.Option("--by", help="Who makes the change (d
 ReasonOpt = Annotated[str | None, typer.Option(help="Why; kept in the audit trail.")]
 RefArg = Annotated[str, typer.Argument(help="NAME@VERSION, or NAME for its newest version.")]
 SiteOpt = Annotated[str, typer.Option(help="Site slug.")]
+
+
+T = TypeVar("T")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -79,6 +83,17 @@ def _open(settings: Settings) -> Any:
     from inspector.store import Store
 
     return Store.from_settings(settings.store)
+
+
+def _registry(settings: Settings, change: Callable[[Store], T]) -> T:
+    """`change` on the registry's store, closed after; a refusal exits with its code."""
+    store = _open(settings)
+    try:
+        return change(store)
+    except InspectorError as exc:
+        raise _fail(exc) from None
+    finally:
+        store.close()
 
 
 def _ref(record: Any) -> str:
@@ -400,13 +415,7 @@ def adapters_shadow(
     from inspector.train.registry import shadow
 
     settings = _settings(ctx)
-    store = _open(settings)
-    try:
-        change = shadow(store, ref, share, _who(by), reason)
-    except InspectorError as exc:
-        raise _fail(exc) from None
-    finally:
-        store.close()
+    change = _registry(settings, lambda store: shadow(store, ref, share, _who(by), reason))
     console.print(f"[cyan]{terminal(_ref(change.shadow))} judges {share:.0%} in the shadow[/]")
     _announce(settings, change)
 
@@ -419,13 +428,7 @@ def adapters_unshadow(
     from inspector.train.registry import unshadow
 
     settings = _settings(ctx)
-    store = _open(settings)
-    try:
-        change = unshadow(store, ref, _who(by), reason)
-    except InspectorError as exc:
-        raise _fail(exc) from None
-    finally:
-        store.close()
+    change = _registry(settings, lambda store: unshadow(store, ref, _who(by), reason))
     console.print(f"{terminal(ref)} no longer judges in the shadow")
     _announce(settings, change)
 
@@ -444,20 +447,17 @@ def adapters_promote(
     from inspector.train.registry import promote
 
     settings = _settings(ctx)
-    store = _open(settings)
-    try:
-        change = promote(
+    change = _registry(
+        settings,
+        lambda store: promote(
             store,
             ref,
             _who(by),
             force=force,
             reason=reason,
             min_shadow_reviews=lambda site: settings.site(site).min_shadow_reviews,
-        )
-    except InspectorError as exc:
-        raise _fail(exc) from None
-    finally:
-        store.close()
+        ),
+    )
     was = change.replaced.ref if change.replaced is not None else "the base model"
     console.print(f"[green]{terminal(_ref(change.active))} is active[/] (replaces {terminal(was)})")
     _announce(settings, change)
@@ -471,13 +471,7 @@ def adapters_rollback(
     from inspector.train.registry import rollback
 
     settings = _settings(ctx)
-    store = _open(settings)
-    try:
-        change = rollback(store, site, _who(by), reason)
-    except InspectorError as exc:
-        raise _fail(exc) from None
-    finally:
-        store.close()
+    change = _registry(settings, lambda store: rollback(store, site, _who(by), reason))
     console.print(
         f"[green]{terminal(_ref(change.replaced))} retired; "
         f"{terminal(_ref(change.active))} serves[/]"
@@ -493,17 +487,14 @@ def adapters_retire(
     from inspector.store.adapters import AdapterStatus, find_adapter
     from inspector.train.registry import retire, serving
 
-    settings = _settings(ctx)
-    store = _open(settings)
-    try:
+    def retired(store: Store) -> tuple[Any, Any]:
         with store.db.read() as session:
             was_shadow = find_adapter(session, ref).status is AdapterStatus.SHADOW
         row = retire(store, ref, _who(by), reason)
-        change = serving(store, row.site) if was_shadow else None
-    except InspectorError as exc:
-        raise _fail(exc) from None
-    finally:
-        store.close()
+        return row, serving(store, row.site) if was_shadow else None
+
+    settings = _settings(ctx)
+    row, change = _registry(settings, retired)
     console.print(f"{terminal(row.ref)} retired")
     if change is not None:  # it judged in the shadow: the site's workers stop that
         _announce(settings, change)
