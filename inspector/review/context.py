@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from inspector.engine.identity import is_tiny_model
+from inspector.errors import Code
 from inspector.protocol import RationaleState
 from inspector.quality import BASE, served_name
 from inspector.review.hosts import Network, networks
@@ -20,13 +21,29 @@ from inspector.store import Store
 
 HERE = Path(__file__).parent
 OTHER_DEFECT = DefectSpec(name="other", description="a defect the catalogue does not name")
-# What a page shows in place of the rationale of a verdict that has none (yet). The store
-# keeps no reason for not_produced; a worker that stopped is by far the usual one.
+# What a page shows in place of the rationale of a verdict that has none (yet), by state,
+# and for not_produced by the reason stored with it (verdicts stored before reasons were
+# kept have none).
 RATIONALE_NOTES: dict[str, str] = {
     RationaleState.PENDING: "Rationale pending…",
     RationaleState.SKIPPED: "No rationale: the site's policy skips PASS verdicts",
-    RationaleState.NOT_PRODUCED: "Rationale not produced (the worker stopped before writing it)",
+    RationaleState.NOT_PRODUCED: "Rationale not produced",
 }
+NOT_PRODUCED_NOTES: dict[str, str] = {
+    Code.RATIONALE_WORKER_LOST: "Rationale not produced: the worker stopped before writing it",
+    Code.RATIONALE_ENGINE_FAILED: (
+        "Rationale not produced: the model failed while writing it (the verdict stands)"
+    ),
+}
+
+
+def rationale_note(verdict: Any) -> str | None:
+    """What to show instead of `verdict`'s rationale, or None when it has one to show."""
+    state = verdict.rationale_state
+    if state == RationaleState.NOT_PRODUCED and verdict.rationale_reason:
+        known = NOT_PRODUCED_NOTES.get(verdict.rationale_reason)
+        return known or f"{RATIONALE_NOTES[state]} ({verdict.rationale_reason})"
+    return RATIONALE_NOTES.get(state)
 
 
 def shown(value: Any) -> Any:
@@ -73,7 +90,7 @@ class AppContext:
         templates.globals["random_model"] = random_model
         templates.globals["base_adapter"] = BASE  # a verdict without a site adapter
         templates.globals["served_name"] = served_name
-        templates.globals["rationale_notes"] = RATIONALE_NOTES
+        templates.globals["rationale_note"] = rationale_note
         proxies = networks(settings.review.trusted_proxies)
         return cls(settings, store, templates, random_model, proxies)
 

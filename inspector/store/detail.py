@@ -45,6 +45,7 @@ class VerdictView:
     latency_ms: float
     decided_at: datetime
     note_disagrees: bool = False  # the operator's note contradicts this verdict
+    rationale_reason: str | None = None  # why a not_produced rationale was not (a code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,7 @@ def _verdict_view(v: Verdict) -> VerdictView:
         v.latency_ms,
         v.decided_at,
         note_disagrees=v.note_disagrees,
+        rationale_reason=v.rationale_reason,
     )
 
 

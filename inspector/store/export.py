@@ -40,9 +40,17 @@ _SELECTED: dict[str, Any] = {
     **{name: getattr(Verdict, name) for name in VERDICT_FIELDS},
     **_REVIEW_COLUMNS,
 }
-EXPORT_COLUMNS: tuple[str, ...] = (*_SELECTED, "reviews", "media", "shadow_verdicts")
+# Columns added later go last, so a CSV read by position keeps its earlier columns.
+_LATER: dict[str, Any] = {"rationale_reason": Verdict.rationale_reason}
+EXPORT_COLUMNS: tuple[str, ...] = (
+    *_SELECTED,
+    "reviews",
+    "media",
+    "shadow_verdicts",
+    *_LATER,
+)
 # CSV has no lists: defects as their types joined by ";", media as space-separated hashes.
-CSV_COLUMNS: tuple[str, ...] = (*_SELECTED, "reviews", "media_sha256")
+CSV_COLUMNS: tuple[str, ...] = (*_SELECTED, "reviews", "media_sha256", *_LATER)
 
 
 def iter_export(
@@ -64,7 +72,9 @@ def iter_export(
         .scalar_subquery()
     )
     base = (
-        with_latest_verdict(sa.select(Inspection.id, *_SELECTED.values(), review_count))
+        with_latest_verdict(
+            sa.select(Inspection.id, *_SELECTED.values(), review_count, *_LATER.values())
+        )
         .outerjoin(Review, Review.id == Inspection.review_id)
         .where(*conditions(flt, user_id))
         .order_by(*newest_first(Inspection.id))
@@ -80,8 +90,14 @@ def iter_export(
             return
         media = _media_of(conn, [r[0] for r in rows])
         shadows = _shadows_of(session, [r.request_id for r in rows])
-        for iid, *values, count in rows:
-            record = _record(values, int(count), media.get(iid, []))
+        for iid, *values in rows:
+            selected, count, later = (
+                values[: len(_SELECTED)],
+                values[len(_SELECTED)],
+                values[len(_SELECTED) + 1 :],
+            )
+            record = _record(selected, int(count), media.get(iid, []))
+            record.update(zip(_LATER, later, strict=True))
             record["shadow_verdicts"] = shadows.get(record["request_id"], [])
             yield record
         last = rows[-1]

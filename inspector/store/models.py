@@ -163,6 +163,8 @@ class Verdict(Base):
     rationale: Mapped[str] = mapped_column(sa.Text)
     # protocol.RationaleState: pending until the rationale message updates the row.
     rationale_state: Mapped[str] = mapped_column(sa.String(16), server_default="produced")
+    # Why a not_produced rationale was not: a stable code (errors.Code), else None.
+    rationale_reason: Mapped[str | None] = mapped_column(sa.String(64))
     transcript: Mapped[str | None] = mapped_column(sa.Text)
     defects: Mapped[list[Any]]
     model: Mapped[str] = mapped_column(sa.String(128))

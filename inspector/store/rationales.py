@@ -68,6 +68,7 @@ def write_rationales(
             out.append(None)
             continue
         row.rationale_state = update.state.value
+        row.rationale_reason = update.reason.value if update.reason is not None else None
         row.rationale = update.rationale
         row.transcript = update.transcript
         row.defects = [d.model_dump(exclude_none=True) for d in update.defects]
@@ -103,11 +104,15 @@ def expire_rationales(
                 .where(
                     Verdict.id == row.id, Verdict.rationale_state == RationaleState.PENDING.value
                 )
-                .values(rationale_state=RationaleState.NOT_PRODUCED.value)
+                .values(
+                    rationale_state=RationaleState.NOT_PRODUCED.value,
+                    rationale_reason=Code.RATIONALE_WORKER_LOST.value,
+                )
                 .execution_options(synchronize_session=False)
             )
             if getattr(marked, "rowcount", 0) == 1:
                 row.rationale_state = RationaleState.NOT_PRODUCED.value
+                row.rationale_reason = Code.RATIONALE_WORKER_LOST.value
                 out.append(_message(row, worker_id, now, Code.RATIONALE_WORKER_LOST))
     return out
 

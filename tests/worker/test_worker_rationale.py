@@ -182,6 +182,8 @@ def test_only_the_deciding_worker_writes_a_rationale_and_a_late_one_replaces_the
             (rid, RationaleState.NOT_PRODUCED, Code.RATIONALE_WORKER_LOST.value)
         ]
         assert store.expire_rationales(utcnow(), "w3", utcnow()) == []
+        with store.db.read() as s:
+            assert s.scalar(sa.select(Verdict.rationale_reason)) == "rationale.worker_lost"
         # w1 was slow, not dead: its rationale arrives after all and replaces the mark.
         (late,) = store.answer(Batch(rationales=[_update(rid, "w1", "FAIL: dent")])).rationales
         assert late is not None and late.rationale_state is RationaleState.PRODUCED
@@ -190,6 +192,7 @@ def test_only_the_deciding_worker_writes_a_rationale_and_a_late_one_replaces_the
             row = s.scalar(sa.select(Verdict))
             assert row is not None
             assert (row.rationale, row.rationale_state) == ("FAIL: dent", "produced")
+            assert row.rationale_reason is None  # the mark's reason went with it
             assert row.defects == [{"type": "dent", "where": "left flange"}]
         # A final rationale is never written again.
         (again,) = store.answer(Batch(rationales=[_update(rid, "w1", "other")])).rationales

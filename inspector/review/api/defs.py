@@ -100,6 +100,12 @@ class VerdictOut(BaseModel):
     note_disagrees: bool = Field(
         False, description="the operator's note reports a defect on a PASS or fine on a FAIL"
     )
+    rationale_reason: str | None = Field(
+        None,
+        description="why a not_produced rationale was not: rationale.worker_lost (its worker "
+        "stopped) or rationale.engine_failed (the model failed after the verdict); null "
+        "otherwise and for verdicts stored before reasons were kept",
+    )
 
 
 class ReviewOut(BaseModel):

@@ -133,6 +133,7 @@ def verdict_out(v: VerdictView) -> VerdictOut:
         latency_ms=v.latency_ms,
         decided_at=v.decided_at,
         note_disagrees=v.note_disagrees,
+        rationale_reason=v.rationale_reason,
     )
 
 
