@@ -24,7 +24,7 @@ from inspector.errors import InvalidInput
 from inspector.quality import Decision, leaning
 from inspector.store.filters import Cursor, VerdictFilter, reviewed_by
 from inspector.store.models import Inspection, Review, ReviewMark, Verdict
-from inspector.store.shadow import disagrees_with_shadow
+from inspector.store.shadow import disagrees_with_shadow, unreviewed_disagreements
 from inspector.store.tallies import day_of, verdict_totals
 
 TABS = ("review", "fail", "audit", "all", "shadow")
@@ -305,7 +305,12 @@ def unreviewed_counts(session: Session, flt: QueueFilter, user_id: int) -> dict[
         *scope.on_latest(), ~reviewed_by(user_id), audit_condition(flt.audit_percent)
     )
     audited = session.scalar(audit_stmt) or 0
-    return {"review": int(review), "fail": int(fail), "audit": int(audited)}
+    return {
+        "review": int(review),
+        "fail": int(fail),
+        "audit": int(audited),
+        "shadow": unreviewed_disagreements(session, scope, user_id),
+    }
 
 
 def unreviewed_days(

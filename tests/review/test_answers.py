@@ -35,7 +35,7 @@ def test_the_demo_answers_count_as_the_demo_users_own_and_a_withdrawal_undoes_th
     assert demo is not None
     kinds = {"a": (rids[0], "scratch"), "b": (rids[1], "ok"), "c": (rids[2], "dent")}
     record_reviews(store, kinds)  # type: ignore[arg-type]
-    assert _counts(store, demo.id) == {"review": 0, "fail": 0, "audit": 0}
+    assert _counts(store, demo.id) == {"review": 0, "fail": 0, "audit": 0, "shadow": 0}
     with store.db.read() as session:
         decisions = {r.request_id: r.decision for r in reviewed_inspections(session, "osaka")}
     # The REVIEW verdict was answered, never "confirmed" by its leaning.

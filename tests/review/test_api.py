@@ -85,7 +85,7 @@ def test_queue_tabs_count_unreviewed_per_user_and_pages_by_key(
     add_user(store, "ana")
     login(client, "ana")
     first = client.get("/api/v1/queue", params={"tab": "review", "limit": 3}).json()
-    assert first["counts"] == {"review": 7, "fail": 3, "audit": 2}
+    assert first["counts"] == {"review": 7, "fail": 3, "audit": 2, "shadow": 0}
     seen = [i["request_id"] for i in first["items"]]
     cursor = first["next_cursor"]
     while cursor:

@@ -130,6 +130,9 @@ def test_the_shadow_tab_lists_the_current_shadows_disagreements_newest_first_in_
     first = paged.get("/queue", params={"tab": "shadow"})
     assert first.status_code == 200
     assert _tab_count(first.text) == "2"
+    # The API's counts are the page's: the shadow tab's too.
+    assert paged.get("/api/v1/queue/counts").json()["shadow"] == 2
+    assert paged.get("/api/v1/queue", params={"tab": "shadow"}).json()["counts"]["shadow"] == 2
     assert _listed(first.text) == [rids[2]]  # one per page, the newest first
     assert "shadow osaka@2 FAIL 0.10" in first.text
     older = re.search(r'href="/queue\?([^"]+)" id="older"', first.text)

@@ -74,7 +74,7 @@ def test_new_verdicts_and_re_reviews_move_the_numbers_as_a_rebuild_counts_them(
     groups = {g["adapter"]: g["inspections"] for g in stats["groups"]}
     assert groups == {"osaka-v1": 2, "osaka-v2": 2}
     # ana recorded answers on all but the fourth, so only the fourth is left in her queue.
-    assert kept["counts"] == {"review": 1, "fail": 0, "audit": 0}
+    assert kept["counts"] == {"review": 1, "fail": 0, "audit": 0, "shadow": 0}
     queue = client.get("/api/v1/queue", params={"tab": "fail", "reviewed": "any"}).json()
     assert [(i["request_id"], i["latest_review"]) for i in queue["items"]] == [(third, "PASS")]
     assert (
@@ -122,7 +122,7 @@ def test_the_queue_filters_and_orders_by_the_latest_verdict_after_a_re_run_as_a_
     assert kept[0] == kept[4] == [(first, "REVIEW", 0.55, 0.45, "v9")]
     assert kept[1] == kept[2] == []
     assert kept[3] == [(second, "FAIL", 0.9, 0.1, "osaka-v1")]
-    assert kept[5] == {"review": 0, "fail": 1, "audit": 0}
+    assert kept[5] == {"review": 0, "fail": 1, "audit": 0, "shadow": 0}
     with store.db.write() as session:
         tallies.rebuild(session)
     assert answers() == kept

@@ -26,6 +26,9 @@ class Counts(BaseModel):
     review: int
     fail: int
     audit: int
+    shadow: int = Field(
+        description="inspections a site's shadow adapter decided otherwise than the verdict"
+    )
 
 
 class PartOut(BaseModel):

@@ -21,11 +21,7 @@ from inspector.review.filters import QueueQuery
 from inspector.review.pages import checked_form, render, require_reviewer
 from inspector.store import queue
 from inspector.store.filters import Cursor
-from inspector.store.shadow import (
-    StoredShadowVerdict,
-    shadow_verdicts,
-    unreviewed_disagreements,
-)
+from inspector.store.shadow import StoredShadowVerdict, shadow_verdicts
 
 router = APIRouter(include_in_schema=False)
 TABS = [
@@ -66,7 +62,6 @@ def queue_page(
             session, flt, who.user.id, after, ctx.settings.review.page_size
         )
         counts = queue.unreviewed_counts(session, flt, who.user.id)
-        counts["shadow"] = unreviewed_disagreements(session, flt.scope(), who.user.id)
         shadowed = (
             shadow_verdicts(session, [i.request_id for i in items]) if q.tab == "shadow" else []
         )
