@@ -244,7 +244,7 @@ def _render_engine(report: dict[str, Any]) -> None:
         notes = engine.get("note_check")
         if notes:
             off = notes["modes"]["off"]
-            for mode in ("flag", "review"):
+            for mode in ("flag", "review", "one_position"):
                 m = notes["modes"][mode]
                 console.print(
                     f"{image}, note check {mode} (transcripts ≤ {notes['transcript_tokens']} "

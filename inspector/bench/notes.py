@@ -10,7 +10,10 @@ costs nothing beside it. So the cost is the transcription, and where it sits in 
   as with `off`; only the whole batch takes longer;
 - `review`: the notes are transcribed before the verdict prompt, because a PASS that the
   note contradicts must leave as REVIEW, never be published and then changed; the verdict
-  waits for the transcription.
+  waits for the transcription;
+- `one_position`: as `review`, with transcripts of one token. This is what the other
+  detector the check could use costs: a second short prompt on the voice note alone,
+  read at one position (the prefill over the note, no decode). Its figures are cost only.
 
 The same batches run in each mode, each mode once untimed first (its transcription's decode
 buckets and graphs are built once, as a worker's first batches build them). Random weights
@@ -25,7 +28,7 @@ from typing import Any
 from inspector.engine.runtime import PhiEngine
 from inspector.engine.types import EngineRequest
 
-MODES = ("off", "flag", "review")
+MODES = ("off", "flag", "review", "one_position")
 # An 8 s spoken note is about 20 words (150 a minute), about 26 tokens: the bound a real
 # note's transcript stops inside.
 NOTE_TOKENS = 32
@@ -48,9 +51,14 @@ def measure_note_check(
     try:
         for mode in MODES:
             engine.settings = settings.model_copy(
-                update={"transcribe": mode != "off", "max_transcript_tokens": transcript_tokens}
+                update={
+                    "transcribe": mode != "off",
+                    "max_transcript_tokens": 1 if mode == "one_position" else transcript_tokens,
+                }
             )
-            engine.sites[site] = profile.model_copy(update={"note_disagreement": mode})
+            engine.sites[site] = profile.model_copy(
+                update={"note_disagreement": "review" if mode == "one_position" else mode}
+            )
             timed(inputs[0])  # untimed: this mode's transcription buckets and graphs
             runs = [timed(batch) for batch in inputs]
             walls = [r.wall_s for r in runs]

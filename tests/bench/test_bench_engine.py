@@ -101,16 +101,16 @@ def test_bench_without_the_baseline_measures_the_engine_alone_at_each_size() -> 
         assert "seed" not in run and "speedup" not in run and "profile" not in run["engine"]
         assert "engine_unmerged" not in run
         assert run["engine"]["inspections_per_s"] > 0
-        # The note check: the same batches with no transcript, transcribed after the
-        # rationales (flag) and before the verdict (review); the bench's typed note says
-        # the part is fine, so every FAIL or REVIEW it meets disagrees.
+        # The note check: the same batches with no check and no transcript, transcribed
+        # after the rationales (flag), before the verdict (review), and before it with one
+        # token (the cost of a second one-position prompt on the note alone).
         notes = run["engine"]["note_check"]
         assert notes["transcript_tokens"] == 3
         modes = notes["modes"]
-        assert set(modes) == {"off", "flag", "review"}
-        assert modes["off"]["transcribed_share"] == 0
-        assert modes["flag"]["transcribed_share"] == modes["review"]["transcribed_share"] == 1
-        for mode in ("flag", "review"):
+        assert set(modes) == {"off", "flag", "review", "one_position"}
+        assert modes["off"]["transcribed_share"] == modes["off"]["note_disagrees_share"] == 0
+        for mode in ("flag", "review", "one_position"):
+            assert modes[mode]["transcribed_share"] == 1
             assert modes[mode]["inspections_per_s"] > 0
             assert modes[mode]["throughput_ratio"] == (
                 modes[mode]["inspections_per_s"] / modes["off"]["inspections_per_s"]
