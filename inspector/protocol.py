@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import (
@@ -40,6 +41,8 @@ from inspector.quality.adapters import AdapterRef
 from inspector.quality.decision import Decision as Decision
 from inspector.safetext import excerpt
 from inspector.settings import SLUG, LimitSettings
+
+log = logging.getLogger(__name__)
 
 TOPIC_ROOT = "inspector/v1"
 REQUEST_SCHEMA: Final = "inspector.request/v1"
@@ -889,19 +892,52 @@ def _check_topic(request: InspectionRequest, topic: str) -> None:
         )
 
 
+_Answer = TypeVar("_Answer", bound=BaseModel)
+_ignored_fields: set[tuple[str, str]] = set()
+
+
+def _answer(model: type[_Answer], payload: bytes) -> _Answer:
+    """A worker's answer to a station, with top-level fields a newer worker added ignored.
+
+    Workers and stations are upgraded apart: within one schema version (`…/v1`) a worker
+    may add optional fields, and a station reading with the older model keeps working.
+    Anything else wrong (a missing or malformed field, an unknown nested one, another
+    schema) still raises ValidationError. Each ignored field is logged once.
+    """
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if not all(e["type"] == "extra_forbidden" and len(e["loc"]) == 1 for e in errors):
+            raise
+        data = from_json(payload)
+        for error in errors:
+            name = str(error["loc"][0])
+            data.pop(name, None)
+            if (model.__name__, name) not in _ignored_fields:
+                _ignored_fields.add((model.__name__, name))
+                log.warning(
+                    "%s field %r is not known to this version; ignored (a newer worker sent it)",
+                    model.__name__,
+                    excerpt(name),
+                )
+        return model.model_validate(data)
+
+
 def parse_verdict(payload: bytes) -> VerdictMessage:
-    """Parse a verdict message (edge side)."""
-    return VerdictMessage.model_validate_json(payload)
+    """Parse a verdict message (edge side); fields a newer worker added are ignored."""
+    return _answer(VerdictMessage, payload)
 
 
 def parse_rationale(payload: bytes) -> RationaleMessage:
-    """A rationale message from its JSON payload; raises ValidationError."""
-    return RationaleMessage.model_validate_json(payload)
+    """A rationale message from its JSON payload; raises ValidationError. Fields a newer
+    worker added are ignored."""
+    return _answer(RationaleMessage, payload)
 
 
 def parse_rejection(payload: bytes) -> RejectionMessage:
-    """Parse a rejection message (edge side)."""
-    return RejectionMessage.model_validate_json(payload)
+    """Parse a rejection message (edge side); fields a newer worker added are ignored."""
+    return _answer(RejectionMessage, payload)
 
 
 def parse_status(payload: bytes) -> WorkerStatus:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
+from pydantic import ValidationError
 
 from inspector.errors import Code, RejectedInput
 from inspector.protocol import (
@@ -81,6 +82,7 @@ def test_verdict_and_status_round_trip() -> None:
         decided_at=utcnow(),
     )
     assert parse_verdict(verdict.to_payload()) == verdict
+    _a_newer_workers_fields_are_ignored_and_anything_else_still_refused(verdict)
     status = WorkerStatus(worker_id="w1", state="online", version="0.1.0", updated_at=utcnow())
     assert WorkerStatus.model_validate_json(status.to_payload()) == status
 
@@ -272,3 +274,24 @@ def test_parser_never_crashes_on_arbitrary_json_objects(body: dict[str, Any]) ->
     body.setdefault("schema", "inspector.request/v1")
     with pytest.raises(RejectedInput):
         parse_request(json.dumps(body).encode())
+
+
+def _a_newer_workers_fields_are_ignored_and_anything_else_still_refused(
+    verdict: VerdictMessage,
+) -> None:
+    # Workers and stations are upgraded apart: a field a newer worker adds to a v1 verdict
+    # must not make every verdict unreadable at a station that has not been upgraded yet.
+    data = json.loads(verdict.to_payload())
+    newer = {**data, "heat_map": {"x": 3}, "second_opinion": "FAIL"}
+    assert parse_verdict(json.dumps(newer).encode()) == verdict
+    # Only top-level additions within the same schema version are let through.
+    nested = {**data, "defects": [{"type": "scratch", "where": "left flange", "size": 3}]}
+    with pytest.raises(ValidationError):
+        parse_verdict(json.dumps(nested).encode())
+    with pytest.raises(ValidationError):
+        parse_verdict(json.dumps({**newer, "schema": "inspector.verdict/v2"}).encode())
+    missing = {k: v for k, v in newer.items() if k != "p_pass"}
+    with pytest.raises(ValidationError):
+        parse_verdict(json.dumps(missing).encode())
+    with pytest.raises(ValidationError):
+        parse_verdict(b"not json")
