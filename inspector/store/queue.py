@@ -131,6 +131,7 @@ class QueueItem:
     adapter: str
     latest_review: str | None  # the answer that counts (none after a withdrawal)
     reviewed_by_me: bool
+    note_disagrees: bool = False  # the operator's note contradicts the latest verdict
 
     @property
     def leaning(self) -> Decision:
@@ -195,6 +196,12 @@ def _items_select(user_id: int) -> Any:
     latest_review = (
         sa.select(Review.final_verdict).where(Review.id == Inspection.review_id).scalar_subquery()
     )
+    # One primary-key lookup per listed row (a page), not a join over the queue's scope.
+    disagrees = (
+        sa.select(Verdict.note_disagrees)
+        .where(Verdict.id == Inspection.verdict_id)
+        .scalar_subquery()
+    )
     stmt: Any = sa.select(
         Inspection.id,
         Inspection.request_id,
@@ -209,14 +216,30 @@ def _items_select(user_id: int) -> Any:
         Inspection.adapter,
         latest_review,
         reviewed_by(user_id),
+        disagrees,
     )
     return stmt.select_from(Inspection)
 
 
 def _item(row: sa.Row[Any]) -> QueueItem:
-    iid, rid, site, line, station, part, at, verdict, conf, p, adapter, review, mine = tuple(row)
+    iid, rid, site, line, station, part, at, verdict, conf, p, adapter, review, mine, note = tuple(
+        row
+    )
     return QueueItem(
-        iid, rid, site, line, station, part, at, verdict, conf, p, adapter, review, bool(mine)
+        iid,
+        rid,
+        site,
+        line,
+        station,
+        part,
+        at,
+        verdict,
+        conf,
+        p,
+        adapter,
+        review,
+        bool(mine),
+        bool(note),
     )
 
 

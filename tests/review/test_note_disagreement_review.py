@@ -5,6 +5,7 @@ the inspection, and its page and the API say so."""
 from __future__ import annotations
 
 import json
+import re
 
 from fastapi.testclient import TestClient
 
@@ -45,6 +46,15 @@ def test_a_transcript_that_disagrees_flags_the_verdict_for_the_queue_filter_page
     assert f"/inspections/{flagged}" in page and f"/inspections/{agreeing}" not in page
     everything = client.get("/queue?tab=all&reviewed=any").text
     assert f"/inspections/{agreeing}" in everything
+    # Each row of the list says whether its note disagrees, on the page and in the API.
+    marked = re.findall(r'data-rid="([^"]+)".*?</tr>', everything, re.S)
+    rows = dict(
+        zip(marked, re.findall(r'data-rid="[^"]+"(.*?)</tr>', everything, re.S), strict=True)
+    )
+    assert 'class="note-flag"' in rows[flagged] and 'class="note-flag"' not in rows[agreeing]
+    listed = client.get("/api/v1/queue", params={"tab": "all", "reviewed": "any"}).json()
+    flags = {i["request_id"]: i["note_disagrees"] for i in listed["items"]}
+    assert flags == {flagged: True, agreeing: False}
 
     assert SAYS in client.get(f"/inspections/{flagged}").text
     assert SAYS not in client.get(f"/inspections/{agreeing}").text

@@ -50,6 +50,9 @@ class QueueItemOut(PartOut):
     adapter: str
     latest_review: str | None = Field(description="the latest reviewer verdict, if any")
     reviewed_by_me: bool
+    note_disagrees: bool = Field(
+        False, description="the operator's note contradicts the latest verdict"
+    )
 
 
 class QueuePage(BaseModel):
