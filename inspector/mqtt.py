@@ -8,6 +8,7 @@ PUBACKs (with their v5 reason codes) into `Publication` handles a caller can wai
 from __future__ import annotations
 
 import logging
+import math
 import re
 import ssl
 import threading
@@ -54,6 +55,9 @@ class Message:
     dup: bool
     # Which broker session delivered it: a packet id means something only within one.
     session: int = 0
+    # Seconds left before the broker would have dropped it undelivered (MQTT 5 message
+    # expiry), or None when it was sent without one.
+    expiry_s: int | None = None
 
 
 Handler = Callable[[Message], None]
@@ -298,14 +302,25 @@ class MqttTransport:
     # --- publishing --------------------------------------------------------------------
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        expiry_s: float | None = None,
     ) -> Publication:
         """Hand a message to the client; while disconnected paho queues it for the next connect.
 
         QoS 0 messages are not queued: published while disconnected, they are dropped (and
-        the returned publication counts as done), as MQTT defines.
+        the returned publication counts as done), as MQTT defines. With `expiry_s` (MQTT 5)
+        the broker drops the message once it has waited that long for its subscriber (a
+        session whose client is away), rounded up to whole seconds.
         """
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        properties = None
+        if expiry_s is not None and not self._v311:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.MessageExpiryInterval = max(1, math.ceil(expiry_s))
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise PublishFailed(f"publish to {topic} failed: {paho.error_string(info.rc)}")
         pub = Publication(topic, info.mid, qos)
@@ -438,6 +453,7 @@ class MqttTransport:
             msg.mid,
             bool(msg.dup),
             self._session,
+            getattr(msg.properties, "MessageExpiryInterval", None),
         )
         if self._manual_ack and msg.qos > 0:
             with self._cond:

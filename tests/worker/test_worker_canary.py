@@ -17,13 +17,14 @@ from typer.testing import CliRunner
 from inspector.canary import Canary
 from inspector.cli import app
 from inspector.engine.types import EngineRequest, InferenceEngine
-from inspector.mqtt import MqttTransport
+from inspector.mqtt import Message, MqttTransport
 from inspector.protocol import (
     CanaryHealth,
     VerdictMessage,
     WorkerStatus,
     adapter_control_topic,
     canary_health_topic,
+    canary_request_topic,
     status_topic,
     utcnow,
 )
@@ -197,9 +198,21 @@ def test_the_canary_catches_an_adapter_swapped_in_a_running_worker_within_one_pe
         stored = session.scalar(sa.select(sa.func.count()).select_from(Inspection))
 
     watch = HealthWatch()
+    # What the worker's canary topic carries, seen beside the worker.
+    seen: queue.Queue[Message] = queue.Queue()
+    tap = MqttTransport(
+        BrokerSettings(host=broker[0], port=broker[1]), f"tap-{unique}", clean_start=True
+    )
+    tap.subscribe(canary_request_topic(unique), seen.put, qos=1)
+    tap.start()
+    assert tap.wait_subscribed(10)
     canary, stop, thread = _start_canary(broker, unique, store, watch)
     try:
         thread.start()
+        # Each golden part expires with its period: a worker away for longer is not handed
+        # a backlog of stale parts when it comes back.
+        sent = seen.get(timeout=TIMEOUT)
+        assert sent.expiry_s is not None and 0 < sent.expiry_s <= PERIOD_S
         # The first full period: every golden part answered as reviewed by unique@1.
         _, ok = watch.until(unique, lambda h: h.state != "failing" and h.checked == 3)
         assert ok.state == "ok" and ok.adapters == [f"{unique}={unique}@1"]
@@ -210,6 +223,7 @@ def test_the_canary_catches_an_adapter_swapped_in_a_running_worker_within_one_pe
         stop.set()
         thread.join(TIMEOUT)
         canary.stop()
+        tap.stop()
     detection_s = caught_at - swapped_at
     print(f"canary detection time: {detection_s:.2f} s (period {PERIOD_S:g} s)")
     assert detection_s <= PERIOD_S + ANSWER_BUDGET_S
