@@ -221,6 +221,10 @@ def _render_engine(report: dict[str, Any]) -> None:
                 f"{prof['decode_ms_per_step']:.1f} ms/step (floor "
                 f"{prof['decode_floor_ms_per_step']:.1f})"
             )
+            busiest = ", ".join(
+                f"{k['name'][:48]} {k['ms_per_step']:.2f}" for k in prof["decode_kernels"][:5]
+            )
+            console.print(f"{image}, decode step's busiest (ms/step): {busiest}", markup=False)
         engine = run["engine"]
         verdicts, whole = engine["verdict_latency_s"]["p50"], engine["batch_latency_s"]["p50"]
         console.print(

@@ -220,7 +220,7 @@ class PhiEngine:
         """Static caches built, graphs captured and steps replayed or run eagerly, so far."""
         return self._graphs.stats.as_dict()
 
-    def _decode_graphs(self) -> DecodeGraphs:
+    def decode_graphs(self) -> DecodeGraphs:
         """The reusable decode graphs, emptied first if an adapter changed since."""
         if self._graphs_generation != self._adapters.generation:
             self._graphs.clear()
@@ -329,7 +329,7 @@ class PhiEngine:
                 core.stop_ids,
                 core.pad_id,
                 static=self.static_decode,
-                graphs=self._decode_graphs(),
+                graphs=self.decode_graphs(),
                 rows=explain,
             )
             del state
@@ -388,7 +388,7 @@ class PhiEngine:
             core.stop_ids,
             core.pad_id,
             static=self.static_decode,
-            graphs=self._decode_graphs(),
+            graphs=self.decode_graphs(),
         )
         for row, text in zip(
             rows, core.tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True

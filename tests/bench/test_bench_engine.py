@@ -73,6 +73,14 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
     assert prof["towers_tflop"] > 0 and prof["prefill_tflop"] > 0
     assert prof["mfu_prefill"] > 0 and prof["mfu_towers"] > 0
     assert prof["decode_steps"] == 5 and prof["decode_floor_ms_per_step"] > 0
+    # The busiest ops of a profiled decode, per step, busiest first (kernels on a GPU).
+    kernels = prof["decode_kernels"]
+    assert kernels and all(k["ms_per_step"] > 0 and k["calls_per_step"] > 0 for k in kernels)
+    times = [k["ms_per_step"] for k in kernels]
+    assert times == sorted(times, reverse=True) and sum(k["share"] for k in kernels) <= 1 + 1e-9
+    # The profile decodes from the engine's own static caches, as served batches do.
+    profiled = prof["decode_graphs"]
+    assert profiled["builds"] <= 1 and profiled["eager_steps"] > 0
     # The served base has the vision LoRA merged: its prefill does none of the LoRA's work.
     before = small["engine_unmerged"]
     assert (engine["vision_lora"], before["vision_lora"]) == ("merged", "attached")
