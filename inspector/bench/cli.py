@@ -157,7 +157,11 @@ def bench_engine(
 
 def _engine_keys(run: dict[str, Any]) -> list[str]:
     """The run's engine reports: the reference, each other quantization, the unmerged one."""
-    others = [k for k in run if k.startswith("engine_") and k != "engine_unmerged"]
+    others = [
+        k
+        for k in run
+        if k.startswith("engine_") and k != "engine_unmerged" and not k.endswith("_error")
+    ]
     return ["engine", *others, *(["engine_unmerged"] if "engine_unmerged" in run else [])]
 
 

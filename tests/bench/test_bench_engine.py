@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from inspector.bench.cli import _render_engine
 from inspector.bench.engine import EngineBenchConfig, run_engine_bench, verdict_agreement
 
 
@@ -29,6 +30,7 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
         curve_sizes=(1, 3),
     )
     report = run_engine_bench(cfg)
+    _render_engine(report)  # the table and lines people read, from every part of the report
     (small,) = report["runs"]
     assert small["workload"]["image"] == "64x48"
     engine, seed = small["engine"], small["seed"]
@@ -103,7 +105,9 @@ def test_bench_without_the_baseline_measures_the_engine_alone_at_each_size() -> 
         profile_runs=0,
         note_check_tokens=3,
     )
-    runs = run_engine_bench(cfg, [(64, 48), (48, 64)])["runs"]
+    report = run_engine_bench(cfg, [(64, 48), (48, 64)])
+    _render_engine(report)
+    runs = report["runs"]
     assert [r["workload"]["image"] for r in runs] == ["64x48", "48x64"]
     for run in runs:
         assert "seed" not in run and "speedup" not in run and "profile" not in run["engine"]
@@ -144,7 +148,9 @@ def test_a_variant_that_cannot_run_is_reported_and_the_run_goes_on() -> None:
         curve_sizes=(),
         quantization=("none", "fp8"),
     )
-    (run,) = run_engine_bench(cfg)["runs"]
+    report = run_engine_bench(cfg)
+    _render_engine(report)
+    (run,) = report["runs"]
     assert run["engine"]["inspections_per_s"] > 0
     assert "engine_fp8" not in run and "fp8_agreement" not in run
     assert "cannot run here" in run["engine_fp8_error"]
