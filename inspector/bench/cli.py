@@ -148,8 +148,13 @@ def bench_engine(
         note_check_tokens=note_check,
         curve_sizes=_sizes(curve),
     )
-    report = run_engine_bench(cfg, sizes)
     output.parent.mkdir(parents=True, exist_ok=True)
+
+    # Each engine's figures are written as soon as it is done: a run cut short keeps them.
+    def keep(partial: dict[str, Any]) -> None:
+        output.write_text(json.dumps(partial, indent=2))
+
+    report = run_engine_bench(cfg, sizes, progress=keep)
     output.write_text(json.dumps(report, indent=2))
     _render_engine(report)
     console.print(f"JSON: {output}")

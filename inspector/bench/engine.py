@@ -25,7 +25,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -729,7 +729,9 @@ def _measure_seed(
 
 
 def run_engine_bench(
-    cfg: EngineBenchConfig, sizes: list[tuple[int, int]] | None = None
+    cfg: EngineBenchConfig,
+    sizes: list[tuple[int, int]] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """The engines, then the seed recipe, on each photo size (default: `cfg`'s), as one report.
 
@@ -737,6 +739,8 @@ def run_engine_bench(
     compares them on the same photos and voice notes in the same process. The first
     quantization's engine is the run's `engine`; each other one is `engine_<name>`, with
     its ratio to the seed recipe and to `engine`, and its verdict agreement with `engine`.
+    `progress` gets a partial report (`"partial": true`, what each engine measured so far)
+    after each engine, so a run cut short keeps what it measured.
     """
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("the engine benchmark needs a CUDA GPU")
@@ -762,6 +766,16 @@ def run_engine_bench(
             log.exception("the %s engine failed", quantization)
             failed[quantization] = f"{type(exc).__name__}: {exc}"[:4000]
         _free(cfg.device)
+        if progress is not None:
+            progress(
+                {
+                    **report_head("engine", cfg.device, cfg),
+                    "partial": True,
+                    "sizes": [f"{w}x{h}" for w, h in sizes],
+                    "engines": variants,
+                    "failed": failed,
+                }
+            )
     unmerged: list[dict[str, Any] | None] = [None] * len(sizes)
     if cfg.unmerged:
         unmerged = list(_bench_engine(cfg, sizes, processor, config, merged=False))

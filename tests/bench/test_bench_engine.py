@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -148,8 +149,13 @@ def test_a_variant_that_cannot_run_is_reported_and_the_run_goes_on() -> None:
         curve_sizes=(),
         quantization=("none", "fp8"),
     )
-    report = run_engine_bench(cfg)
+    partials: list[dict[str, Any]] = []
+    report = run_engine_bench(cfg, progress=partials.append)
     _render_engine(report)
+    # After each engine, what it measured so far: a run cut short keeps it.
+    assert [sorted(p["engines"]) for p in partials] == [["none"], ["none"]]
+    assert all(p["partial"] for p in partials) and "fp8" in partials[-1]["failed"]
+    assert partials[0]["engines"]["none"][0]["inspections_per_s"] > 0
     (run,) = report["runs"]
     assert run["engine"]["inspections_per_s"] > 0
     assert "engine_fp8" not in run and "fp8_agreement" not in run
