@@ -372,6 +372,9 @@ def measure_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
         "dtype": str(engine.model.dtype).removeprefix("torch."),
         "quantization": settings.quantization,
         "quantized_layers": engine.quantized_layers,
+        # False where the blocks run eagerly (--no-compile, or float8 layers that this
+        # torch/torchao pair could not compile at load).
+        "compiled": engine.compiled,
         "attn_implementation": engine.model.config._attn_implementation,
         "static_decode": cfg.static_decode,
         "batch_size": cfg.batch_size,

@@ -22,6 +22,7 @@ Shapes are compiled dynamic, so batch size and prompt length do not recompile.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -57,10 +58,48 @@ def quantized_projections(model: Any) -> list[torch.nn.Module]:
     return out
 
 
-def compile_blocks(model: Any) -> int:
-    """Compile every repeated block in place; returns how many were wrapped."""
+def compile_blocks(model: Any, backend: str | Callable[..., Any] = "inductor") -> list[Any]:
+    """Compile every repeated block in place; returns the blocks wrapped."""
     blocks = [*repeated_blocks(model), *quantized_projections(model)]
     for block in blocks:
-        block.compile(dynamic=True)
+        block.compile(dynamic=True, backend=backend)
     log.info("compiling %d repeated blocks on first use", len(blocks))
-    return len(blocks)
+    return blocks
+
+
+def uncompile(blocks: list[Any]) -> None:
+    """Run `blocks` eagerly again (undo `compile_blocks`)."""
+    for block in blocks:
+        block._compiled_call_impl = None
+    torch._dynamo.reset()
+
+
+def first_compiled_run(model: Any) -> str | None:
+    """Run each kind of compiled block once on a small input (as the engine runs them, under
+    inference mode); the error a block raised, or None when every one ran.
+
+    Compiling happens here, at load, instead of in the first batch.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    lm = base.model
+    layer = lm.layers[0]
+    vision = lm.embed_tokens_extend.image_embed.img_processor.encoder.layers[0]
+    weight = layer.mlp.down_proj
+    dtype = getattr(weight, "base_layer", weight).weight.dtype
+    device = next(layer.parameters()).device
+    text = torch.randn(1, 8, base.config.hidden_size, dtype=torch.float32, device=device)
+    picture = torch.randn(1, 16, vision.embed_dim, dtype=torch.float32, device=device)
+    attention = layer.self_attn
+    try:
+        with torch.inference_mode():
+            x = text.to(dtype)
+            layer.input_layernorm(x)
+            layer.mlp(x)
+            layer.post_attention_layernorm(x)
+            for projection in (attention.qkv_proj, attention.o_proj):
+                linear = getattr(projection, "base_layer", projection)
+                linear(x[..., : linear.in_features])
+            vision(picture.to(dtype), attention_mask=None)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"[:2000]
+    return None

@@ -5,6 +5,8 @@ weight bytes. torchao's `Float8DynamicActivationFloat8WeightConfig` with `PerRow
 granularity stores each weight row in float8 (e4m3) with its own scale and quantises each
 activation row as it arrives, so nothing is calibrated; inside the compiled blocks
 (compiled.py) torch.compile fuses that activation quantisation into the neighbouring work.
+The compiled float8 blocks run once at load; where they cannot be compiled, they are
+served uncompiled (slower than compiled bf16) and the log says so.
 
 Quantised, after the vision LoRA is merged (the merged weights are rounded once): every
 linear layer of the language model's decoder layers (qkv, o, gate_up, down) and of the

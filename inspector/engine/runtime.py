@@ -25,7 +25,7 @@ from transformers import ProcessorMixin
 from inspector.engine import policy
 from inspector.engine.adapters import AdapterSet, SiteAdapter
 from inspector.engine.checkpoint import load_checkpoint, resolve_runtime
-from inspector.engine.compiled import compile_blocks
+from inspector.engine.compiled import compile_blocks, first_compiled_run, uncompile
 from inspector.engine.core import PhiCore
 from inspector.engine.decode import DecodeGraphs, greedy_continue, prefill
 from inspector.engine.quantize import apply_quantization, check_quantization
@@ -78,8 +78,23 @@ class PhiEngine:
         self._batch_lock = threading.Lock()
         # Before compiling: the compiled blocks then fuse the float8 activation quantisation.
         self.quantized_layers = apply_quantization(model, settings.quantization, self.device)
-        if settings.compile and self.device.type == "cuda":
-            compile_blocks(model)
+        # Whether the repeated blocks run compiled (False: eagerly, set or fallen back to).
+        self.compiled = settings.compile and self.device.type == "cuda"
+        if self.compiled:
+            blocks = compile_blocks(model)
+            # Float8 layers are compiled before any batch, so that a torch/torchao pair
+            # that cannot compile them falls back to eager layers here, not in a batch.
+            problem = first_compiled_run(model) if self.quantized_layers else None
+            if problem is not None:
+                uncompile(blocks)
+                self.compiled = False
+                log.warning(
+                    "the float8 layers cannot be compiled here (%s); serving them uncompiled, "
+                    "which is slower than bf16 compiled: set model.quantization = 'none' "
+                    "unless `inspector bench engine --quantization none --quantization fp8` "
+                    "says otherwise",
+                    problem,
+                )
         # Static caches and decode graphs reused across batches (see decode.DecodeGraphs).
         self._graphs = DecodeGraphs()
         self._graphs_generation = self._adapters.generation

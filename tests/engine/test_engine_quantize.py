@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from inspector.engine.checkpoint import load_checkpoint, resolve_runtime
+from inspector.engine.compiled import compile_blocks, first_compiled_run, uncompile
 from inspector.engine.quantize import (
     ACTIVATION_FLOOR,
     fp8_targets,
@@ -17,8 +19,10 @@ from inspector.engine.quantize import (
     stored_bytes,
 )
 from inspector.engine.runtime import PhiEngine, load_engine
+from inspector.engine.types import EngineRequest
 from inspector.errors import Code, ModelLoadError
 from inspector.settings import ModelSettings
+from tests.engine.media import photo
 
 TORCHAO_MISSING = importlib.util.find_spec("torchao") is None
 
@@ -104,3 +108,32 @@ def test_fp8_covers_decoder_and_vision_linears_inside_lora_wrappers_never_the_ad
 def test_stored_bytes_of_a_plain_tensor_is_its_size() -> None:
     assert stored_bytes(torch.zeros(3, 5, dtype=torch.bfloat16)) == 30
     assert not is_quantized(torch.nn.Parameter(torch.zeros(2)))
+
+
+def _refusing_backend(graph: Any, example_inputs: Any) -> Any:
+    raise RuntimeError("this compiler cannot trace the layer")
+
+
+def test_blocks_a_compiler_cannot_run_fall_back_to_eager_at_load(tiny_model_dir: Path) -> None:
+    # Float8 layers are compiled and run once at load: where this torch/torchao pair cannot
+    # compile them, the engine serves them eagerly instead of failing its first batch.
+    settings = ModelSettings(path=tiny_model_dir, device="cpu")
+    model, processor = load_checkpoint(settings, resolve_runtime(settings))
+    reference = PhiEngine(model, processor, settings, {}).infer([_request()])
+    blocks = compile_blocks(model, backend=_refusing_backend)
+    problem = first_compiled_run(model)
+    assert problem is not None and "cannot trace the layer" in problem
+    uncompile(blocks)
+    assert all(block._compiled_call_impl is None for block in blocks)
+    assert first_compiled_run(model) is None  # every block runs again, eagerly
+    (again,) = PhiEngine(model, processor, settings, {}).infer([_request()])
+    assert again.p_pass == pytest.approx(reference[0].p_pass)
+    # A compiler that works leaves the blocks compiled.
+    blocks = compile_blocks(model, backend="eager")
+    assert first_compiled_run(model) is None
+    assert all(block._compiled_call_impl is not None for block in blocks)
+    uncompile(blocks)
+
+
+def _request() -> EngineRequest:
+    return EngineRequest("r1", "line", [photo(64, 48, 1)], None, "checked")
