@@ -159,6 +159,22 @@ def test_gpu_fp8_engine_quantizes_the_base_layers_only_and_leans_as_bf16(
 
 
 @needs_fp8
+def test_gpu_fp8_engine_compiled_leans_as_uncompiled_and_never_gives_nan(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The float8 blocks compile at load (or fall back, which the engine then says); either
+    # way a batch with padded rows, small and multi-photo requests gives finite answers.
+    common = {"path": tiny_model_dir, "max_rationale_tokens": 8, "adapters_dir": tmp_path}
+    eager = load_engine(
+        ModelSettings(device="cuda", quantization="fp8", compile=False, **common), {}
+    )
+    compiled = load_engine(ModelSettings(device="cuda", quantization="fp8", **common), {})
+    assert compiled.compiled, "the float8 blocks fell back to eager at load"
+    for c, e in zip(compiled.infer(batch()), eager.infer(batch()), strict=True):
+        assert 0 <= c.p_pass <= 1 and c.p_pass == pytest.approx(e.p_pass, abs=0.02)
+
+
+@needs_fp8
 def test_gpu_fp8_engine_routes_rows_to_swapped_site_adapters(
     tiny_model_dir: Path, tmp_path: Path, make_site_adapter: Callable[[str, int], Path]
 ) -> None:
