@@ -11,19 +11,19 @@ from inspector.bench.cli import _render_engine
 from inspector.bench.engine import EngineBenchConfig, run_engine_bench, verdict_agreement
 
 
+def tiny(**overrides: Any) -> EngineBenchConfig:
+    """The tiny architecture on a CPU, at a small photo and note: the benchmark's own path."""
+    base = {"lora_rank": 8, "width": 64, "height": 48, "audio_seconds": 1.0}
+    return EngineBenchConfig(architecture="tiny", device="cpu", **{**base, **overrides})
+
+
 def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
-    cfg = EngineBenchConfig(
-        architecture="tiny",
-        device="cpu",
+    cfg = tiny(
         batch_size=2,
         batches=2,
         seed_requests=2,
         rationale_tokens=4,
         seed_new_tokens=4,
-        lora_rank=8,
-        width=64,
-        height=48,
-        audio_seconds=1.0,
         profile_runs=1,
         unmerged=True,
         pass_share=0.5,
@@ -92,16 +92,10 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
 
 
 def test_bench_without_the_baseline_measures_the_engine_alone_at_each_size() -> None:
-    cfg = EngineBenchConfig(
-        architecture="tiny",
-        device="cpu",
+    cfg = tiny(
         batch_size=2,
         batches=1,
         rationale_tokens=2,
-        lora_rank=8,
-        width=64,
-        height=48,
-        audio_seconds=1.0,
         baseline=False,
         profile_runs=0,
         note_check_tokens=3,
@@ -134,16 +128,10 @@ def test_bench_without_the_baseline_measures_the_engine_alone_at_each_size() -> 
 def test_a_variant_that_cannot_run_is_reported_and_the_run_goes_on() -> None:
     # FP8 needs a float8-capable GPU: on a CPU its engine is refused, and the report says why
     # beside the reference engine's figures instead of losing them.
-    cfg = EngineBenchConfig(
-        architecture="tiny",
-        device="cpu",
+    cfg = tiny(
         batch_size=1,
         batches=1,
         rationale_tokens=1,
-        lora_rank=8,
-        width=64,
-        height=48,
-        audio_seconds=1.0,
         baseline=False,
         profile_runs=0,
         curve_sizes=(),
