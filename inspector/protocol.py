@@ -914,7 +914,7 @@ def _answer(model: type[_Answer], payload: bytes) -> _Answer:
         for error in errors:
             name = str(error["loc"][0])
             data.pop(name, None)
-            if (model.__name__, name) not in _ignored_fields:
+            if (model.__name__, name) not in _ignored_fields and len(_ignored_fields) < 64:
                 _ignored_fields.add((model.__name__, name))
                 log.warning(
                     "%s field %r is not known to this version; ignored (a newer worker sent it)",

@@ -510,6 +510,7 @@ def _decode_kernels(
             cfg.rationale_tokens,
             [],
             engine.core.pad_id,
+            static=cfg.static_decode,
             graphs=engine.decode_graphs(),
         )
         _sync(cfg.device)
@@ -566,6 +567,7 @@ def profile_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
     for run in range(max(1, cfg.profile_runs) + 1):
         if run == 1:
             times = {k: [] for k in times}
+            before = engine.decode_stats()
         laps = _Laps(cfg.device)
         inputs = encode(engine.processor, prompts, images, audios, device)
         times["preprocess"].append(laps.lap())
@@ -582,6 +584,7 @@ def profile_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
             cfg.rationale_tokens,
             [],
             engine.core.pad_id,
+            static=cfg.static_decode,
             graphs=engine.decode_graphs(),
         )
         times["decode"].append(laps.lap())

@@ -29,9 +29,6 @@ from inspector.engine.runtime import PhiEngine
 from inspector.engine.types import EngineRequest
 
 MODES = ("off", "flag", "review", "one_position")
-# An 8 s spoken note is about 20 words (150 a minute), about 26 tokens: the bound a real
-# note's transcript stops inside.
-NOTE_TOKENS = 32
 
 
 def measure_note_check(

@@ -158,8 +158,9 @@ class Canary:
             self._pending[str(request.request_id)] = _Sent(worker.worker_id, case, adapter)
             self._periods[worker.worker_id].checked += 1
         self.metrics.sent.labels(worker.worker_id).inc()
-        # A part still queued when its period is over (its worker went away) is of no use:
-        # the broker drops it rather than hand a restarted worker a backlog of stale parts.
+        # Parts are sent as their period starts; one still queued a period later (its worker
+        # went away) is of no use: the broker drops it rather than hand a restarted worker a
+        # backlog of stale parts.
         self.transport.publish(
             canary_request_topic(worker.worker_id),
             request.to_payload(),

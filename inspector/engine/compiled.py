@@ -75,31 +75,42 @@ def uncompile(blocks: list[Any]) -> None:
 
 
 def first_compiled_run(model: Any) -> str | None:
-    """Run each kind of compiled block once on a small input (as the engine runs them, under
-    inference mode); the error a block raised, or None when every one ran.
+    """Run each kind of compiled block on the shapes batches give them (as the engine runs
+    them, under inference mode); the error compiling raised, or None when every one ran.
 
-    Compiling happens here, at load, instead of in the first batch.
+    torch.compile specialises a dimension of 1, so the decoder's blocks run with one row
+    and several, one token (a decode step) and several (a prefill), and the vision layer
+    with one crop and several: the compilations a worker's first batches would make happen
+    here, at load. The same calls run eagerly first: an error there is no compile failure
+    and is raised.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     lm = base.model
     layer = lm.layers[0]
     vision = lm.embed_tokens_extend.image_embed.img_processor.encoder.layers[0]
-    weight = layer.mlp.down_proj
-    dtype = getattr(weight, "base_layer", weight).weight.dtype
+    down = layer.mlp.down_proj
+    dtype = getattr(down, "base_layer", down).weight.dtype
     device = next(layer.parameters()).device
-    text = torch.randn(1, 8, base.config.hidden_size, dtype=torch.float32, device=device)
-    picture = torch.randn(1, 16, vision.embed_dim, dtype=torch.float32, device=device)
     attention = layer.self_attn
-    try:
+    projections = [getattr(p, "base_layer", p) for p in (attention.qkv_proj, attention.o_proj)]
+
+    def run_all() -> None:
         with torch.inference_mode():
-            x = text.to(dtype)
-            layer.input_layernorm(x)
-            layer.mlp(x)
-            layer.post_attention_layernorm(x)
-            for projection in (attention.qkv_proj, attention.o_proj):
-                linear = getattr(projection, "base_layer", projection)
-                linear(x[..., : linear.in_features])
-            vision(picture.to(dtype), attention_mask=None)
+            for rows, tokens in ((2, 8), (2, 1), (1, 8), (1, 1)):
+                x = torch.randn(rows, tokens, base.config.hidden_size, device=device).to(dtype)
+                layer.input_layernorm(x)
+                layer.mlp(x)
+                layer.post_attention_layernorm(x)
+                for linear in projections:
+                    linear(x[..., : linear.in_features])
+            for crops in (2, 1):
+                picture = torch.randn(crops, 16, vision.embed_dim, device=device).to(dtype)
+                vision(picture, attention_mask=None)
+
+    with torch.compiler.set_stance("force_eager"):
+        run_all()
+    try:
+        run_all()
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"[:2000]
     return None

@@ -49,8 +49,11 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "shadow_verdicts",
     *_LATER,
 )
+LATER_COLUMNS: tuple[str, ...] = tuple(_LATER)
 # CSV has no lists: defects as their types joined by ";", media as space-separated hashes.
-CSV_COLUMNS: tuple[str, ...] = (*_SELECTED, "reviews", "media_sha256", *_LATER)
+# A CSV that adds columns of its own puts them between these two.
+CSV_BASE_COLUMNS: tuple[str, ...] = (*_SELECTED, "reviews", "media_sha256")
+CSV_COLUMNS: tuple[str, ...] = (*CSV_BASE_COLUMNS, *LATER_COLUMNS)
 
 
 def iter_export(
@@ -97,8 +100,8 @@ def iter_export(
                 values[len(_SELECTED) + 1 :],
             )
             record = _record(selected, int(count), media.get(iid, []))
-            record.update(zip(_LATER, later, strict=True))
             record["shadow_verdicts"] = shadows.get(record["request_id"], [])
+            record.update(zip(_LATER, later, strict=True))
             yield record
         last = rows[-1]
         after = Cursor(last.captured_at, last[0])

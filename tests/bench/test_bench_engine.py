@@ -83,7 +83,7 @@ def test_bench_reports_both_paths_their_ratio_and_the_stage_profile() -> None:
     assert times == sorted(times, reverse=True) and sum(k["share"] for k in kernels) <= 1 + 1e-9
     # The profile decodes from the engine's own static caches, as served batches do.
     profiled = prof["decode_graphs"]
-    assert profiled["builds"] <= 1 and profiled["eager_steps"] > 0
+    assert profiled["builds"] == 0 and profiled["eager_steps"] > 0
     # The served base has the vision LoRA merged: its prefill does none of the LoRA's work.
     before = small["engine_unmerged"]
     assert (engine["vision_lora"], before["vision_lora"]) == ("merged", "attached")

@@ -185,9 +185,9 @@ def test_loading_an_adapter_drops_the_kept_decode_graphs(
     engine: PhiEngine, make_site_adapter: MakeAdapter
 ) -> None:
     engine.infer(batch()[:2])
-    assert len(engine._decode_graphs()) > 0
+    assert len(engine.decode_graphs()) > 0
     engine.load_adapter("plant-b", make_site_adapter("plant-b", 9))
-    assert len(engine._decode_graphs()) == 0
+    assert len(engine.decode_graphs()) == 0
 
 
 def _rows(state: Prefilled, rows: list[int]) -> Prefilled:

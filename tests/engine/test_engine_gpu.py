@@ -87,11 +87,11 @@ def test_gpu_later_batches_replay_the_kept_graph_with_the_same_tokens(
     four = [*three, EngineRequest("g4", "s", [photo(48, 64, 9)], None, None)]
     with caplog.at_level(logging.WARNING, logger="inspector.engine.decode"):
         first = engine.infer(three)
-        kept = len(engine._decode_graphs())
+        kept = len(engine.decode_graphs())
         again = engine.infer(three)
         full = engine.infer(four)
     assert not caplog.records
-    assert len(engine._decode_graphs()) == kept  # both batches replayed the one graph
+    assert len(engine.decode_graphs()) == kept  # both batches replayed the one graph
     assert [(r.p_pass, r.rationale) for r in again] == [(r.p_pass, r.rationale) for r in first]
     engine.static_decode = False
     eager = engine.infer(four)

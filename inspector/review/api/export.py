@@ -16,12 +16,13 @@ from inspector.review.context import AppContext, app_context
 from inspector.review.filters import QueueQuery
 from inspector.review.hosts import public_base
 from inspector.safetext import csv_cell, json_line
-from inspector.store.export import CSV_COLUMNS, csv_record, iter_export
+from inspector.store.export import CSV_BASE_COLUMNS, LATER_COLUMNS, csv_record, iter_export
 
 router = APIRouter(tags=["export"])
 
-# The store's export schema, plus each medium's URL in this app.
-COLUMNS = [*CSV_COLUMNS, "media_urls"]
+# The store's export schema, plus each medium's URL in this app (where it always stood,
+# before the columns added since).
+COLUMNS = [*CSV_BASE_COLUMNS, "media_urls", *LATER_COLUMNS]
 MAX_ROWS = 10_000_000
 
 
