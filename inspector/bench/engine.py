@@ -490,6 +490,23 @@ def _lm_step_bytes(engine: PhiEngine, batch: int, cache_len: int) -> float:
 
 
 @torch.inference_mode()  # as the engine runs its batches
+def _decode_all(cfg: EngineBenchConfig, engine: PhiEngine, state: Any, forced: list[Any]) -> None:
+    """Decode every row to the bound (no stop tokens), from the engine's own static caches
+    and graphs: replayed, as a served batch's are, not built for the profile."""
+    from inspector.engine.decode import greedy_continue
+
+    greedy_continue(
+        engine.model,
+        state,
+        forced,
+        cfg.rationale_tokens,
+        [],
+        engine.core.pad_id,
+        static=cfg.static_decode,
+        graphs=engine.decode_graphs(),
+    )
+
+
 def _decode_kernels(
     cfg: EngineBenchConfig, engine: PhiEngine, state: Any, forced: list[Any], top: int = 15
 ) -> list[dict[str, Any]]:
@@ -497,22 +514,11 @@ def _decode_kernels(
     profiled decode, per step, busiest first."""
     from torch.profiler import ProfilerActivity, profile
 
-    from inspector.engine.decode import greedy_continue
-
     on_gpu = cfg.device == "cuda"
     activities = [ProfilerActivity.CUDA] if on_gpu else [ProfilerActivity.CPU]
     steps = cfg.rationale_tokens + len(forced[0])
     with profile(activities=activities) as prof:
-        greedy_continue(
-            engine.model,
-            state,
-            forced,
-            cfg.rationale_tokens,
-            [],
-            engine.core.pad_id,
-            static=cfg.static_decode,
-            graphs=engine.decode_graphs(),
-        )
+        _decode_all(cfg, engine, state, forced)
         _sync(cfg.device)
     rows = []
     for event in prof.key_averages():
@@ -538,7 +544,7 @@ def profile_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
     Preprocessing (photos, voice notes, tokens), the vision and audio towers, the LM
     prefill and the rationale decode, each the minimum over `profile_runs` runs.
     """
-    from inspector.engine.decode import greedy_continue, prefill
+    from inspector.engine.decode import prefill
     from inspector.engine.inputs import embed, encode
     from inspector.engine.prompt import verdict_prompt as prompt_for
 
@@ -575,18 +581,7 @@ def profile_engine(cfg: EngineBenchConfig, engine: PhiEngine) -> dict[str, Any]:
         times["towers"].append(laps.lap())
         state = prefill(model, embeds, inputs.attention_mask, adapters)
         times["prefill"].append(laps.lap())
-        # No stop tokens: every row decodes the whole bound, from the engine's own static
-        # caches and graphs (replayed, as a served batch's are, not built for the profile).
-        greedy_continue(
-            model,
-            state,
-            forced,
-            cfg.rationale_tokens,
-            [],
-            engine.core.pad_id,
-            static=cfg.static_decode,
-            graphs=engine.decode_graphs(),
-        )
+        _decode_all(cfg, engine, state, forced)
         times["decode"].append(laps.lap())
         del state, embeds
     # Where the decode's time goes: one more decode, profiled kernel by kernel.
