@@ -84,6 +84,11 @@ class PhiEngine:
             blocks = compile_blocks(model)
             # Float8 layers are compiled before any batch, so that a torch/torchao pair
             # that cannot compile them falls back to eager layers here, not in a batch.
+            if self.quantized_layers:
+                log.info(
+                    "compiling the float8 blocks before serving (minutes on a first start; "
+                    "torch's compile cache makes later starts shorter)"
+                )
             problem = first_compiled_run(model) if self.quantized_layers else None
             if problem is not None:
                 uncompile(blocks)
