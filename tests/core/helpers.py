@@ -18,6 +18,8 @@ from inspector.protocol import (
     VerdictMessage,
     utcnow,
 )
+from inspector.quality import AdapterRef
+from inspector.store.shadow import ShadowVerdictInput
 
 
 def jpeg(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
@@ -75,3 +77,21 @@ def verdict_for(req: InspectionRequest, **over: Any) -> VerdictMessage:
     )
     fields.update(over)
     return VerdictMessage(**fields)
+
+
+def shadow_verdict_for(
+    request_id: str, site: str, adapter: AdapterRef, verdict: Decision, model: str = "tiny"
+) -> ShadowVerdictInput:
+    """A shadow adapter's confident `verdict` on one request, as a worker hands it over."""
+    return ShadowVerdictInput(
+        request_id=request_id,
+        site=site,
+        adapter=adapter,
+        model=model,
+        prompt_version="v1",
+        verdict=verdict,
+        confidence=0.9,
+        p_pass=0.9 if verdict is Decision.PASS else 0.1,
+        worker_id="w1",
+        decided_at=utcnow(),
+    )

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from inspector.protocol import Decision, utcnow
+from inspector.protocol import Decision
 from inspector.quality import AdapterRef
 from inspector.review import create_app
 from inspector.settings import Settings
@@ -26,8 +26,9 @@ from inspector.store import Store
 from inspector.store.adapters import register_adapter
 from inspector.store.export import iter_export
 from inspector.store.filters import VerdictFilter
-from inspector.store.shadow import ShadowVerdictInput, record_shadow_verdicts, reviewed_pairs
+from inspector.store.shadow import record_shadow_verdicts, reviewed_pairs
 from inspector.train.registry import shadow
+from tests.core.helpers import shadow_verdict_for
 from tests.review.helpers import SETTINGS, add_user, csrf_of, login, seed
 
 SHA = "a" * 64
@@ -57,21 +58,11 @@ def _candidate(store: Store) -> str:
 
 def _judged(store: Store, version: int, verdicts: dict[str, Decision]) -> None:
     """Shadow verdicts of osaka@`version`, as a worker stores them."""
+    adapter = AdapterRef("osaka", version, SHA)
     record_shadow_verdicts(
         store.db,
         [
-            ShadowVerdictInput(
-                request_id=rid,
-                site="osaka",
-                adapter=AdapterRef("osaka", version, SHA),
-                model="phi-4-mm",
-                prompt_version="v1",
-                verdict=verdict,
-                confidence=0.9,
-                p_pass=0.9 if verdict is Decision.PASS else 0.1,
-                worker_id="w1",
-                decided_at=utcnow(),
-            )
+            shadow_verdict_for(rid, "osaka", adapter, verdict, model="phi-4-mm")
             for rid, verdict in verdicts.items()
         ],
     )

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from inspector.errors import RegistryRefused
-from inspector.protocol import Decision, utcnow
+from inspector.protocol import Decision
 from inspector.quality import AdapterRef
 from inspector.store import Batch, Store
 from inspector.store.adapters import AdapterStatus, audit_trail, find_adapter, register_adapter
@@ -25,7 +25,7 @@ from inspector.store.shadow import (
     shadow_verdicts,
 )
 from inspector.train.registry import retire, serving, shadow, unshadow
-from tests.core.helpers import make_request, verdict_for
+from tests.core.helpers import make_request, shadow_verdict_for, verdict_for
 
 
 def _register(store: Store, site: str) -> str:
@@ -78,18 +78,7 @@ def test_shadow_verdicts_are_stored_once_apart_and_compared_on_reviewed_inspecti
     adapter = AdapterRef(unique, 1, "a" * 64)
 
     def shadowed(i: int, verdict: Decision) -> ShadowVerdictInput:
-        return ShadowVerdictInput(
-            request_id=str(requests[i].request_id),
-            site=unique,
-            adapter=adapter,
-            model="tiny",
-            prompt_version="v1",
-            verdict=verdict,
-            confidence=0.9,
-            p_pass=0.9 if verdict is Decision.PASS else 0.1,
-            worker_id="w1",
-            decided_at=utcnow(),
-        )
+        return shadow_verdict_for(str(requests[i].request_id), unique, adapter, verdict)
 
     batch = [shadowed(0, Decision.PASS), shadowed(1, Decision.FAIL), shadowed(2, Decision.FAIL)]
     assert record_shadow_verdicts(store.db, batch) == 3
