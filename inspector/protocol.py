@@ -642,14 +642,18 @@ def adapter_control_filter() -> str:
 # canary answer never reaches a station's board (see inspector.canary).
 
 
+def _canary_topic(worker_id: str, leaf: str) -> str:
+    return f"{TOPIC_ROOT}/canary/{_check_slug(worker_id, 'worker id')}/{leaf}"
+
+
 def canary_request_topic(worker_id: str) -> str:
     """Where the canary sends one worker its golden parts (a plain subscription, not shared)."""
-    return f"{TOPIC_ROOT}/canary/{_check_slug(worker_id, 'worker id')}/request"
+    return _canary_topic(worker_id, "request")
 
 
 def canary_verdict_topic(worker_id: str) -> str:
     """Where a worker answers the canary: verdict messages that are never stored."""
-    return f"{TOPIC_ROOT}/canary/{_check_slug(worker_id, 'worker id')}/verdict"
+    return _canary_topic(worker_id, "verdict")
 
 
 def canary_verdict_filter() -> str:
@@ -659,7 +663,7 @@ def canary_verdict_filter() -> str:
 
 def canary_health_topic(worker_id: str) -> str:
     """Retained: the canary's word on one worker (CanaryHealth)."""
-    return f"{TOPIC_ROOT}/canary/{_check_slug(worker_id, 'worker id')}/health"
+    return _canary_topic(worker_id, "health")
 
 
 def canary_health_filter() -> str:
