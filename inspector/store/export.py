@@ -50,6 +50,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     *_LATER,
 )
 LATER_COLUMNS: tuple[str, ...] = tuple(_LATER)
+_STORED: dict[str, Any] = {**_SELECTED, **_LATER}  # every column read from a row
 # CSV has no lists: defects as their types joined by ";", media as space-separated hashes.
 # A CSV that adds columns of its own puts them between these two.
 CSV_BASE_COLUMNS: tuple[str, ...] = (*_SELECTED, "reviews", "media_sha256")
@@ -75,9 +76,7 @@ def iter_export(
         .scalar_subquery()
     )
     base = (
-        with_latest_verdict(
-            sa.select(Inspection.id, *_SELECTED.values(), review_count, *_LATER.values())
-        )
+        with_latest_verdict(sa.select(Inspection.id, review_count, *_STORED.values()))
         .outerjoin(Review, Review.id == Inspection.review_id)
         .where(*conditions(flt, user_id))
         .order_by(*newest_first(Inspection.id))
@@ -93,16 +92,10 @@ def iter_export(
             return
         media = _media_of(conn, [r[0] for r in rows])
         shadows = _shadows_of(session, [r.request_id for r in rows])
-        for iid, *values in rows:
-            selected, count, later = (
-                values[: len(_SELECTED)],
-                values[len(_SELECTED)],
-                values[len(_SELECTED) + 1 :],
-            )
-            record = _record(selected, int(count), media.get(iid, []))
+        for iid, count, *values in rows:
+            record = _record(values, int(count), media.get(iid, []))
             record["shadow_verdicts"] = shadows.get(record["request_id"], [])
-            record.update(zip(_LATER, later, strict=True))
-            yield record
+            yield {name: record[name] for name in EXPORT_COLUMNS}
         last = rows[-1]
         after = Cursor(last.captured_at, last[0])
         if left is not None:
@@ -131,7 +124,7 @@ def _shadows_of(session: Session, request_ids: list[str]) -> dict[str, list[dict
 def _record(values: list[Any], reviews: int, media: list[tuple[str, str]]) -> dict[str, Any]:
     record: dict[str, Any] = {
         name: value.isoformat() if isinstance(value, datetime) else value
-        for name, value in zip(_SELECTED, values, strict=True)
+        for name, value in zip(_STORED, values, strict=True)
     }
     record["reviews"] = reviews
     record["media"] = [{"role": role, "sha256": sha} for role, sha in media]
