@@ -89,17 +89,17 @@ class PhiEngine:
                     "compiling the float8 blocks before serving (minutes on a first start; "
                     "torch's compile cache makes later starts shorter)"
                 )
-            problem = first_compiled_run(model) if self.quantized_layers else None
-            if problem is not None:
-                uncompile(blocks)
-                self.compiled = False
-                log.warning(
-                    "the float8 layers cannot be compiled here (%s); serving them uncompiled, "
-                    "which is slower than bf16 compiled: set model.quantization = 'none' "
-                    "unless `inspector bench engine --quantization none --quantization fp8` "
-                    "says otherwise",
-                    problem,
-                )
+                problem = first_compiled_run(model)
+                if problem is not None:
+                    uncompile(blocks)
+                    self.compiled = False
+                    log.warning(
+                        "the float8 layers cannot be compiled here (%s); serving them "
+                        "uncompiled, which is slower than bf16 compiled: set "
+                        "model.quantization = 'none' unless `inspector bench engine "
+                        "--quantization none --quantization fp8` says otherwise",
+                        problem,
+                    )
         # Static caches and decode graphs reused across batches (see decode.DecodeGraphs).
         self._graphs = DecodeGraphs()
         self._graphs_generation = self._adapters.generation
