@@ -113,8 +113,9 @@ def bench_engine(
         int | None,
         typer.Option(
             min=1,
-            help="Also time the note/photo disagreement check (off, flag, review) with "
-            "transcripts of up to this many tokens (e.g. 32).",
+            help="Also time the note/photo disagreement check (off, flag, review, and "
+            "one_position: a one-token note prompt) with transcripts of up to this many "
+            "tokens (e.g. 32).",
         ),
     ] = None,
     curve: Annotated[
@@ -256,8 +257,10 @@ def _render_engine(report: dict[str, Any]) -> None:
             )
         notes = engine.get("note_check")
         if notes:
+            from inspector.bench.notes import MODES
+
             off = notes["modes"]["off"]
-            for mode in ("flag", "review", "one_position"):
+            for mode in MODES[1:]:  # each beside off
                 m = notes["modes"][mode]
                 console.print(
                     f"{image}, note check {mode} (transcripts ≤ {notes['transcript_tokens']} "
