@@ -33,6 +33,7 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.text import Text
 
+from inspector.codes import NOT_PRODUCED_WHY
 from inspector.errors import Code
 from inspector.protocol import (
     DefectFinding,
@@ -109,11 +110,9 @@ def _found(defects: Sequence[DefectFinding]) -> str:
 
 def not_produced_text(reason: str | None) -> str:
     """What the station says instead of a rationale that was not produced, by its reason."""
-    if reason == Code.RATIONALE_ENGINE_FAILED:
-        return "no rationale: the model failed while writing it"
-    if reason is None or reason == Code.RATIONALE_WORKER_LOST:
-        return "no rationale: the worker stopped before writing it"
-    return f"no rationale ({visible(reason)})"
+    # A rationale message without a reason comes from a worker that stopped.
+    why = NOT_PRODUCED_WHY.get(reason or Code.RATIONALE_WORKER_LOST)
+    return f"no rationale: {why}" if why else f"no rationale ({visible(reason or '')})"
 
 
 def block_letters(word: str) -> str:

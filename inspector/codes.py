@@ -23,6 +23,13 @@ class CodeDoc:
     example: str
 
 
+# What a station's board and the review app say of a rationale that was not produced, by
+# its reason; a reason not here is shown as its code.
+NOT_PRODUCED_WHY: dict[str, str] = {
+    Code.RATIONALE_WORKER_LOST: "the worker stopped before writing it",
+    Code.RATIONALE_ENGINE_FAILED: "the model failed while writing it (the verdict stands)",
+}
+
 CODES: dict[Code, CodeDoc] = {
     Code.PAYLOAD_TOO_LARGE: CodeDoc(
         "The request message is larger than limits.max_payload_bytes.",

@@ -10,8 +10,8 @@ from fastapi import Request
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from inspector.codes import NOT_PRODUCED_WHY
 from inspector.engine.identity import is_tiny_model
-from inspector.errors import Code
 from inspector.protocol import RationaleState
 from inspector.quality import BASE, served_name
 from inspector.review.hosts import Network, networks
@@ -29,20 +29,15 @@ RATIONALE_NOTES: dict[str, str] = {
     RationaleState.SKIPPED: "No rationale: the site's policy skips PASS verdicts",
     RationaleState.NOT_PRODUCED: "Rationale not produced",
 }
-NOT_PRODUCED_NOTES: dict[str, str] = {
-    Code.RATIONALE_WORKER_LOST: "Rationale not produced: the worker stopped before writing it",
-    Code.RATIONALE_ENGINE_FAILED: (
-        "Rationale not produced: the model failed while writing it (the verdict stands)"
-    ),
-}
 
 
 def rationale_note(verdict: Any) -> str | None:
     """What to show instead of `verdict`'s rationale, or None when it has one to show."""
     state = verdict.rationale_state
-    if state == RationaleState.NOT_PRODUCED and verdict.rationale_reason:
-        known = NOT_PRODUCED_NOTES.get(verdict.rationale_reason)
-        return known or f"{RATIONALE_NOTES[state]} ({verdict.rationale_reason})"
+    reason = verdict.rationale_reason
+    if state == RationaleState.NOT_PRODUCED and reason:
+        why = NOT_PRODUCED_WHY.get(reason)
+        return f"{RATIONALE_NOTES[state]}: {why}" if why else f"{RATIONALE_NOTES[state]} ({reason})"
     return RATIONALE_NOTES.get(state)
 
 
